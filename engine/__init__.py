@@ -1,0 +1,1 @@
+"""Visual furniture search engine: photo -> category -> similar catalogue products."""
