@@ -1,0 +1,215 @@
+"""Gradio app: photograph a piece of furniture, get the most similar catalogue products.
+
+Run with ``python app.py`` (port 7860; ``GRADIO_SERVER_NAME=0.0.0.0`` to listen on
+all interfaces). ``FURNITURE_GALLERY`` and ``FURNITURE_STORE`` point it at another
+catalogue and index folder. All logic lives in ``engine``; this file only wires
+it to the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from engine.backbones import BackboneUnavailableError
+from engine.catalog import CatalogError
+from engine.images import MAX_FILE_BYTES, ImageDecodeError
+from engine.index_store import CorruptIndexError, StaleIndexError
+from engine.indexing import index_catalog, index_is_current
+from engine.search import SearchEngine, SearchResponse, UnknownCategoryError
+
+ROOT = Path(__file__).resolve().parent
+GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
+STORE = Path(os.environ.get("FURNITURE_STORE", ROOT / "index_store" / "default")).resolve()
+EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
+USER_ERRORS = (ImageDecodeError, UnknownCategoryError, StaleIndexError, CorruptIndexError, BackboneUnavailableError)
+
+HOW_IT_WORKS = """
+**How it works.** Your photo is decoded (phone orientation applied, HEIC supported) and
+shrunk to the network's input size. An ImageNet-pretrained EfficientNet-Lite turns it into
+a 1280-number description of its look. A small classifier trained on the catalogue predicts
+the category; then the most similar catalogue photos of that category are found with a
+cosine vector index (usearch). When the category is unclear the runner-up, or every
+category, is searched too. Several photos of one product count once, by its best photo.
+Click a result to search for more like it.
+"""
+
+
+@dataclass
+class IndexState:
+    """The default index, built in the background on first start."""
+
+    engine: SearchEngine | None = None
+    done: int = 0
+    total: int = 0
+    error: str = ""
+
+
+state = IndexState()
+
+
+def prepare_index() -> None:
+    """Build or update the index if the catalogue changed, then load it."""
+
+    def progress(done: int, total: int) -> None:
+        state.done, state.total = done, total
+
+    try:
+        if not index_is_current(GALLERY, STORE):
+            index_catalog(GALLERY, STORE, progress=progress)
+        state.engine = SearchEngine.open(STORE, gallery=GALLERY)
+    except (CatalogError, BackboneUnavailableError, ValueError, OSError) as error:
+        state.error = f"The catalogue index could not be built: {error}"
+
+
+def index_status() -> str:
+    if state.error:
+        return f"⚠️ {state.error}"
+    if state.engine is None:
+        if state.total:
+            return f"⏳ Indexing the catalogue on first start: {state.done}/{state.total} images…"
+        return "⏳ Loading the catalogue index…"
+    products = len({item.product_id for item in state.engine.stored.items})
+    return f"Catalogue: {products} products in {len(state.engine.categories)} categories."
+
+
+def ready_engine() -> SearchEngine:
+    if state.engine is None:
+        raise gr.Error(index_status().lstrip("⏳⚠️ "), title="Not ready yet")
+    return state.engine
+
+
+def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
+    """Turn a response into the page's label, summary, gallery items and result rows."""
+    confidences = dict(sorted(response.probabilities.items(), key=lambda kv: -kv[1])[:3])
+    searched = "all categories" if response.searched == ["all"] else " and ".join(response.searched)
+    lines = [f"**Predicted: {response.category}** ({response.probabilities[response.category]:.0%}) · searched {searched}"]
+    if not response.close_match:
+        lines.append("**No close match in this catalogue.** These are the nearest items, but they do not look alike.")
+    lines += [f"- {note}" for note in response.notes if not note.startswith("no close match")]
+    items = [(r.path, f"{r.name} · {r.category} · {r.score:.2f}") for r in response.results]
+    return confidences, "\n".join(lines), items, [r.row for r in response.results]
+
+
+def search_photo(image_path: str | None, k: int, category: str):
+    """Search the uploaded / captured photo."""
+    if not image_path:
+        raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
+    try:
+        return render(ready_engine().search(image_path, k=int(k), category=category))
+    except USER_ERRORS as error:
+        raise gr.Error(str(error), title="Cannot search this image") from None
+
+
+def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData):
+    """Search again with a clicked result's catalogue photo."""
+    engine = ready_engine()
+    row = rows[selected.index]
+    return (str(engine.item_path(engine.stored.items[row])), *render(engine.search_item(row, k=int(k), category=category)))
+
+
+def credits_markdown() -> str:
+    """Attribution for the catalogue images, as their licences require."""
+    manifest = GALLERY / "manifest.csv"
+    if not manifest.is_file():
+        return "No attribution file (manifest.csv) in the catalogue."
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    lines = [f"Product images are renderings of 3D models; {len(rows)} products:"]
+    lines += [
+        f"- {row.get('name', row['product_id'])} — by {row.get('creator') or 'unknown'}, {row.get('license') or 'licence not stated'}"
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def example_photos(limit: int = 6) -> list[str]:
+    """A few held-out photos (never indexed), one per category where possible."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    picks = []
+    for category_dir in sorted(p for p in EXAMPLES_DIR.iterdir() if p.is_dir()):
+        photos = sorted(category_dir.glob("*.jpg"))
+        if photos:
+            picks.append(str(photos[len(photos) // 2]))
+    return picks[:limit]
+
+
+CSS = """
+#results .caption-label { white-space: normal; font-size: 0.8rem; }
+@media (max-width: 640px) { #query-image { max-height: 340px; } }
+"""
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="Visual furniture search") as demo:
+        gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.")
+        status = gr.Markdown(index_status())
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=280):
+                image = gr.Image(
+                    label="Your photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    elem_id="query-image",
+                    height=360,
+                )
+                with gr.Row():
+                    category = gr.Dropdown(["auto", "all"], value="auto", label="Category", min_width=120)
+                    k = gr.Slider(1, 24, value=8, step=1, label="Results", min_width=120)
+                button = gr.Button("Find similar", variant="primary")
+                if example_photos():
+                    gr.Examples(example_photos(), inputs=[image], label="Try a photo")
+            with gr.Column(scale=3, min_width=280):
+                confidences = gr.Label(label="Predicted category", num_top_classes=3)
+                summary = gr.Markdown()
+                gallery = gr.Gallery(
+                    label="Similar products (click one for more like it)",
+                    columns=[2, 3, 4],
+                    height="auto",
+                    object_fit="contain",
+                    allow_preview=False,
+                    elem_id="results",
+                )
+        rows = gr.State([])
+        with gr.Accordion("How it works", open=False):
+            gr.Markdown(HOW_IT_WORKS)
+        with gr.Accordion("Catalogue credits and licences", open=False):
+            gr.Markdown(credits_markdown())
+
+        outputs = [confidences, summary, gallery, rows]
+        button.click(search_photo, [image, k, category], outputs)
+        image.input(search_photo, [image, k, category], outputs)
+        gallery.select(more_like_this, [rows, k, category], [image, *outputs])
+
+        def refresh_status():
+            choices = ["auto", "all", *(state.engine.categories if state.engine else [])]
+            return index_status(), gr.Dropdown(choices=choices), gr.Timer(active=state.engine is None and not state.error)
+
+        timer = gr.Timer(1.0)
+        timer.tick(refresh_status, None, [status, category, timer], show_progress="hidden")
+        demo.load(refresh_status, None, [status, category, timer], show_progress="hidden")
+    return demo
+
+
+def main() -> None:
+    threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
+    demo = build_app()
+    # Two searches run at once (2 cores); the rest wait in a bounded queue instead of piling up.
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_FILE_BYTES,
+        allowed_paths=[str(GALLERY), str(EXAMPLES_DIR)],
+        css=CSS,
+    )
+
+
+if __name__ == "__main__":
+    main()

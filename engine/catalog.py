@@ -1,0 +1,142 @@
+"""Read a catalogue folder: which images belong to which product and category.
+
+A catalogue is a folder laid out as either
+
+    <category>/<image>                 one image = one product (id = file stem)
+    <category>/<product_id>/<images>   several images of one product
+
+with an optional ``manifest.csv`` or ``manifest.json`` at its root that adds
+per-product fields (``name``, ``url``, ``creator``, ``license``, ``source``).
+Files that are not images by extension are reported, never fatal; whether an
+image actually decodes is found out when it is embedded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+MANIFEST_FIELDS = ("name", "url", "creator", "license", "source")
+# Files a catalogue folder commonly holds that are not catalogue images and not worth reporting.
+IGNORED_NAMES = {"manifest.csv", "manifest.json", "README.md", "CREDITS.md", ".DS_Store", "Thumbs.db"}
+
+
+class CatalogError(ValueError):
+    """The catalogue folder cannot be used as given (missing, empty, malformed manifest)."""
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    """One catalogue image and the product it shows."""
+
+    product_id: str
+    category: str
+    path: str  # relative to the catalogue root, with forward slashes
+    name: str
+    url: str = ""
+    creator: str = ""
+    license: str = ""
+    source: str = ""
+
+
+@dataclass
+class Catalog:
+    """The result of scanning a catalogue folder."""
+
+    root: Path
+    items: list[CatalogItem]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({item.category for item in self.items})
+
+
+def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
+    """Per-product fields from manifest.csv or manifest.json, keyed by product id."""
+    csv_path, json_path = root / "manifest.csv", root / "manifest.json"
+    try:
+        if csv_path.is_file():
+            with csv_path.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        elif json_path.is_file():
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+            rows = data if isinstance(data, list) else [dict(v, product_id=k) for k, v in data.items()]
+        else:
+            return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error, AttributeError, TypeError) as error:
+        raise CatalogError(f"could not read the catalogue manifest in {root}: {error}") from error
+    manifest = {}
+    for row in rows:
+        if not isinstance(row, dict) or not row.get("product_id"):
+            raise CatalogError(f"every manifest row needs a 'product_id' (in {root}); got {row!r}")
+        manifest[str(row["product_id"])] = {key: str(value or "") for key, value in row.items()}
+    return manifest
+
+
+def _humanise(product_id: str) -> str:
+    return product_id.replace("_", " ").replace("-", " ").strip().capitalize() or product_id
+
+
+def scan_catalog(root: str | Path) -> Catalog:
+    """List the catalogue's images with their product and category.
+
+    Raises ``CatalogError`` when the folder does not exist or holds no images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogError(f"catalogue folder not found: {root}")
+    manifest = _read_manifest(root)
+    items: list[CatalogItem] = []
+    skipped: list[tuple[str, str]] = []
+    product_category: dict[str, str] = {}
+
+    for category_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        category = category_dir.name
+        for path in sorted(category_dir.rglob("*")):
+            relative = path.relative_to(root).as_posix()
+            if path.is_dir() or path.name in IGNORED_NAMES or path.name.startswith("."):
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append((relative, f"not an image file type ({path.suffix or 'no extension'})"))
+                continue
+            depth = len(path.relative_to(category_dir).parts)
+            if depth > 2:
+                skipped.append((relative, "too deeply nested; use <category>/<product_id>/<image>"))
+                continue
+            product_id = path.parent.name if depth == 2 else path.stem
+            if product_category.setdefault(product_id, category) != category:
+                raise CatalogError(
+                    f"product id {product_id!r} appears in two categories "
+                    f"({product_category[product_id]} and {category}); product ids must be unique"
+                )
+            fields = manifest.get(product_id, {})
+            items.append(
+                CatalogItem(
+                    product_id=product_id,
+                    category=category,
+                    path=relative,
+                    name=fields.get("name") or _humanise(product_id),
+                    **{key: fields.get(key, "") for key in MANIFEST_FIELDS if key != "name"},
+                )
+            )
+    for path in sorted(p for p in root.iterdir() if p.is_file() and p.name not in IGNORED_NAMES):
+        skipped.append((path.name, "images must be inside a <category>/ folder"))
+    if not items:
+        raise CatalogError(
+            f"no images found in {root}; expected <category>/<image> or <category>/<product_id>/<image>"
+        )
+    return Catalog(root=root, items=items, skipped=skipped)
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a file, used to tell which catalogue images changed since indexing."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,135 @@
+"""Command line: ``python -m engine index | search | info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.backbones import BACKBONES, BackboneUnavailableError
+from engine.catalog import IMAGE_SUFFIXES, CatalogError
+from engine.images import ImageDecodeError
+from engine.index_store import CorruptIndexError, IndexNotFoundError, StaleIndexError, read_meta
+from engine.indexing import index_catalog, index_is_current
+from engine.search import SearchEngine, UnknownCategoryError
+
+# Errors with messages written for users: printed without a traceback.
+USER_ERRORS = (
+    CatalogError,
+    IndexNotFoundError,
+    StaleIndexError,
+    CorruptIndexError,
+    BackboneUnavailableError,
+    UnknownCategoryError,
+    ImageDecodeError,
+    ValueError,
+)
+
+
+def progress_bar(done: int, total: int) -> None:
+    """A one-line progress bar on stderr."""
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\rembedding [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images", end=end, file=sys.stderr)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar)
+    print(f"indexed {report.images} images into {report.store} with {report.backbone} in {report.seconds:.1f} s")
+    print(f"  embedded {report.embedded}, reused {report.reused} unchanged, removed {report.removed}")
+    for category, images in report.images_per_category.items():
+        print(f"  {category:<12} {report.products_per_category[category]:>5} products {images:>6} images")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} files:")
+        for path, reason in report.skipped:
+            print(f"  {path}: {reason}")
+    return 0
+
+
+def query_paths(arguments: list[str]) -> list[tuple[str, Path]]:
+    """Expand folders into their image files; keep each query's path as the user gave it."""
+    queries = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            queries += [(str(p), p) for p in found]
+        else:
+            queries.append((argument, path))
+    return queries
+
+
+def run_search(args: argparse.Namespace) -> int:
+    engine = SearchEngine.open(args.store, gallery=args.gallery)
+    failures = 0
+    for shown, path in query_paths(args.images):
+        try:
+            line = engine.search(path, k=args.k, category=args.category).to_json(shown)
+        except ImageDecodeError as error:
+            failures += 1
+            line = {"query": shown, "error": str(error)}
+        print(json.dumps(line), flush=True)
+    return 1 if failures else 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    meta = read_meta(args.store)
+    backbone = meta["backbone"]
+    counts: dict[str, set] = {}
+    for item in meta["items"]:
+        counts.setdefault(item["category"], set()).add(item["product_id"])
+    print(f"store:     {args.store}")
+    print(f"created:   {meta['created']}")
+    print(f"backbone:  {backbone['name']} ({backbone['layer']} layer, {backbone['pooling']} pooling, "
+          f"{backbone['feature_dim']}-d, {backbone['preprocessing']['size']} px {backbone['preprocessing']['fit']})")
+    print(f"catalogue: {meta['gallery']}")
+    up_to_date = index_is_current(meta["gallery"], args.store)
+    print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
+    print(f"images:    {len(meta['items'])} ({len(meta['skipped'])} files skipped)")
+    for category in meta["categories"]:
+        images = sum(1 for item in meta["items"] if item["category"] == category)
+        print(f"  {category:<12} {len(counts.get(category, ())):>5} products {images:>6} images")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Visual furniture search.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="index (or update the index of) a catalogue folder")
+    index.add_argument("--gallery", required=True, help="catalogue folder: <category>/[<product_id>/]<image>")
+    index.add_argument("--store", required=True, help="folder to write the index to")
+    index.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the store's, else efficientnet_lite0")
+    index.set_defaults(run=run_index)
+
+    search = commands.add_parser("search", help="search images; prints one JSON object per query")
+    search.add_argument("--store", required=True)
+    search.add_argument("--k", type=int, default=10, help="number of products per query (default 10)")
+    search.add_argument("--category", default="auto", help="auto (default), all, or a category name")
+    search.add_argument("--gallery", help="where the catalogue images are, if moved since indexing")
+    search.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    search.set_defaults(run=run_search)
+
+    info = commands.add_parser("info", help="describe a store")
+    info.add_argument("--store", required=True)
+    info.set_defaults(run=run_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        status = args.run(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the previous index (if any) is untouched", file=sys.stderr)
+        return 130
+    if args.command == "search":
+        print(f"done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return status

@@ -1,0 +1,36 @@
+"""Turn decoded images into unit-length embedding vectors with a backbone."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.backbones import FeatureExtractor
+from engine.images import preprocess
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows so that a dot product is the cosine similarity."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def embed_batch(extractor: FeatureExtractor, batch: torch.Tensor) -> np.ndarray:
+    """Embed an already preprocessed batch [N, 3, S, S]; returns [N, D] unit vectors."""
+    with torch.inference_mode():
+        return normalise(extractor(batch).float().numpy())
+
+
+def embed_images(extractor: FeatureExtractor, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
+    """Embed RGB images; returns a float32 array [len(images), feature_dim] of unit vectors."""
+    prep = extractor.spec.preprocessing
+    chunks = [
+        embed_batch(extractor, preprocess(images[start : start + batch_size], prep))
+        for start in range(0, len(images), batch_size)
+    ]
+    if not chunks:
+        return np.zeros((0, extractor.spec.feature_dim), np.float32)
+    return np.concatenate(chunks)

@@ -1,0 +1,187 @@
+"""Search a store: photo -> category probabilities -> similar products.
+
+This is the engine's public API; the app and the CLI are thin layers over it::
+
+    engine = SearchEngine.open("index_store/default")
+    response = engine.search("photo.jpg", k=10, category="auto")
+    for result in response.results:
+        print(result.name, result.score)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from engine.backbones import FeatureExtractor, get_spec, load_backbone
+from engine.embed import embed_images
+from engine.images import load_image
+from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
+
+# Below this probability the predicted category is treated as unsure (runner-up searched too).
+UNSURE_PROBABILITY = 0.6
+# When the top two together stay below this, every category is searched.
+UNSURE_PAIR_PROBABILITY = 0.8
+# Cosine similarity under which even the best hit is not presented as similar.
+NO_MATCH_SIMILARITY = 0.45
+
+ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
+
+
+class UnknownCategoryError(ValueError):
+    """The requested category is not in the index."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One product found, represented by its most similar image."""
+
+    product_id: str
+    name: str
+    category: str
+    score: float  # cosine similarity of the best-matching image, 1.0 = identical
+    path: str  # that image's file path
+    row: int  # the image's row in the index, for "more like this"
+    url: str = ""
+    creator: str = ""
+    license: str = ""
+
+
+@dataclass
+class SearchResponse:
+    """The answer to one query."""
+
+    category: str  # predicted category
+    probabilities: dict[str, float]
+    searched: list[str]  # categories whose indexes were searched
+    results: list[SearchResult]
+    close_match: bool  # False when even the best hit is too far to call similar
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, query: str) -> dict:
+        """The CLI's JSON line for this response."""
+        return {
+            "query": query,
+            "category": self.category,
+            "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
+            "searched": self.searched,
+            "close_match": self.close_match,
+            "notes": self.notes,
+            "results": [
+                {"id": r.product_id, "name": r.name, "category": r.category, "score": round(r.score, 4), "path": r.path}
+                for r in self.results
+            ],
+        }
+
+
+def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[str], list[str]]:
+    """Which categories to search for ``mode`` ("auto", "all" or a category), and notes saying why."""
+    ranked = sorted(probabilities, key=probabilities.get, reverse=True)
+    if mode == "all":
+        return [ALL], ["searched all categories, as asked"]
+    if mode != "auto":
+        if mode not in probabilities:
+            raise UnknownCategoryError(f"unknown category {mode!r}; choose auto, all or one of: {', '.join(ranked)}")
+        return [mode], [f"searched {mode}, as asked"]
+    first = probabilities[ranked[0]]
+    if first >= UNSURE_PROBABILITY or len(ranked) == 1:
+        return [ranked[0]], []
+    second = probabilities[ranked[1]]
+    if first + second >= UNSURE_PAIR_PROBABILITY:
+        return ranked[:2], [f"unsure between {ranked[0]} ({first:.0%}) and {ranked[1]} ({second:.0%}): searched both"]
+    return [ALL], [f"category unclear (best guess {ranked[0]} at {first:.0%}): searched all categories"]
+
+
+class SearchEngine:
+    """A loaded store plus the backbone that built it."""
+
+    def __init__(self, stored: StoredIndex, extractor: FeatureExtractor, gallery: Path | None = None):
+        self.stored = stored
+        self.extractor = extractor
+        self.gallery = Path(gallery) if gallery else stored.gallery
+        per_product: dict[str, int] = {}
+        for item in stored.items:
+            per_product[item.product_id] = per_product.get(item.product_id, 0) + 1
+        # Search this many times k so that collapsing images into products still leaves k products.
+        self._oversample = max(per_product.values(), default=1)
+
+    @classmethod
+    def open(cls, store: str | Path, gallery: str | Path | None = None) -> SearchEngine:
+        """Load a store with the backbone recorded in its metadata.
+
+        ``gallery`` overrides where the catalogue images are (if it moved).
+        Raises ``IndexNotFoundError``, ``StaleIndexError``, ``CorruptIndexError``
+        or ``BackboneUnavailableError`` with an actionable message.
+        """
+        spec = get_spec(read_meta(store)["backbone"]["name"])
+        return cls(load_index(store, spec), load_backbone(spec.name), gallery)
+
+    @property
+    def categories(self) -> list[str]:
+        return self.stored.categories
+
+    def item_path(self, item: IndexedItem) -> Path:
+        return self.gallery / item.path
+
+    def embed(self, image: ImageInput) -> np.ndarray:
+        """Decode (any supported input) and embed one image; returns a unit vector."""
+        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size)
+        return embed_images(self.extractor, [decoded])[0]
+
+    def search(self, image: ImageInput, k: int = 10, category: str = "auto") -> SearchResponse:
+        """Find the ``k`` products most similar to ``image``.
+
+        ``category`` is "auto" (predict it, widen the search when unsure),
+        "all", or a category name. Raises ``ImageDecodeError`` for bad images.
+        """
+        return self.search_vector(self.embed(image), k, category)
+
+    def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
+        """"More like this": search with an indexed image's stored vector."""
+        return self.search_vector(self.stored.vectors[row], k, category)
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto") -> SearchResponse:
+        """Search with an already computed unit embedding."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        probabilities = dict(zip(self.categories, self.stored.classifier.predict_proba(vector)[0].tolist()))
+        predicted = max(probabilities, key=probabilities.get)
+        searched, notes = choose_categories(probabilities, category)
+        results = self._nearest_products(vector, searched, k)
+        close_match = bool(results) and results[0].score >= NO_MATCH_SIMILARITY
+        if results and not close_match:
+            notes.append(
+                f"no close match: the best hit has similarity {results[0].score:.2f}; "
+                "the items shown are the nearest, not similar"
+            )
+        return SearchResponse(predicted, probabilities, searched, results, close_match, notes)
+
+    def _nearest_products(self, vector: np.ndarray, searched: list[str], k: int) -> list[SearchResult]:
+        best: dict[str, SearchResult] = {}
+        for name in searched:
+            index = self.stored.indexes[name]
+            count = min(len(index), k * self._oversample)
+            if count == 0:
+                continue
+            matches = index.search(vector, count)
+            for row, distance in zip(matches.keys.tolist(), matches.distances.tolist()):
+                item = self.stored.items[row]
+                score = 1.0 - float(distance)
+                if item.product_id not in best or score > best[item.product_id].score:
+                    best[item.product_id] = SearchResult(
+                        product_id=item.product_id,
+                        name=item.name,
+                        category=item.category,
+                        score=score,
+                        path=str(self.item_path(item)),
+                        row=item.row,
+                        url=item.url,
+                        creator=item.creator,
+                        license=item.license,
+                    )
+        return sorted(best.values(), key=lambda r: r.score, reverse=True)[:k]
