@@ -1,0 +1,30 @@
+# Two commands: `make run` (set up and start the app) and `make test` (set up and run every test).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Offscreen OpenGL for the catalogue renderer (no display, no GPU).
+export PYOPENGL_PLATFORM := osmesa
+
+.PHONY: run test system-deps gallery bench-quality bench-speed
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+# Debian packages the tests need (headless Chromium, OSMesa), installed only when missing.
+system-deps:
+	@missing=$$(for p in $$(cat apt-packages.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; fi
+
+run: $(VENV)/.runtime
+	$(PY) app.py
+
+test: system-deps $(VENV)/.dev
+	$(PY) -m pytest

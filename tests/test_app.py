@@ -1,0 +1,130 @@
+"""End to end: the real app in a subprocess, queried over HTTP and in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import draw_furniture, make_gallery
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """Start app.py on a small catalogue with no index yet; yield (url, tmp folder)."""
+    root = tmp_path_factory.mktemp("app")
+    gallery = make_gallery(root / "gallery")
+    port = free_port()
+    env = dict(
+        os.environ,
+        FURNITURE_GALLERY=str(gallery),
+        FURNITURE_STORE=str(root / "store"),
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
+    log = open(root / "app.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert process.poll() is None, (root / "app.log").read_text()
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("app did not start:\n" + (root / "app.log").read_text())
+    yield url, root
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+def wait_until_indexed(client, photo, timeout=180):
+    """The first start builds the index in the background; searches say so until it is ready."""
+    from gradio_client import handle_file
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return client.predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo")
+        except Exception as error:  # gradio_client re-raises the app's gr.Error as AppError
+            if "Not ready" not in str(error) and "ndexing" not in str(error) and "Loading" not in str(error):
+                raise
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_search_through_gradio_client(app_server):
+    from gradio_client import Client, handle_file
+
+    url, root = app_server
+    photo = root / "query.jpg"
+    draw_furniture("lamp", (200, 40, 40), 1, size=600).save(photo)
+    client = Client(url, verbose=False)
+    confidences, summary, gallery = wait_until_indexed(client, photo)
+    assert confidences["label"] == "lamp"
+    assert "Predicted: lamp" in summary
+    assert len(gallery) == 4
+    assert all(" · lamp · " in item["caption"] for item in gallery)
+
+    bad = root / "bad.jpg"
+    bad.write_bytes(b"GIF89a broken")
+    with pytest.raises(Exception, match="damaged|incomplete|not a supported|could not"):
+        client.predict(handle_file(str(bad)), 4, "auto", api_name="/search_photo")
+
+
+def test_no_file_outside_the_catalogue_is_served(app_server):
+    url, _ = app_server
+    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "engine" / "search.py")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/gradio_api/file={path}", timeout=5)
+        assert refused.value.code in (403, 404)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (make test installs it)")
+def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
+    from gradio_client import Client
+    from playwright.sync_api import sync_playwright
+
+    url, root = app_server
+    photo = tmp_path / "chair.jpg"
+    draw_furniture("chair", (30, 90, 200), 0, size=500).save(photo)
+    wait_until_indexed(Client(url, verbose=False), photo)
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        for width, height in ((1280, 900), (390, 844)):  # desktop, phone
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.locator("#query-image input[type=file]").set_input_files(str(photo))
+            page.get_by_role("button", name="Find similar").click()
+            results = page.locator("#results img")
+            results.first.wait_for(timeout=60_000)
+            assert results.count() >= 4
+            assert "chair" in page.locator("#results").inner_text()
+            page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
+            page.close()
+        browser.close()

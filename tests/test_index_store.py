@@ -1,0 +1,108 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from engine import index_store
+from engine.backbones import get_spec
+from engine.classify import fit_classifier
+from engine.embed import normalise
+from engine.index_store import (
+    CorruptIndexError,
+    IndexedItem,
+    IndexNotFoundError,
+    StaleIndexError,
+    current_version,
+    load_index,
+    save_index,
+)
+
+SPEC = get_spec("efficientnet_lite0")
+
+
+def tiny_index(seed=0, count=6):
+    rng = np.random.default_rng(seed)
+    vectors = normalise(rng.standard_normal((count, SPEC.feature_dim)))
+    categories = ["bed", "lamp"] * (count // 2)
+    items = [
+        IndexedItem(row=i, product_id=f"p{i}", category=c, path=f"{c}/p{i}.jpg", name=f"P{i}", digest=f"d{i}")
+        for i, c in enumerate(categories)
+    ]
+    return items, vectors, fit_classifier(vectors, categories)
+
+
+def test_round_trip(tmp_path):
+    items, vectors, classifier = tiny_index()
+    save_index(tmp_path, SPEC, tmp_path / "gallery", items, vectors, classifier, [("x.txt", "not an image")])
+    loaded = load_index(tmp_path, SPEC)
+    assert loaded.items == items
+    np.testing.assert_array_equal(loaded.vectors, vectors)
+    assert loaded.categories == ["bed", "lamp"]
+    assert loaded.skipped == [("x.txt", "not an image")]
+    assert len(loaded.indexes["all"]) == 6
+    assert sorted(loaded.indexes["lamp"].search(vectors[1], 3).keys.tolist()) == [1, 3, 5]
+    assert loaded.indexes["lamp"].search(vectors[3], 1).keys[0] == 3
+
+
+def test_missing_store_says_how_to_build(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="python -m engine index"):
+        load_index(tmp_path / "none", SPEC)
+
+
+def test_index_of_another_backbone_is_refused(tmp_path):
+    items, vectors, classifier = tiny_index()
+    save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    with pytest.raises(StaleIndexError, match="efficientnet_lite0"):
+        load_index(tmp_path, get_spec("efficientnet_lite1"))
+    changed = dataclasses.replace(SPEC, pooling="max")
+    with pytest.raises(StaleIndexError, match="rebuild"):
+        load_index(tmp_path, changed)
+
+
+def test_crash_mid_write_keeps_previous_version(tmp_path, monkeypatch):
+    items, vectors, classifier = tiny_index(seed=0)
+    save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    live = current_version(tmp_path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    new_items, new_vectors, new_classifier = tiny_index(seed=1, count=4)
+    monkeypatch.setattr(index_store, "build_usearch", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_index(tmp_path, SPEC, tmp_path, new_items, new_vectors, new_classifier)
+    monkeypatch.undo()
+
+    assert current_version(tmp_path) == live
+    loaded = load_index(tmp_path, SPEC)
+    assert len(loaded.items) == 6
+    np.testing.assert_array_equal(loaded.vectors, vectors)
+
+
+def test_new_version_replaces_old_one(tmp_path):
+    items, vectors, classifier = tiny_index(seed=0)
+    first = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    items, vectors, classifier = tiny_index(seed=1, count=4)
+    second = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    assert not first.exists() and second.exists()
+    assert len(load_index(tmp_path, SPEC).items) == 4
+
+
+def test_damaged_files_are_reported(tmp_path):
+    items, vectors, classifier = tiny_index()
+    folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    (folder / "vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(CorruptIndexError, match="rebuild"):
+        load_index(tmp_path, SPEC)
+    (folder / "meta.json").write_text("{")
+    with pytest.raises(CorruptIndexError):
+        load_index(tmp_path, SPEC)
+
+
+def test_items_must_match_vectors(tmp_path):
+    items, vectors, classifier = tiny_index()
+    with pytest.raises(ValueError):
+        save_index(tmp_path, SPEC, tmp_path, items[:-1], vectors, classifier)
+    meta_files = list(tmp_path.rglob("meta.json"))
+    assert meta_files == [] or all(json.loads(p.read_text()) for p in meta_files)

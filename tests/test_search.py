@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.embed import normalise
+from engine.images import ImageDecodeError
+from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories
+
+
+def test_indexed_image_finds_itself_first(search_engine, built_store):
+    gallery, _ = built_store
+    response = search_engine.search(gallery / "lamp" / "lamp-2" / "view0.jpg", k=5)
+    top = response.results[0]
+    assert top.product_id == "lamp-2"
+    assert top.score == pytest.approx(1.0, abs=1e-3)
+    assert response.category == "lamp"
+    assert response.close_match
+    assert sum(response.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_api_accepts_pil_images_and_bytes(search_engine, built_store):
+    gallery, _ = built_store
+    path = gallery / "chair" / "chair-1" / "view1.jpg"
+    from_pil = search_engine.search(Image.open(path), k=3)
+    from_bytes = search_engine.search(path.read_bytes(), k=3)
+    assert from_pil.results[0].product_id == from_bytes.results[0].product_id == "chair-1"
+
+
+def test_products_are_collapsed_to_their_best_image(search_engine, built_store):
+    gallery, _ = built_store
+    response = search_engine.search(gallery / "table" / "table-0" / "view1.jpg", k=10, category="all")
+    ids = [r.product_id for r in response.results]
+    assert len(ids) == len(set(ids)) == 10
+    scores = [r.score for r in response.results]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_category_override(search_engine, built_store):
+    gallery, _ = built_store
+    query = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    forced = search_engine.search(query, k=4, category="chair")
+    assert forced.searched == ["chair"]
+    assert {r.category for r in forced.results} == {"chair"}
+    assert forced.category == "lamp"  # the prediction is still reported
+    everything = search_engine.search(query, k=12, category="all")
+    assert everything.searched == [ALL]
+    assert {r.category for r in everything.results} == {"chair", "lamp", "table"}
+    with pytest.raises(UnknownCategoryError, match="chair, |auto, all"):
+        search_engine.search(query, category="wardrobe")
+
+
+def test_more_like_this_uses_the_stored_vector(search_engine):
+    row = next(item.row for item in search_engine.stored.items if item.product_id == "table-2")
+    response = search_engine.search_item(row, k=3)
+    assert response.results[0].product_id == "table-2"
+    assert response.results[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_far_query_is_not_called_a_close_match(search_engine):
+    # A direction far from every catalogue vector: the nearest item is noise.
+    stored = search_engine.stored.vectors
+    far = -normalise(stored.mean(axis=0, keepdims=True))[0]
+    response = search_engine.search_vector(far, k=3)
+    assert not response.close_match
+    assert any("no close match" in note for note in response.notes)
+
+
+def test_bad_image_raises_decode_error(search_engine):
+    with pytest.raises(ImageDecodeError):
+        search_engine.search(b"this is not an image")
+
+
+def test_k_must_be_positive(search_engine):
+    with pytest.raises(ValueError):
+        search_engine.search_vector(np.zeros(search_engine.stored.vectors.shape[1], np.float32), k=0)
+
+
+@pytest.mark.parametrize(
+    "probabilities, mode, searched",
+    [
+        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "auto", ["bed"]),
+        ({"bed": 0.5, "lamp": 0.4, "sofa": 0.1}, "auto", ["bed", "lamp"]),
+        ({"bed": 0.4, "lamp": 0.3, "sofa": 0.3}, "auto", [ALL]),
+        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "all", [ALL]),
+        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "sofa", ["sofa"]),
+    ],
+)
+def test_unsure_predictions_widen_the_search(probabilities, mode, searched):
+    chosen, notes = choose_categories(probabilities, mode)
+    assert chosen == searched
+    if mode == "auto" and len(searched) > 1 or searched == [ALL]:
+        assert notes
+
+
+def test_open_missing_store_is_a_clear_error(tmp_path):
+    from engine.index_store import IndexNotFoundError
+
+    with pytest.raises(IndexNotFoundError, match="python -m engine index"):
+        SearchEngine.open(tmp_path / "nothing")
