@@ -40,6 +40,21 @@ Click a result to search for more like it.
 """
 
 
+class PhotoInput(gr.Image):
+    """An image input that hands the uploaded file over untouched.
+
+    gr.Image would open it with PIL first, turning a damaged upload into a generic
+    error; engine.images decodes it instead (fast draft decoding, clear messages).
+    """
+
+    is_template = True  # Gradio's convention for subclasses: render with the parent's (gr.Image) frontend
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url or "").startswith("data:"):
+            return super().preprocess(payload)
+        return payload.path
+
+
 @dataclass
 class IndexState:
     """The default index, built in the background on first start."""
@@ -142,7 +157,8 @@ def example_photos(limit: int = 6) -> list[str]:
 
 CSS = """
 #results .caption-label { white-space: normal; font-size: 0.8rem; }
-@media (max-width: 640px) { #query-image { max-height: 340px; } }
+/* Two result columns on a phone instead of four. */
+@media (max-width: 640px) { #results .grid-container { --grid-cols: 2 !important; } }
 """
 
 
@@ -152,7 +168,7 @@ def build_app() -> gr.Blocks:
         status = gr.Markdown(index_status())
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=280):
-                image = gr.Image(
+                image = PhotoInput(
                     label="Your photo",
                     type="filepath",
                     sources=["upload", "webcam", "clipboard"],
@@ -170,7 +186,7 @@ def build_app() -> gr.Blocks:
                 summary = gr.Markdown()
                 gallery = gr.Gallery(
                     label="Similar products (click one for more like it)",
-                    columns=[2, 3, 4],
+                    columns=4,
                     height="auto",
                     object_fit="contain",
                     allow_preview=False,

@@ -1,0 +1,50 @@
+"""Screenshot the running app after a search, at desktop and phone widths, in headless Chromium.
+
+    python scripts/screenshot_app.py --url http://127.0.0.1:7860 --photo PHOTO --out docs/
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot") -> list[Path]:
+    """Upload ``photo``, wait for results, save one full-page PNG per viewport; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for name, (width, height) in VIEWPORTS.items():
+            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+            page.goto(url)
+            page.locator("#query-image input[type=file]").set_input_files(str(photo))
+            page.get_by_role("button", name="Find similar").click()
+            page.locator("#results img").first.wait_for(timeout=120_000)
+            page.wait_for_timeout(1500)  # let thumbnails finish loading
+            path = out / f"{prefix}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+            saved.append(path)
+            page.close()
+        browser.close()
+    return saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:7860")
+    parser.add_argument("--photo", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--prefix", default="screenshot")
+    args = parser.parse_args()
+    for path in screenshot(args.url, args.photo, args.out, args.prefix):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
