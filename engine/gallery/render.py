@@ -240,7 +240,8 @@ def _to_pyrender(scene: trimesh.Scene) -> list[pyrender.Mesh]:
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue
         if isinstance(geom.visual, trimesh.visual.ColorVisuals) and geom.visual.kind is not None:
-            meshes.append(pyrender.Mesh.from_trimesh(geom, smooth=True))
+            # pyrender cannot smooth-shade per-face colours.
+            meshes.append(pyrender.Mesh.from_trimesh(geom, smooth=geom.visual.kind != "face"))
         else:
             # Smooth shading: upholstery is tessellated coarsely and looks
             # faceted otherwise; hard edges keep separate vertices in the OBJs.
