@@ -67,7 +67,10 @@ def run_search(args: argparse.Namespace) -> int:
     failures = 0
     for shown, path in query_paths(args.images):
         try:
-            line = engine.search(path, k=args.k, category=args.category).to_json(shown)
+            if args.regions:
+                line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category).to_json(shown)
+            else:
+                line = engine.search(path, k=args.k, category=args.category).to_json(shown)
         except ImageDecodeError as error:
             failures += 1
             line = {"query": shown, "error": str(error)}
@@ -110,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=int, default=10, help="number of products per query (default 10)")
     search.add_argument("--category", default="auto", help="auto (default), all, or a category name")
     search.add_argument("--gallery", help="where the catalogue images are, if moved since indexing")
+    search.add_argument("--regions", action="store_true",
+                        help="find each piece of furniture in the photo and search it on its own (adds \"regions\")")
+    search.add_argument("--max-regions", type=int, default=4, help="with --regions: at most this many (default 4)")
     search.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     search.set_defaults(run=run_search)
 

@@ -22,6 +22,7 @@ from engine.backbones import FeatureExtractor, get_spec, load_backbone
 from engine.embed import embed_images
 from engine.images import load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
+from engine.regions import Region, crop_region, is_product_shot, propose_regions
 
 # Below this probability the predicted category is treated as unsure (runner-up searched too).
 UNSURE_PROBABILITY = 0.6
@@ -77,6 +78,42 @@ class SearchResponse:
                 for r in self.results
             ],
         }
+
+
+@dataclass
+class RegionMatch:
+    """One region of a photo and the search made with its crop."""
+
+    region: Region
+    response: SearchResponse
+
+
+@dataclass
+class RegionSearch:
+    """The answer to a region search: the regions found, best first, each searched on its own.
+
+    ``product_shot`` is True when the photo was judged to show one dominant
+    product (see ``engine.regions.is_product_shot``); the single region then
+    spans the whole photo and its response is the plain whole-photo search.
+    """
+
+    product_shot: bool
+    matches: list[RegionMatch]
+
+    def to_json(self, query: str) -> dict:
+        """The CLI's JSON line: the best region's usual fields plus every region with its results."""
+        line = self.matches[0].response.to_json(query)
+        line["product_shot"] = self.product_shot
+        line["regions"] = [
+            {
+                "box": list(match.region.box),
+                "category": match.region.category,
+                "confidence": round(match.region.confidence, 4),
+                "results": match.response.to_json(query)["results"],
+            }
+            for match in self.matches
+        ]
+        return line
 
 
 def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[str], list[str]]:
@@ -140,6 +177,29 @@ class SearchEngine:
         "all", or a category name. Raises ``ImageDecodeError`` for bad images.
         """
         return self.search_vector(self.embed(image), k, category)
+
+    def search_regions(
+        self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto"
+    ) -> RegionSearch:
+        """Find the furniture in a (possibly cluttered) photo and search each piece on its own.
+
+        Each proposed region is cropped with a margin and searched like a photo
+        (``category`` as in ``search``; "auto" predicts it from the crop). A
+        product shot (one dominant object) is searched whole instead. Raises
+        ``ImageDecodeError`` for bad images.
+        """
+        decoded = load_image(image)
+        regions = propose_regions(self.extractor, self.stored.classifier, decoded, max_regions)
+        if is_product_shot(decoded, regions):
+            response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
+            whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])
+            return RegionSearch(True, [RegionMatch(whole, response)])
+        vectors = embed_images(self.extractor, [crop_region(decoded, region.box) for region in regions])
+        matches = []
+        for region, vector in zip(regions, vectors):
+            response = self.search_vector(vector, k, category)
+            matches.append(RegionMatch(Region(region.box, response.category, region.confidence), response))
+        return RegionSearch(False, matches)
 
     def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
         """"More like this": search with an indexed image's stored vector."""

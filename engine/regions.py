@@ -1,0 +1,214 @@
+"""Find the pieces of furniture in a cluttered photo: candidate regions with a box, a category and a confidence.
+
+Everything runs offline on the ImageNet backbone that embeds the catalogue:
+
+1. One backbone pass over the photo at ``PROPOSAL_SIDE`` px on its longer side
+   (aspect kept) gives the embedding layer's feature map, one 1280-d cell per
+   32 x 32 px.
+2. Objectness per cell: the backbone's own ImageNet classifier applied to each
+   cell (a class-activation map turned into probabilities); the probability
+   mass of the furniture classes (chairs, couch, beds, tables, lamps, ...)
+   says "furniture here" and is near 0 on walls, floors, rugs and plants.
+3. Every axis-aligned window of cells is scored. Its pooled feature (the same
+   average pooling as the embedding, via an integral image) is L2-normalised
+   and classified with the catalogue's ``CategoryClassifier``; its objectness
+   is the mean inside minus the mean in a ring around it, so that windows
+   hugging one object beat both fragments of it and windows spanning two.
+   score = objectness contrast x category probability.
+4. Greedy non-maximum suppression keeps the best, mutually distinct windows.
+
+The boxes are in pixels of the original photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.backbones import FeatureExtractor, imagenet_labels
+from engine.classify import CategoryClassifier
+from engine.embed import normalise
+
+# Longer side of the proposal pass; a multiple of the 32 px stride. 448 gives a 14-cell grid.
+PROPOSAL_SIDE = 448
+STRIDE = 32
+# ImageNet classes that are (or sit on) catalogue furniture; their summed probability is the objectness.
+FURNITURE_CLASSES = (
+    "barber chair", "folding chair", "rocking chair", "throne", "park bench",
+    "studio couch", "four-poster", "cradle", "crib", "bassinet", "quilt", "pillow",
+    "dining table", "desk", "table lamp", "lampshade", "spotlight",
+)
+# Windows overlapping a kept one by more than this IoU are dropped.
+NMS_IOU = 0.4
+# Regions below this share of the best region's score are not proposed.
+RELATIVE_SCORE = 0.25
+# Border cells an object may touch without being taken for background.
+BORDER_TOLERANCE = 3
+# Weight of "unlike the border" alone, for furniture ImageNet has no class for (e.g. stools, desks).
+IMAGENET_FLOOR = 0.3
+# A region covering this share of the photo makes it a product shot, searched whole.
+PRODUCT_SHOT_AREA = 0.4
+# Largest per-channel standard deviation (0-255) of a "plain" photo border, as in studio shots.
+PLAIN_BORDER_STD = 12.0
+# Context added around a region before it is searched, as a share of its width and height.
+CROP_MARGIN = 0.1
+# Cells count as furniture above this share of the photo's highest objectness.
+THRESHOLD = 0.35
+
+
+@dataclass(frozen=True)
+class Region:
+    """A candidate piece of furniture: a box (x0, y0, x1, y1) in photo pixels, its category and a confidence in [0, 1]."""
+
+    box: tuple[int, int, int, int]
+    category: str
+    confidence: float
+
+
+def _proposal_input(image: Image.Image, extractor: FeatureExtractor) -> tuple[torch.Tensor, float, float]:
+    """The photo resized to a multiple of the stride, normalised; plus the x and y scale back to the photo."""
+    width, height = image.size
+    scale = PROPOSAL_SIDE / max(width, height)
+    new_w = max(STRIDE, round(width * scale / STRIDE) * STRIDE)
+    new_h = max(STRIDE, round(height * scale / STRIDE) * STRIDE)
+    resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
+    prep = extractor.spec.preprocessing
+    batch = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div_(255.0)
+    batch = batch.sub_(torch.tensor(prep.mean).view(1, 3, 1, 1)).div_(torch.tensor(prep.std).view(1, 3, 1, 1))
+    return batch, width / new_w, height / new_h
+
+
+def _objectness(extractor: FeatureExtractor, cells: torch.Tensor) -> np.ndarray:
+    """Furniture likelihood per cell [h, w] from the cells' features [h, w, C].
+
+    The product of two cues: how unlike the photo's border the cell looks (walls
+    and floors reach the border, furniture rarely fills it) and the furniture
+    probability of the ImageNet classifier applied to the cell alone.
+    """
+    labels = imagenet_labels()
+    furniture = [labels.index(name) for name in FURNITURE_CLASSES]
+    probabilities = torch.softmax(extractor.classifier(cells), dim=-1)
+    imagenet = probabilities[..., furniture].sum(dim=-1).numpy()
+    unit = torch.nn.functional.normalize(cells, dim=-1)
+    border = torch.cat([unit[0], unit[-1], unit[1:-1, 0], unit[1:-1, -1]])
+    # Distance to the most similar border cell; ignoring the closest few tolerates an object touching the border.
+    similarity = torch.einsum("hwc,bc->hwb", unit, border)
+    nearest = similarity.topk(min(BORDER_TOLERANCE + 1, border.shape[0]), dim=-1).values[..., -1]
+    unlike_border = (1.0 - nearest).clamp(min=0).numpy()
+    return unlike_border / max(unlike_border.max(), 1e-6) * (IMAGENET_FLOOR + imagenet)
+
+
+def _windows(grid_h: int, grid_w: int) -> np.ndarray:
+    """Every window of whole cells as rows (y0, x0, y1, x1), end-exclusive."""
+    ys = [(y0, y1) for y0 in range(grid_h) for y1 in range(y0 + 1, grid_h + 1)]
+    xs = [(x0, x1) for x0 in range(grid_w) for x1 in range(x0 + 1, grid_w + 1)]
+    y = np.array(ys).repeat(len(xs), axis=0)
+    x = np.tile(np.array(xs), (len(ys), 1))
+    return np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1)
+
+
+def _box_sums(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Sums over (y0, x0, y1, x1) boxes of the map whose zero-padded integral image is ``integral``."""
+    y0, x0, y1, x1 = boxes.T
+    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+
+
+def _integral(values: np.ndarray) -> np.ndarray:
+    """Zero-padded 2-D cumulative sum over the first two axes."""
+    padded = np.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=np.float64)
+    padded[1:, 1:] = values.cumsum(0).cumsum(1)
+    return padded
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (y0, x0, y1, x1) box with many."""
+    ih = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iw = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ih * iw
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter)
+
+
+def propose_regions(
+    extractor: FeatureExtractor,
+    classifier: CategoryClassifier,
+    image: Image.Image,
+    max_regions: int = 4,
+) -> list[Region]:
+    """Candidate furniture regions in ``image`` (decoded RGB), best first, at most ``max_regions``.
+
+    Needs a backbone whose embedding is the average-pooled last feature map
+    (all EfficientNet-Lite variants and ResNet-50 are).
+    """
+    batch, scale_x, scale_y = _proposal_input(image, extractor)
+    with torch.inference_mode():
+        cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()  # [h, w, C]
+        objectness = _objectness(extractor, cells)
+    features = cells.numpy()
+    grid_h, grid_w = objectness.shape
+    windows = _windows(grid_h, grid_w)
+    areas = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).astype(np.float64)
+
+    pooled = _box_sums(_integral(features), windows) / areas[:, None]
+    probabilities = classifier.predict_proba(normalise(pooled.astype(np.float32)))
+    category_index = probabilities.argmax(axis=1)
+    category_probability = probabilities.max(axis=1)
+
+    # Mass of objectness above a threshold relative to the photo's peak: a window gains by
+    # covering furniture cells and loses by covering background, so the best window hugs one object.
+    threshold = THRESHOLD * objectness.max()
+    gain = _box_sums(_integral(objectness - threshold), windows)
+    inside = _box_sums(_integral(objectness), windows) / areas
+    scores = np.clip(gain, 0.0, None) * category_probability
+
+    regions: list[Region] = []
+    kept: list[int] = []
+    order = np.argsort(-scores)
+    best = scores[order[0]]
+    for index in order:
+        if len(kept) == max_regions or scores[index] < RELATIVE_SCORE * best or scores[index] <= 0:
+            break
+        if kept and _iou(windows[index], windows[kept]).max() > NMS_IOU:
+            continue
+        kept.append(index)
+        y0, x0, y1, x1 = windows[index] * STRIDE
+        box = (round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y))
+        regions.append(Region(box, classifier.categories[category_index[index]], float(category_probability[index] * inside[index])))
+    return regions
+
+
+def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
+    """Whether the photo shows one dominant product, to be searched whole rather than by region.
+
+    The rule: no region was found; or the best region covers at least
+    ``PRODUCT_SHOT_AREA`` of the photo; or the photo's border is plain (a studio
+    or cut-out shot, like the catalogue's own) and no other region reaches half
+    the best one's confidence.
+    """
+    if not regions:
+        return True
+    x0, y0, x1, y1 = regions[0].box
+    if (x1 - x0) * (y1 - y0) >= PRODUCT_SHOT_AREA * image.width * image.height:
+        return True
+    runners_up = [r for r in regions[1:] if r.confidence >= 0.5 * regions[0].confidence]
+    return not runners_up and _plain_border(image)
+
+
+def _plain_border(image: Image.Image) -> bool:
+    """Whether the outer band of the photo is nearly one flat colour."""
+    small = np.asarray(image.convert("RGB").resize((64, 64), Image.BILINEAR), dtype=np.float32)
+    band = np.concatenate([small[:3].reshape(-1, 3), small[-3:].reshape(-1, 3),
+                           small[3:-3, :3].reshape(-1, 3), small[3:-3, -3:].reshape(-1, 3)])
+    return float(band.std(axis=0).max()) < PLAIN_BORDER_STD
+
+
+def crop_region(image: Image.Image, box: tuple[int, int, int, int], margin: float = CROP_MARGIN) -> Image.Image:
+    """The box cut out of ``image`` with ``margin`` of its size added on each side (the backbone likes some context)."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return image.crop((max(0, round(x0 - dx)), max(0, round(y0 - dy)),
+                       min(image.width, round(x1 + dx)), min(image.height, round(y1 + dy))))

@@ -1,0 +1,77 @@
+"""Region proposal and region search on scenes composed from the test catalogue's drawings."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.scenes import box_iou, draw_room, paste_cutout
+from engine.cli import main
+from engine.regions import crop_region, is_product_shot, propose_regions
+from tests.conftest import draw_furniture, product_colour
+
+
+def drawing_cutout(category: str, colour: tuple[int, int, int], size: int) -> Image.Image:
+    """A drawing of the test catalogue as an RGBA cut-out (white is transparent), cropped to the drawing."""
+    drawing = draw_furniture(category, colour, 0, size=size)
+    alpha = Image.fromarray(((np.asarray(drawing).min(axis=2) < 240) * 255).astype(np.uint8))
+    cutout = drawing.convert("RGBA")
+    cutout.putalpha(alpha)
+    return cutout.crop(alpha.getbbox())
+
+
+def compose(objects: list[tuple[str, int, tuple[int, int], int]]) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A drawn room with (category, product, feet position, size) drawings pasted in; returns it and their boxes."""
+    room, _ = draw_room(random.Random(3), size=(800, 600))
+    boxes = []
+    for category, product, feet, size in objects:
+        colour = product_colour(["chair", "lamp", "table"].index(category), product)
+        boxes.append(paste_cutout(room, drawing_cutout(category, colour, size), feet))
+    return room, boxes
+
+
+def test_a_lamp_in_a_room_is_found(search_engine):
+    room, (box,) = compose([("lamp", 2, (560, 560), 460)])
+    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, room)
+    assert regions and all(0 <= r.confidence <= 1 for r in regions)
+    assert max(box_iou(box, r.box) for r in regions) >= 0.5
+    assert not is_product_shot(room, regions)
+
+
+def test_a_single_centred_product_is_a_product_shot(search_engine):
+    photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
+    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, photo)
+    assert is_product_shot(photo, regions)
+    result = search_engine.search_regions(photo, k=3)
+    assert result.product_shot and len(result.matches) == 1
+    assert result.matches[0].region.box == (0, 0, 400, 400)
+    whole = search_engine.search(photo, k=3)
+    assert [r.product_id for r in result.matches[0].response.results] == [r.product_id for r in whole.results]
+
+
+def test_crop_region_adds_a_margin_inside_the_photo():
+    image = Image.new("RGB", (200, 100))
+    assert crop_region(image, (50, 20, 150, 80), margin=0.1).size == (120, 72)
+    assert crop_region(image, (0, 0, 200, 100), margin=0.1).size == (200, 100)
+
+
+def test_cli_regions_json_shape(built_store, tmp_path, capsys):
+    _, store = built_store
+    room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (200, 560), 420)])
+    query = tmp_path / "room.jpg"
+    room.save(query)
+    assert main(["search", "--store", str(store), "--k", "3", "--regions", "--max-regions", "3", str(query)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert {"query", "category", "probabilities", "searched", "close_match", "notes", "results", "regions"} <= set(line)
+    assert 1 <= len(line["regions"]) <= 3
+    for region in line["regions"]:
+        assert set(region) == {"box", "category", "confidence", "results"}
+        x0, y0, x1, y1 = region["box"]
+        assert 0 <= x0 < x1 <= 800 and 0 <= y0 < y1 <= 600
+        assert region["category"] in {"chair", "lamp", "table"}
+        assert len(region["results"]) == 3
+        assert set(region["results"][0]) == {"id", "name", "category", "score", "path"}
+    assert line["results"] == line["regions"][0]["results"]
