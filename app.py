@@ -18,9 +18,10 @@ import gradio as gr
 
 from engine.backbones import BackboneUnavailableError
 from engine.catalog import CatalogError
-from engine.images import MAX_FILE_BYTES, ImageDecodeError
+from engine.images import MAX_FILE_BYTES, ImageDecodeError, load_image
 from engine.index_store import CorruptIndexError, StaleIndexError
 from engine.indexing import index_catalog, index_is_current
+from engine.regions import crop_region
 from engine.search import SearchEngine, SearchResponse, UnknownCategoryError
 
 ROOT = Path(__file__).resolve().parent
@@ -37,7 +38,15 @@ the category; then the most similar catalogue photos of that category are found 
 cosine vector index (usearch). When the category is unclear the runner-up, or every
 category, is searched too. Several photos of one product count once, by its best photo.
 Click a result to search for more like it.
+
+**Several pieces in one photo.** The same network, run once on a larger copy of the photo,
+marks where furniture is (cells unlike the photo's border that its ImageNet classes call
+furniture) and which category each box looks like. Each box is searched on its own; the
+best one is shown first and you can pick another. A photo of one product filling the frame,
+or on a plain background, is searched whole.
 """
+
+WHOLE_PHOTO = "Whole photo"
 
 
 class PhotoInput(gr.Image):
@@ -121,6 +130,53 @@ def search_photo(image_path: str | None, k: int, category: str):
         raise gr.Error(str(error), title="Cannot search this image") from None
 
 
+def region_label(number: int, category: str, confidence: float) -> str:
+    return f"{number}. {category} ({confidence:.0%})"
+
+
+def find_regions(image_path: str | None, k: int, category: str):
+    """Find the pieces of furniture in the photo; search the best one, unless it is a product shot.
+
+    Runs after the whole-photo search; leaves its results alone for a product shot.
+    """
+    hidden = (gr.AnnotatedImage(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [])
+    if not image_path or state.engine is None:
+        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    try:
+        found = state.engine.search_regions(image_path, k=int(k), category=category)
+    except USER_ERRORS:
+        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    if found.product_shot:
+        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    labels = [region_label(i, m.region.category, m.region.confidence) for i, m in enumerate(found.matches, 1)]
+    boxes = [m.region.box for m in found.matches]
+    return (
+        gr.AnnotatedImage(value=(image_path, list(zip(boxes, labels))), visible=True),
+        gr.Radio(choices=[*labels, WHOLE_PHOTO], value=labels[0], visible=True),
+        boxes,
+        *render(found.matches[0].response),
+    )
+
+
+def picked_box(selected: gr.SelectData) -> str:
+    """The list entry of the box clicked on the marked photo (its label)."""
+    return selected.value
+
+
+def search_region(image_path: str | None, boxes: list, choice: str, k: int, category: str):
+    """Search the region picked in the list (or by clicking the marked photo), or the whole photo."""
+    if not image_path or not boxes or not choice:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    engine = ready_engine()
+    try:
+        if choice == WHOLE_PHOTO:
+            return render(engine.search(image_path, k=int(k), category=category))
+        box = boxes[int(choice.split(".", 1)[0]) - 1]
+        return render(engine.search(crop_region(load_image(image_path), tuple(box)), k=int(k), category=category))
+    except USER_ERRORS as error:
+        raise gr.Error(str(error), title="Cannot search this image") from None
+
+
 def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData):
     """Search again with a clicked result's catalogue photo."""
     engine = ready_engine()
@@ -179,6 +235,10 @@ def build_app() -> gr.Blocks:
                     category = gr.Dropdown(["auto", "all"], value="auto", label="Category", min_width=120)
                     k = gr.Slider(1, 24, value=8, step=1, label="Results", min_width=120)
                 button = gr.Button("Find similar", variant="primary")
+                marked = gr.AnnotatedImage(
+                    label="Furniture found (click a box to search it)", visible=False, height=300, elem_id="regions"
+                )
+                region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
                 if example_photos():
                     gr.Examples(example_photos(), inputs=[image], label="Try a photo")
             with gr.Column(scale=3, min_width=280):
@@ -193,14 +253,19 @@ def build_app() -> gr.Blocks:
                     elem_id="results",
                 )
         rows = gr.State([])
+        boxes = gr.State([])
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Accordion("Catalogue credits and licences", open=False):
             gr.Markdown(credits_markdown())
 
         outputs = [confidences, summary, gallery, rows]
-        button.click(search_photo, [image, k, category], outputs)
-        image.input(search_photo, [image, k, category], outputs)
+        # Whole-photo search first (quick, and the API's /search_photo), then the regions refine it.
+        region_outputs = [marked, region, boxes, *outputs]
+        button.click(search_photo, [image, k, category], outputs).then(find_regions, [image, k, category], region_outputs)
+        image.input(search_photo, [image, k, category], outputs).then(find_regions, [image, k, category], region_outputs)
+        region.input(search_region, [image, boxes, region, k, category], outputs)
+        marked.select(picked_box, None, region).then(search_region, [image, boxes, region, k, category], outputs)
         gallery.select(more_like_this, [rows, k, category], [image, *outputs])
 
         def refresh_status():

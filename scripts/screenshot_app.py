@@ -14,8 +14,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
-def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot") -> list[Path]:
-    """Upload ``photo``, wait for results, save one full-page PNG per viewport; returns their paths."""
+def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", regions: bool = False) -> list[Path]:
+    """Upload ``photo``, wait for results (and the marked regions if ``regions``), save one full-page PNG
+    per viewport; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with sync_playwright() as playwright:
@@ -26,6 +27,8 @@ def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot") -> 
             page.locator("#query-image input[type=file]").set_input_files(str(photo))
             page.get_by_role("button", name="Find similar").click()
             page.locator("#results img").first.wait_for(timeout=120_000)
+            if regions:
+                page.locator("#regions img").first.wait_for(timeout=120_000)
             page.wait_for_timeout(1500)  # let thumbnails finish loading
             path = out / f"{prefix}-{name}.png"
             page.screenshot(path=str(path), full_page=True)
@@ -41,8 +44,9 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--prefix", default="screenshot")
+    parser.add_argument("--regions", action="store_true", help="also wait for the furniture found in the photo")
     args = parser.parse_args()
-    for path in screenshot(args.url, args.photo, args.out, args.prefix):
+    for path in screenshot(args.url, args.photo, args.out, args.prefix, args.regions):
         print(path)
 
 
