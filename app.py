@@ -111,7 +111,7 @@ def ready_engine() -> SearchEngine:
 def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
     """Turn a response into the page's label, summary, gallery items and result rows."""
     confidences = dict(sorted(response.probabilities.items(), key=lambda kv: -kv[1])[:3])
-    searched = "all categories" if response.searched == ["all"] else " and ".join(response.searched)
+    searched = "all categories" if response.searched == ["all"] else ", ".join(response.searched)
     lines = [f"**Predicted: {response.category}** ({response.probabilities[response.category]:.0%}) · searched {searched}"]
     if not response.close_match:
         lines.append("**No close match in this catalogue.** These are the nearest items, but they do not look alike.")

@@ -76,20 +76,27 @@ def test_k_must_be_positive(search_engine):
 
 
 @pytest.mark.parametrize(
-    "probabilities, mode, searched",
+    "probabilities, mode, searched, unsure",
     [
-        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "auto", ["bed"]),
-        ({"bed": 0.5, "lamp": 0.4, "sofa": 0.1}, "auto", ["bed", "lamp"]),
-        ({"bed": 0.4, "lamp": 0.3, "sofa": 0.3}, "auto", [ALL]),
-        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "all", [ALL]),
-        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "sofa", ["sofa"]),
+        ({"bed": 0.97, "lamp": 0.02, "sofa": 0.01}, "auto", ["bed", "lamp"], False),
+        ({"bed": 0.5, "lamp": 0.4, "sofa": 0.1}, "auto", ["bed", "lamp", "sofa"], True),
+        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "all", [ALL], False),
+        ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "sofa", ["sofa"], False),
     ],
 )
-def test_unsure_predictions_widen_the_search(probabilities, mode, searched):
+def test_auto_searches_every_likely_category(probabilities, mode, searched, unsure):
     chosen, notes = choose_categories(probabilities, mode)
     assert chosen == searched
-    if mode == "auto" and len(searched) > 1 or searched == [ALL]:
-        assert notes
+    assert any("unsure" in note for note in notes) == unsure
+
+
+def test_category_prior_ranks_the_predicted_category_first(search_engine):
+    # The mean of the lamps' vectors: lamp results first, and the prediction says lamp.
+    lamps = [item.row for item in search_engine.stored.items if item.category == "lamp"]
+    centre = normalise(search_engine.stored.vectors[lamps].mean(axis=0, keepdims=True))[0]
+    response = search_engine.search_vector(centre, k=4)
+    assert response.category == "lamp"
+    assert [r.category for r in response.results] == ["lamp"] * 4
 
 
 def test_open_missing_store_is_a_clear_error(tmp_path):
