@@ -28,35 +28,27 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.backbones import FeatureExtractor, imagenet_labels
+from engine.backbones import FeatureExtractor
 from engine.classify import CategoryClassifier
 from engine.embed import normalise
 
 # Longer side of the proposal pass; a multiple of the 32 px stride. 448 gives a 14-cell grid.
 PROPOSAL_SIDE = 448
 STRIDE = 32
-# ImageNet classes that are (or sit on) catalogue furniture; their summed probability is the objectness.
-FURNITURE_CLASSES = (
-    "barber chair", "folding chair", "rocking chair", "throne", "park bench",
-    "studio couch", "four-poster", "cradle", "crib", "bassinet", "quilt", "pillow",
-    "dining table", "desk", "table lamp", "lampshade", "spotlight",
-)
 # Windows overlapping a kept one by more than this IoU are dropped.
 NMS_IOU = 0.4
 # Regions below this share of the best region's score are not proposed.
 RELATIVE_SCORE = 0.25
 # Border cells an object may touch without being taken for background.
 BORDER_TOLERANCE = 3
-# Weight of "unlike the border" alone, for furniture ImageNet has no class for (e.g. stools, desks).
-IMAGENET_FLOOR = 0.3
-# A region covering this share of the photo makes it a product shot, searched whole.
-PRODUCT_SHOT_AREA = 0.4
 # Largest per-channel standard deviation (0-255) of a "plain" photo border, as in studio shots.
 PLAIN_BORDER_STD = 12.0
 # Context added around a region before it is searched, as a share of its width and height.
 CROP_MARGIN = 0.1
-# Cells count as furniture above this share of the photo's highest objectness.
-THRESHOLD = 0.35
+# Width in cells of the ring around a window whose objectness it must exceed.
+RING = 1
+# Windows with the highest objectness contrast that are pooled and classified; the rest cannot win.
+CANDIDATES = 400
 
 
 @dataclass(frozen=True)
@@ -81,24 +73,26 @@ def _proposal_input(image: Image.Image, extractor: FeatureExtractor) -> tuple[to
     return batch, width / new_w, height / new_h
 
 
-def _objectness(extractor: FeatureExtractor, cells: torch.Tensor) -> np.ndarray:
-    """Furniture likelihood per cell [h, w] from the cells' features [h, w, C].
+def _objectness(cells: torch.Tensor, catalogue: np.ndarray) -> np.ndarray:
+    """Furniture likelihood per cell [h, w] in [0, 1] from the cells' features [h, w, C].
 
     The product of two cues: how unlike the photo's border the cell looks (walls
-    and floors reach the border, furniture rarely fills it) and the furniture
-    probability of the ImageNet classifier applied to the cell alone.
+    and floors reach the border, furniture rarely fills it) and how much the cell
+    looks like furniture: its best cosine similarity to any catalogue image
+    (``catalogue``: unit embeddings [N, C]), above the photo's median cell. The
+    catalogue knows its own products far better than ImageNet's few furniture
+    classes do (those gave 32% box recall on the dev scenes against 45%).
     """
-    labels = imagenet_labels()
-    furniture = [labels.index(name) for name in FURNITURE_CLASSES]
-    probabilities = torch.softmax(extractor.classifier(cells), dim=-1)
-    imagenet = probabilities[..., furniture].sum(dim=-1).numpy()
     unit = torch.nn.functional.normalize(cells, dim=-1)
     border = torch.cat([unit[0], unit[-1], unit[1:-1, 0], unit[1:-1, -1]])
     # Distance to the most similar border cell; ignoring the closest few tolerates an object touching the border.
     similarity = torch.einsum("hwc,bc->hwb", unit, border)
     nearest = similarity.topk(min(BORDER_TOLERANCE + 1, border.shape[0]), dim=-1).values[..., -1]
     unlike_border = (1.0 - nearest).clamp(min=0).numpy()
-    return unlike_border / max(unlike_border.max(), 1e-6) * (IMAGENET_FLOOR + imagenet)
+    best = (unit.numpy() @ catalogue.T).max(axis=-1)
+    furniture = np.clip(best - np.median(best), 0.0, None)
+    objectness = unlike_border * furniture
+    return objectness / max(float(objectness.max()), 1e-6)
 
 
 def _windows(grid_h: int, grid_w: int) -> np.ndarray:
@@ -137,40 +131,52 @@ def propose_regions(
     extractor: FeatureExtractor,
     classifier: CategoryClassifier,
     image: Image.Image,
+    catalogue: np.ndarray,
     max_regions: int = 4,
 ) -> list[Region]:
     """Candidate furniture regions in ``image`` (decoded RGB), best first, at most ``max_regions``.
 
+    ``catalogue`` holds the catalogue's unit embeddings [N, C] (see ``_objectness``).
     Needs a backbone whose embedding is the average-pooled last feature map
     (all EfficientNet-Lite variants and ResNet-50 are).
     """
     batch, scale_x, scale_y = _proposal_input(image, extractor)
     with torch.inference_mode():
         cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()  # [h, w, C]
-        objectness = _objectness(extractor, cells)
-    features = cells.numpy()
+        objectness = _objectness(cells, catalogue)
     grid_h, grid_w = objectness.shape
     windows = _windows(grid_h, grid_w)
     areas = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).astype(np.float64)
 
-    pooled = _box_sums(_integral(features), windows) / areas[:, None]
+    # Contrast: mean objectness inside minus in a one-cell ring around, so that a window
+    # hugging one object beats both its fragments and windows spanning two objects.
+    # The sqrt(area) factor breaks ties towards whole objects without drowning small ones.
+    integral = _integral(objectness)
+    inside = _box_sums(integral, windows) / areas
+    outer = np.stack([np.maximum(windows[:, 0] - RING, 0), np.maximum(windows[:, 1] - RING, 0),
+                      np.minimum(windows[:, 2] + RING, grid_h), np.minimum(windows[:, 3] + RING, grid_w)], axis=1)
+    ring_area = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1]) - areas
+    ring = (_box_sums(integral, outer) - inside * areas) / np.maximum(ring_area, 1.0)
+    contrast = np.clip(inside - ring, 0.0, None) * np.sqrt(areas)
+
+    # Pool and classify only the windows that can still win: the category probability is at most 1.
+    candidates = np.argsort(-contrast)[:CANDIDATES]
+    candidates = candidates[contrast[candidates] > 0]
+    if candidates.size == 0:
+        return []
+    windows, inside = windows[candidates], inside[candidates]
+    pooled = _box_sums(_integral(cells.numpy()), windows) / areas[candidates, None]
     probabilities = classifier.predict_proba(normalise(pooled.astype(np.float32)))
     category_index = probabilities.argmax(axis=1)
     category_probability = probabilities.max(axis=1)
-
-    # Mass of objectness above a threshold relative to the photo's peak: a window gains by
-    # covering furniture cells and loses by covering background, so the best window hugs one object.
-    threshold = THRESHOLD * objectness.max()
-    gain = _box_sums(_integral(objectness - threshold), windows)
-    inside = _box_sums(_integral(objectness), windows) / areas
-    scores = np.clip(gain, 0.0, None) * category_probability
+    scores = contrast[candidates] * category_probability
 
     regions: list[Region] = []
     kept: list[int] = []
     order = np.argsort(-scores)
     best = scores[order[0]]
     for index in order:
-        if len(kept) == max_regions or scores[index] < RELATIVE_SCORE * best or scores[index] <= 0:
+        if len(kept) == max_regions or scores[index] < RELATIVE_SCORE * best:
             break
         if kept and _iou(windows[index], windows[kept]).max() > NMS_IOU:
             continue
@@ -184,18 +190,25 @@ def propose_regions(
 def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
     """Whether the photo shows one dominant product, to be searched whole rather than by region.
 
-    The rule: no region was found; or the best region covers at least
-    ``PRODUCT_SHOT_AREA`` of the photo; or the photo's border is plain (a studio
-    or cut-out shot, like the catalogue's own) and no other region reaches half
-    the best one's confidence.
+    The rule: no region was found; or the photo's border is plain (a studio or
+    cut-out shot, like the catalogue's own) and no other region reaches half the
+    best one's confidence, apart from regions mostly overlapping it (parts of the
+    same object). Size alone says nothing: the best-scoring window in a room is
+    often a large one, and a sofa seen close up has the room beside it.
     """
     if not regions:
         return True
-    x0, y0, x1, y1 = regions[0].box
-    if (x1 - x0) * (y1 - y0) >= PRODUCT_SHOT_AREA * image.width * image.height:
-        return True
-    runners_up = [r for r in regions[1:] if r.confidence >= 0.5 * regions[0].confidence]
+    best = regions[0]
+    runners_up = [r for r in regions[1:] if r.confidence >= 0.5 * best.confidence and _overlap(r.box, best.box) < 0.5]
     return not runners_up and _plain_border(image)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection of two (x0, y0, x1, y1) boxes over the smaller one's area."""
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / max(smaller, 1)
 
 
 def _plain_border(image: Image.Image) -> bool:

@@ -35,7 +35,7 @@ def compose(objects: list[tuple[str, int, tuple[int, int], int]]) -> tuple[Image
 
 def test_a_lamp_in_a_room_is_found(search_engine):
     room, (box,) = compose([("lamp", 2, (560, 560), 460)])
-    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, room)
+    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, room, search_engine.stored.vectors)
     assert regions and all(0 <= r.confidence <= 1 for r in regions)
     assert max(box_iou(box, r.box) for r in regions) >= 0.5
     assert not is_product_shot(room, regions)
@@ -43,7 +43,7 @@ def test_a_lamp_in_a_room_is_found(search_engine):
 
 def test_a_single_centred_product_is_a_product_shot(search_engine):
     photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
-    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, photo)
+    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, photo, search_engine.stored.vectors)
     assert is_product_shot(photo, regions)
     result = search_engine.search_regions(photo, k=3)
     assert result.product_shot and len(result.matches) == 1
