@@ -198,7 +198,7 @@ class SearchEngine:
         ``ImageDecodeError`` for bad images.
         """
         decoded = load_image(image)
-        regions = propose_regions(self.extractor, self.stored.classifier, decoded, max_regions)
+        regions = propose_regions(self.extractor, self.stored.classifier, decoded, self.stored.vectors, max_regions)
         if is_product_shot(decoded, regions):
             response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
             whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])
