@@ -22,7 +22,7 @@ The boxes are in pixels of the original photo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,11 +53,17 @@ CANDIDATES = 400
 
 @dataclass(frozen=True)
 class Region:
-    """A candidate piece of furniture: a box (x0, y0, x1, y1) in photo pixels, its category and a confidence in [0, 1]."""
+    """A candidate piece of furniture: a box (x0, y0, x1, y1) in photo pixels, its category and a confidence in [0, 1].
+
+    ``embedding`` is the region's unit embedding, average-pooled from the proposal
+    pass's feature map (as the catalogue's are from theirs), or None where the
+    region was not proposed (a whole photo).
+    """
 
     box: tuple[int, int, int, int]
     category: str
     confidence: float
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def _proposal_input(image: Image.Image, extractor: FeatureExtractor) -> tuple[torch.Tensor, float, float]:
@@ -165,8 +171,8 @@ def propose_regions(
     if candidates.size == 0:
         return []
     windows, inside = windows[candidates], inside[candidates]
-    pooled = _box_sums(_integral(cells.numpy()), windows) / areas[candidates, None]
-    probabilities = classifier.predict_proba(normalise(pooled.astype(np.float32)))
+    pooled = normalise((_box_sums(_integral(cells.numpy()), windows) / areas[candidates, None]).astype(np.float32))
+    probabilities = classifier.predict_proba(pooled)
     category_index = probabilities.argmax(axis=1)
     category_probability = probabilities.max(axis=1)
     scores = contrast[candidates] * category_probability
@@ -183,7 +189,8 @@ def propose_regions(
         kept.append(index)
         y0, x0, y1, x1 = windows[index] * STRIDE
         box = (round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y))
-        regions.append(Region(box, classifier.categories[category_index[index]], float(category_probability[index] * inside[index])))
+        category = classifier.categories[category_index[index]]
+        regions.append(Region(box, category, float(category_probability[index] * inside[index]), pooled[index]))
     return regions
 
 

@@ -23,7 +23,7 @@ from engine.backbones import FeatureExtractor, get_spec, load_backbone
 from engine.embed import embed_images
 from engine.images import load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
-from engine.regions import Region, crop_region, is_product_shot, propose_regions
+from engine.regions import Region, is_product_shot, propose_regions
 
 # Below this probability the predicted category is reported as unsure.
 UNSURE_PROBABILITY = 0.6
@@ -192,10 +192,10 @@ class SearchEngine:
     ) -> RegionSearch:
         """Find the furniture in a (possibly cluttered) photo and search each piece on its own.
 
-        Each proposed region is cropped with a margin and searched like a photo
-        (``category`` as in ``search``; "auto" predicts it from the crop). A
-        product shot (one dominant object) is searched whole instead. Raises
-        ``ImageDecodeError`` for bad images.
+        Each proposed region is searched with its embedding pooled from the
+        proposal pass (``category`` as in ``search``; "auto" predicts it from
+        that embedding). A product shot (one dominant object) is searched whole
+        instead. Raises ``ImageDecodeError`` for bad images.
         """
         decoded = load_image(image)
         regions = propose_regions(self.extractor, self.stored.classifier, decoded, self.stored.vectors, max_regions)
@@ -203,10 +203,9 @@ class SearchEngine:
             response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
             whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])
             return RegionSearch(True, [RegionMatch(whole, response)])
-        vectors = embed_images(self.extractor, [crop_region(decoded, region.box) for region in regions])
         matches = []
-        for region, vector in zip(regions, vectors):
-            response = self.search_vector(vector, k, category)
+        for region in regions:
+            response = self.search_vector(region.embedding, k, category)
             matches.append(RegionMatch(Region(region.box, response.category, region.confidence), response))
         return RegionSearch(False, matches)
 
