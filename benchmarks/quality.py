@@ -96,7 +96,7 @@ VARIANTS = [
     Variant("lite0 flip", flip=True),
     Variant("lite0 crop", fit="crop"),
     Variant("lite0 GeM whitened", pooling="gem", whiten=True),
-    Variant("lite0 GeM crop", pooling="gem", fit="crop"),
+    Variant("lite0 avg pad (first default)"),
     Variant("lite2 GeM", backbone="efficientnet_lite2", pooling="gem"),
     Variant("lite2 GeM whitened", backbone="efficientnet_lite2", pooling="gem", whiten=True),
 ]
