@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from engine.backbones import BackboneUnavailableError
 from engine.catalog import CatalogError
@@ -279,6 +280,9 @@ def build_app() -> gr.Blocks:
 
 
 def main() -> None:
+    # One torch thread per search: the queue runs two searches on two cores, and threads of
+    # concurrent searches spin-waiting on each other made a query 2.6x slower (benchmarks/README.md).
+    torch.set_num_threads(1)
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
     demo = build_app()
     # Two searches run at once (2 cores); the rest wait in a bounded queue instead of piling up.
