@@ -30,9 +30,9 @@ UNSURE_PROBABILITY = 0.6
 # "auto" is a soft category-first search: every category with at least this probability is
 # searched, and hits rank by similarity + CATEGORY_PRIOR_WEIGHT * log(category probability).
 # On the held-out queries (python -m benchmarks.quality) a hard category-first search lost
-# products whenever the category was mispredicted (R@10 0.82) and searching everything filled
-# the results with other categories (65% in the query's category); the soft prior keeps
-# R@10 at 0.89 with 82% of results in the query's category.
+# products whenever the category was mispredicted (R@10 0.85) and searching everything filled
+# the results with other categories (68% in the query's category); the soft prior gives
+# R@10 0.94 with 84% of results in the query's category.
 MIN_SEARCHED_PROBABILITY = 0.02
 CATEGORY_PRIOR_WEIGHT = 0.02
 # Cosine similarity under which even the best hit is not presented as similar. Calibrated by
