@@ -178,6 +178,29 @@ def search_region(image_path: str | None, boxes: list, choice: str, k: int, cate
         raise gr.Error(str(error), title="Cannot search this image") from None
 
 
+def photo_for_crop(image_path: str | None):
+    """The current photo, upright and at most 1600 px, as the hand-crop editor's background."""
+    if not image_path:
+        return None
+    try:
+        photo = load_image(image_path, min_side=1024)
+    except USER_ERRORS:
+        return None
+    photo.thumbnail((1600, 1600))
+    return photo
+
+
+def search_crop(edited: dict | None, k: int, category: str):
+    """Search the part of the photo cropped by hand in the editor."""
+    cropped = (edited or {}).get("composite")
+    if cropped is None:
+        raise gr.Error("Search a photo first, then drag the crop handles around the piece you want.", title="No photo")
+    try:
+        return render(ready_engine().search(cropped.convert("RGB"), k=int(k), category=category))
+    except USER_ERRORS as error:
+        raise gr.Error(str(error), title="Cannot search this crop") from None
+
+
 def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData):
     """Search again with a clicked result's catalogue photo."""
     engine = ready_engine()
@@ -216,6 +239,8 @@ CSS = """
 #results .caption-label { white-space: normal; font-size: 0.8rem; }
 /* Two result columns on a phone instead of four. */
 @media (max-width: 640px) { #results .grid-container { --grid-cols: 2 !important; } }
+/* The hand-crop editor only crops: no painting, and no clearing away the photo. */
+#crop-editor button:is([aria-label="Brush"], [aria-label="Erase"], [aria-label="Color"], [aria-label="Brush Size"], [aria-label="Clear canvas"]) { display: none !important; }
 """
 
 
@@ -240,6 +265,21 @@ def build_app() -> gr.Blocks:
                     label="Furniture found (click a box to search it)", visible=False, height=300, elem_id="regions"
                 )
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
+                with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand"):
+                    gr.Markdown("Tap the picture icon on the left, then ⛶ crop; drag the corners around the piece, confirm, and search.")
+                    editor = gr.ImageEditor(
+                        label="Your photo, to crop",
+                        type="pil",
+                        image_mode="RGB",
+                        sources=(),
+                        transforms=("crop",),
+                        # brush/eraser=False would hide Gradio 6.31's whole toolbar, crop included;
+                        # their buttons are hidden by CSS instead.
+                        layers=False,
+                        height=360,
+                        elem_id="crop-editor",
+                    )
+                    crop_button = gr.Button("Search the crop", elem_id="search-crop")
                 if example_photos():
                     gr.Examples(example_photos(), inputs=[image], label="Try a photo")
             with gr.Column(scale=3, min_width=280):
@@ -268,6 +308,9 @@ def build_app() -> gr.Blocks:
         region.input(search_region, [image, boxes, region, k, category], outputs)
         marked.select(picked_box, None, region).then(search_region, [image, boxes, region, k, category], outputs)
         gallery.select(more_like_this, [rows, k, category], [image, *outputs])
+        # The hand-crop editor always holds the current photo (uploaded, example or picked result).
+        image.change(photo_for_crop, image, editor, show_progress="hidden")
+        crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop")
 
         def refresh_status():
             choices = ["auto", "all", *(state.engine.categories if state.engine else [])]

@@ -128,3 +128,27 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
             page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
             page.close()
         browser.close()
+
+
+def test_search_the_hand_crop(app_server):
+    """The editor's cropped image (its composite) is searched: the lamp cut out of a lamp-and-chair photo."""
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    url, root = app_server
+    scene = Image.new("RGB", (1000, 500), "white")
+    scene.paste(draw_furniture("chair", (30, 90, 200), 0, size=500), (0, 0))
+    scene.paste(draw_furniture("lamp", (200, 40, 40), 1, size=500), (500, 0))
+    scene.save(root / "scene.jpg")
+    crop = root / "crop.png"
+    scene.crop((500, 0, 1000, 500)).save(crop)
+    client = Client(url, verbose=False)
+    wait_until_indexed(client, root / "scene.jpg")
+    edited = {"background": handle_file(str(root / "scene.jpg")), "layers": [], "composite": handle_file(str(crop))}
+    confidences, summary, gallery = client.predict(edited, 4, "auto", api_name="/search_crop")
+    assert confidences["label"] == "lamp"
+    assert "Predicted: lamp" in summary
+    assert len(gallery) == 4 and all(" · lamp · " in item["caption"] for item in gallery)
+
+    with pytest.raises(Exception, match="Search a photo first"):
+        client.predict({"background": None, "layers": [], "composite": None}, 4, "auto", api_name="/search_crop")
