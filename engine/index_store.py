@@ -28,6 +28,7 @@ import numpy as np
 from usearch.index import Index
 
 from engine.backbones import BackboneSpec
+from engine.catalog import CatalogItem
 from engine.classify import CategoryClassifier
 
 FORMAT_VERSION = 1
@@ -46,20 +47,12 @@ class CorruptIndexError(RuntimeError):
     """The store's files are unreadable or inconsistent."""
 
 
-@dataclass(frozen=True)
-class IndexedItem:
-    """One indexed catalogue image; ``row`` is its row in the vectors and its key in usearch."""
+@dataclass(frozen=True, kw_only=True)
+class IndexedItem(CatalogItem):
+    """A catalogue image as indexed: ``row`` is its row in the vectors and its key in usearch."""
 
     row: int
-    product_id: str
-    category: str
-    path: str  # relative to the catalogue root
-    name: str
-    digest: str
-    url: str = ""
-    creator: str = ""
-    license: str = ""
-    source: str = ""
+    digest: str  # content hash of the image file when it was embedded
 
 
 @dataclass

@@ -7,6 +7,7 @@ dropped. Switching backbone re-embeds everything.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def index_catalog(
         raise ValueError(f"none of the images in {catalog.root} could be read; nothing to index")
 
     items = [
-        IndexedItem(row=row, digest=digest, **{f: getattr(item, f) for f in CatalogItem.__dataclass_fields__})
+        IndexedItem(row=row, digest=digest, **dataclasses.asdict(item))
         for row, (item, digest, _) in enumerate(kept)
     ]
     vectors = np.stack([vector for _, _, vector in kept]).astype(np.float32)
