@@ -248,9 +248,9 @@ def overlap(a: Box, b: Box) -> float:
 # Running the benchmark
 
 
-def load_or_compose(gallery: Path, count: int) -> list[Scene]:
-    """The cached scenes if they match the gallery and ``count``, else newly composed ones (fixed seed)."""
-    index = SCENES_DIR / "scenes.json"
+def load_or_compose(gallery: Path, count: int, folder: Path = SCENES_DIR, seed: int = SEED) -> list[Scene]:
+    """The scenes cached in ``folder`` if they match the gallery and ``count``, else newly composed ones from ``seed``."""
+    index = folder / "scenes.json"
     if index.is_file():
         cached = [Scene(s["file"], tuple(SceneObject(o["product_id"], o["category"], tuple(o["box"])) for o in s["objects"]))
                   for s in json.loads(index.read_text())]
@@ -261,22 +261,22 @@ def load_or_compose(gallery: Path, count: int) -> list[Scene]:
     by_category: dict[str, list[Product]] = {}
     for product in products:
         by_category.setdefault(product.category, []).append(product)
-    SCENES_DIR.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     scenes = []
     for number in range(count):
-        rng = random.Random(SEED * 1000 + number)
+        rng = random.Random(seed * 1000 + number)
         # Draw the category first so that every category is as likely, whatever its product count.
         picks = [rng.choice(by_category[rng.choice(sorted(by_category))]) for _ in range(6)]
         picks = list({p.product_id: p for p in picks}.values())
         image, objects = compose_scene(picks, rng)
         name = f"scene_{number:03d}.jpg"
-        image.save(SCENES_DIR / name, quality=82)
+        image.save(folder / name, quality=82)
         scenes.append(Scene(name, tuple(objects)))
     index.write_text(json.dumps([asdict(s) for s in scenes], indent=1))
     return scenes
 
 
-def run(store: Path, gallery: Path, count: int, max_regions: int) -> dict:
+def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path = SCENES_DIR, seed: int = SEED) -> dict:
     """Search every scene whole and by region; returns the measurements."""
     from engine.indexing import index_catalog, index_is_current
     from engine.search import SearchEngine
@@ -284,12 +284,12 @@ def run(store: Path, gallery: Path, count: int, max_regions: int) -> dict:
     if not index_is_current(gallery, store):
         index_catalog(gallery, store)
     engine = SearchEngine.open(store, gallery=gallery)
-    scenes = load_or_compose(gallery, count)
+    scenes = load_or_compose(gallery, count, folder, seed)
     rows = []
     whole_ms, region_ms = [], []
-    engine.search(SCENES_DIR / scenes[0].file)  # warm-up: first calls allocate
+    engine.search(folder / scenes[0].file)  # warm-up: first calls allocate
     for scene in scenes:
-        path = SCENES_DIR / scene.file
+        path = folder / scene.file
         started = time.perf_counter()
         whole = engine.search(path, k=10)
         whole_ms.append((time.perf_counter() - started) * 1000)

@@ -8,13 +8,19 @@ Everything runs offline on one pass of the backbone that embeds the catalogue:
    the cell looks (walls and floors reach the border) and how much it looks like
    the catalogue: its best cosine similarity to any catalogue image, above the
    photo's median cell.
-3. Every axis-aligned window of cells is scored by contrast: its mean
-   objectness minus the mean in a one-cell ring around it, times sqrt(area), so
-   that a window hugging one object beats its fragments and windows spanning
-   two. The best ``CANDIDATES`` windows are average-pooled (via an integral
-   image), L2-normalised and classified with the catalogue's
-   ``CategoryClassifier``; score = contrast x category probability.
-4. Greedy non-maximum suppression keeps the best, mutually distinct windows.
+3. Every axis-aligned window of cells gets a contrast score: its mean
+   objectness minus the mean in a one-cell ring around it, times sqrt(area).
+   The ``CANDIDATES`` best windows that do not overlap a better one by more than
+   ``CANDIDATE_IOU`` are average-pooled (via an integral image), L2-normalised
+   and classified with the catalogue's ``CategoryClassifier``.
+4. A ``WindowScorer`` ranks the candidates: a small two-layer network over ~35
+   numbers per window (objectness inside, in rings and along each edge, size,
+   position, the pooled window's category probabilities and catalogue
+   similarity) trained on composed room scenes to predict how tightly the window
+   fits one piece of furniture (``scripts/train_region_scorer.py``). Without a
+   scorer for the backbone and categories (someone else's catalogue), the
+   ranking falls back to contrast x category probability.
+5. Greedy non-maximum suppression keeps the best, mutually distinct windows.
    Each keeps its pooled feature as its embedding, so searching a region costs
    no further backbone pass (on the scenes benchmark as good as re-embedding a
    crop of it, for half the added latency).
@@ -24,7 +30,10 @@ The boxes are in pixels of the original photo.
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,9 +58,20 @@ PLAIN_BORDER_STD = 12.0
 CROP_MARGIN = 0.1
 # Width in cells of the ring around a window whose objectness it must exceed.
 RING = 1
-# Windows with the highest objectness contrast that are pooled and classified (of 6930 on the 14 x 11
-# grid); 1500 found 5 points more boxes on the dev scenes but none more on the benchmark, for 40 ms.
-CANDIDATES = 400
+# Candidate windows pooled, classified and scored per photo (of 6930 on the 14 x 11 grid), taken in
+# contrast order, skipping any that overlaps an already taken one by more than CANDIDATE_IOU: the top
+# 300 by contrast alone are mostly shifted copies of a few windows and missed 29% of the objects.
+CANDIDATES = 300
+CANDIDATE_IOU = 0.7
+# Trained window scorers, one per backbone: region_scorer_<backbone>.npz.
+SCORER_DIR = Path(__file__).with_name("models")
+# The window numbers a WindowScorer reads, in order; then one probability per catalogue category.
+WINDOW_FEATURES = (
+    "inside", "ring1", "contrast1", "ring2", "contrast2", "log_height", "log_width", "log_area",
+    "touches_top", "touches_bottom", "touches_side", "centre_y",
+    *(f"{side}_{part}" for side in ("top", "bottom", "left", "right") for part in ("edge", "outside", "step")),
+    "probability_best", "probability_margin", "similarity_best", "similarity_top5", "similarity_above_median",
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +89,83 @@ class Region:
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-def _proposal_input(image: Image.Image, extractor: FeatureExtractor) -> tuple[torch.Tensor, float, float]:
-    """The photo resized to a multiple of the stride, normalised; plus the x and y scale back to the photo."""
+@dataclass(frozen=True)
+class WindowCandidates:
+    """The candidate windows of one photo, in contrast order, with what ranking them needs.
+
+    ``windows`` rows are (y0, x0, y1, x1) in cells, end-exclusive; ``features``
+    follow ``window_feature_names``; ``embeddings`` are unit average-pooled
+    features; ``probabilities`` the catalogue's category probabilities.
+    """
+
+    windows: np.ndarray
+    contrast: np.ndarray
+    inside: np.ndarray
+    features: np.ndarray
+    embeddings: np.ndarray
+    probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class WindowScorer:
+    """A two-layer network that predicts how tightly a window fits one piece of furniture.
+
+    Trained by ``scripts/train_region_scorer.py`` on composed room scenes for one
+    backbone and one set of categories; ``feature_names`` records the inputs it
+    was trained on, so a mismatch is detected rather than scored wrongly.
+    """
+
+    feature_names: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    hidden_weight: np.ndarray  # [features, hidden]
+    hidden_bias: np.ndarray
+    output_weight: np.ndarray  # [hidden]
+    output_bias: float
+
+    def confidence(self, features: np.ndarray) -> np.ndarray:
+        """Predicted fit in [0, 1] per row of ``features``."""
+        hidden = np.maximum((features - self.mean) / self.scale @ self.hidden_weight + self.hidden_bias, 0.0)
+        return 1.0 / (1.0 + np.exp(-(hidden @ self.output_weight + self.output_bias)))
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz) atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.npz")
+        np.savez(temporary, feature_names=np.array(self.feature_names), mean=self.mean, scale=self.scale,
+                 hidden_weight=self.hidden_weight, hidden_bias=self.hidden_bias,
+                 output_weight=self.output_weight, output_bias=np.array(self.output_bias))
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> WindowScorer:
+        with np.load(path) as arrays:
+            return cls(tuple(str(n) for n in arrays["feature_names"]), arrays["mean"], arrays["scale"],
+                       arrays["hidden_weight"], arrays["hidden_bias"], arrays["output_weight"],
+                       float(arrays["output_bias"]))
+
+
+def window_feature_names(categories: list[str]) -> tuple[str, ...]:
+    """The scorer inputs for a catalogue with these categories."""
+    return (*WINDOW_FEATURES, *(f"probability:{category}" for category in categories))
+
+
+def scorer_path(backbone: str) -> Path:
+    """Where the trained window scorer of ``backbone`` lives."""
+    return SCORER_DIR / f"region_scorer_{backbone}.npz"
+
+
+def load_window_scorer(backbone: str, categories: list[str]) -> WindowScorer | None:
+    """The trained scorer for this backbone and these categories, or None (regions then use the contrast ranking)."""
+    path = scorer_path(backbone)
+    if not path.is_file():
+        return None
+    scorer = WindowScorer.load(path)
+    return scorer if scorer.feature_names == window_feature_names(categories) else None
+
+
+def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image) -> tuple[torch.Tensor, float, float]:
+    """The proposal pass: feature map cells [h, w, C] of the photo, and the x and y scale from cells' pixels back to the photo's."""
     width, height = image.size
     scale = PROPOSAL_SIDE / max(width, height)
     new_w = max(STRIDE, round(width * scale / STRIDE) * STRIDE)
@@ -79,7 +174,9 @@ def _proposal_input(image: Image.Image, extractor: FeatureExtractor) -> tuple[to
     prep = extractor.spec.preprocessing
     batch = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div_(255.0)
     batch = batch.sub_(torch.tensor(prep.mean).view(1, 3, 1, 1)).div_(torch.tensor(prep.std).view(1, 3, 1, 1))
-    return batch, width / new_w, height / new_h
+    with torch.inference_mode():
+        cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()
+    return cells, width / new_w, height / new_h
 
 
 def _objectness(cells: torch.Tensor, catalogue: np.ndarray) -> np.ndarray:
@@ -119,6 +216,12 @@ def _box_sums(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
 
 
+def _box_means(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Means over boxes (0 for empty boxes, e.g. a strip beyond the photo's edge)."""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.where(areas > 0, _box_sums(integral, boxes) / np.maximum(areas, 1), 0.0)
+
+
 def _integral(values: np.ndarray) -> np.ndarray:
     """Zero-padded 2-D cumulative sum over the first two axes."""
     padded = np.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=np.float64)
@@ -136,66 +239,131 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area + areas - inter)
 
 
+def _greedy_distinct(order: np.ndarray, windows: np.ndarray, count: int, max_iou: float) -> list[int]:
+    """Indices from ``order`` (best first) that overlap no earlier pick by more than ``max_iou``, at most ``count``."""
+    ordered = windows[order]
+    free = np.ones(len(order), dtype=bool)
+    kept: list[int] = []
+    while len(kept) < count and free.any():
+        position = int(free.argmax())  # the best window not yet taken or suppressed
+        kept.append(int(order[position]))
+        free &= _iou(ordered[position], ordered) <= max_iou
+        free[position] = False
+    return kept
+
+
+def _grown(windows: np.ndarray, by: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """Windows grown by ``by`` cells on every side, clipped to the grid."""
+    return np.stack([np.maximum(windows[:, 0] - by, 0), np.maximum(windows[:, 1] - by, 0),
+                     np.minimum(windows[:, 2] + by, grid_h), np.minimum(windows[:, 3] + by, grid_w)], axis=1)
+
+
+def _edge_strips(integral: np.ndarray, windows: np.ndarray, grid_h: int, grid_w: int) -> list[np.ndarray]:
+    """Per side (top, bottom, left, right): mean objectness on the window's edge row/column, just outside it, and the step.
+
+    A window that fits an object has object on all four edges and background just outside.
+    """
+    y0, x0, y1, x1 = windows.T
+    sides = [
+        (np.stack([y0, x0, y0 + 1, x1], 1), np.stack([np.maximum(y0 - 1, 0), x0, y0, x1], 1)),
+        (np.stack([y1 - 1, x0, y1, x1], 1), np.stack([y1, x0, np.minimum(y1 + 1, grid_h), x1], 1)),
+        (np.stack([y0, x0, y1, x0 + 1], 1), np.stack([y0, np.maximum(x0 - 1, 0), y1, x0], 1)),
+        (np.stack([y0, x1 - 1, y1, x1], 1), np.stack([y0, x1, y1, np.minimum(x1 + 1, grid_w)], 1)),
+    ]
+    columns = []
+    for edge, outside in sides:
+        edge_mean, outside_mean = _box_means(integral, edge), _box_means(integral, outside)
+        columns += [edge_mean, outside_mean, edge_mean - outside_mean]
+    return columns
+
+
+def candidate_windows(cells: torch.Tensor, catalogue: np.ndarray, classifier: CategoryClassifier) -> WindowCandidates:
+    """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
+    objectness = _objectness(cells, catalogue)
+    grid_h, grid_w = objectness.shape
+    windows = _windows(grid_h, grid_w)
+    areas = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).astype(np.float64)
+    integral = _integral(objectness)
+    inside = _box_sums(integral, windows) / areas
+    rings, contrasts = [], []
+    for width in (RING, RING + 1):
+        outer = _grown(windows, width, grid_h, grid_w)
+        outer_area = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1])
+        ring = (_box_sums(integral, outer) - inside * areas) / np.maximum(outer_area - areas, 1.0)
+        rings.append(ring)
+        contrasts.append(inside - ring)
+    # Contrast: a window hugging one object beats both its fragments and windows spanning two objects;
+    # the sqrt(area) factor breaks ties towards whole objects without drowning small ones.
+    contrast = np.clip(contrasts[0], 0.0, None) * np.sqrt(areas)
+    order = np.argsort(-contrast)
+    order = order[contrast[order] > 0]
+    picked = np.array(_greedy_distinct(order, windows, CANDIDATES, CANDIDATE_IOU), dtype=int)
+    if picked.size == 0:
+        empty = np.zeros((0,))
+        return WindowCandidates(np.zeros((0, 4), int), empty, empty, np.zeros((0, len(WINDOW_FEATURES))),
+                                np.zeros((0, cells.shape[-1]), np.float32), np.zeros((0, len(classifier.categories))))
+    chosen = windows[picked]
+    # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
+    # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
+    pooled = normalise((_box_sums(_integral(cells.numpy()), chosen) / areas[picked, None]).astype(np.float32))
+    probabilities = classifier.predict_proba(pooled)
+    ranked = np.sort(probabilities, axis=1)[:, ::-1]
+    second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
+    similarity = pooled @ catalogue.T
+    top5 = np.sort(similarity, axis=1)[:, -5:]
+    height, width = (chosen[:, 2] - chosen[:, 0]) / grid_h, (chosen[:, 3] - chosen[:, 1]) / grid_w
+    columns = [
+        inside[picked], rings[0][picked], contrasts[0][picked], rings[1][picked], contrasts[1][picked],
+        np.log(height), np.log(width), np.log(height * width),
+        chosen[:, 0] == 0, chosen[:, 2] == grid_h, (chosen[:, 1] == 0) | (chosen[:, 3] == grid_w),
+        (chosen[:, 0] + chosen[:, 2]) / (2 * grid_h),
+        *_edge_strips(integral, chosen, grid_h, grid_w),
+        ranked[:, 0], ranked[:, 0] - second, top5[:, -1], top5.mean(axis=1), top5[:, -1] - np.median(similarity, axis=1),
+    ]
+    features = np.column_stack([*columns, probabilities]).astype(np.float32)
+    return WindowCandidates(chosen, contrast[picked], inside[picked], features, pooled, probabilities)
+
+
+def cells_to_pixels(window: np.ndarray, scale_x: float, scale_y: float) -> tuple[int, int, int, int]:
+    """A (y0, x0, y1, x1) window in cells as an (x0, y0, x1, y1) box in photo pixels."""
+    y0, x0, y1, x1 = window * STRIDE
+    return round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y)
+
+
 def propose_regions(
     extractor: FeatureExtractor,
     classifier: CategoryClassifier,
     image: Image.Image,
     catalogue: np.ndarray,
     max_regions: int = 4,
+    scorer: WindowScorer | None = None,
 ) -> list[Region]:
     """Candidate furniture regions in ``image`` (decoded RGB), best first, at most ``max_regions``.
 
     ``catalogue`` holds the catalogue's unit embeddings [N, C] (see ``_objectness``).
-    Needs a backbone whose embedding pools its last feature map (all do).
+    ``scorer`` ranks the windows (see ``load_window_scorer``); without one they are
+    ranked by contrast x category probability. Needs a backbone whose embedding
+    pools its last feature map (all do).
     """
-    batch, scale_x, scale_y = _proposal_input(image, extractor)
-    with torch.inference_mode():
-        cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()  # [h, w, C]
-        objectness = _objectness(cells, catalogue)
-    grid_h, grid_w = objectness.shape
-    windows = _windows(grid_h, grid_w)
-    areas = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).astype(np.float64)
-
-    # Contrast: mean objectness inside minus in a one-cell ring around, so that a window
-    # hugging one object beats both its fragments and windows spanning two objects.
-    # The sqrt(area) factor breaks ties towards whole objects without drowning small ones.
-    integral = _integral(objectness)
-    inside = _box_sums(integral, windows) / areas
-    outer = np.stack([np.maximum(windows[:, 0] - RING, 0), np.maximum(windows[:, 1] - RING, 0),
-                      np.minimum(windows[:, 2] + RING, grid_h), np.minimum(windows[:, 3] + RING, grid_w)], axis=1)
-    ring_area = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1]) - areas
-    ring = (_box_sums(integral, outer) - inside * areas) / np.maximum(ring_area, 1.0)
-    contrast = np.clip(inside - ring, 0.0, None) * np.sqrt(areas)
-
-    # Pool and classify only the windows with the most contrast: pooling all 1280-d features costs most.
-    candidates = np.argsort(-contrast)[:CANDIDATES]
-    candidates = candidates[contrast[candidates] > 0]
-    if candidates.size == 0:
+    cells, scale_x, scale_y = proposal_feature_map(extractor, image)
+    candidates = candidate_windows(cells, catalogue, classifier)
+    if len(candidates.windows) == 0:
         return []
-    windows, inside = windows[candidates], inside[candidates]
-    # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
-    # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
-    pooled = normalise((_box_sums(_integral(cells.numpy()), windows) / areas[candidates, None]).astype(np.float32))
-    probabilities = classifier.predict_proba(pooled)
-    category_index = probabilities.argmax(axis=1)
-    category_probability = probabilities.max(axis=1)
-    scores = contrast[candidates] * category_probability
-
-    regions: list[Region] = []
-    kept: list[int] = []
+    best_probability = candidates.probabilities.max(axis=1)
+    if scorer is not None:
+        scores = confidences = scorer.confidence(candidates.features)
+    else:
+        scores = candidates.contrast * best_probability
+        confidences = best_probability * candidates.inside
     order = np.argsort(-scores)
-    best = scores[order[0]]
-    for index in order:
-        if len(kept) == max_regions or scores[index] < RELATIVE_SCORE * best:
-            break
-        if kept and _iou(windows[index], windows[kept]).max() > NMS_IOU:
-            continue
-        kept.append(index)
-        y0, x0, y1, x1 = windows[index] * STRIDE
-        box = (round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y))
-        category = classifier.categories[category_index[index]]
-        regions.append(Region(box, category, float(category_probability[index] * inside[index]), pooled[index]))
-    return regions
+    order = order[scores[order] >= RELATIVE_SCORE * scores[order[0]]]
+    kept = _greedy_distinct(order, candidates.windows, max_regions, NMS_IOU)
+    return [
+        Region(cells_to_pixels(candidates.windows[i], scale_x, scale_y),
+               classifier.categories[int(candidates.probabilities[i].argmax())],
+               float(confidences[i]), candidates.embeddings[i])
+        for i in kept
+    ]
 
 
 def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:

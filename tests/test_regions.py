@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from benchmarks.scenes import box_iou, draw_room, paste_cutout
+from benchmarks.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
-from engine.regions import crop_region, is_product_shot, propose_regions
+from engine.regions import (
+    WindowScorer,
+    crop_region,
+    is_product_shot,
+    load_window_scorer,
+    propose_regions,
+    scorer_path,
+    window_feature_names,
+)
 from tests.conftest import draw_furniture, product_colour
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def drawing_cutout(category: str, colour: tuple[int, int, int], size: int) -> Image.Image:
@@ -75,3 +87,46 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
         assert len(region["results"]) == 3
         assert set(region["results"][0]) == {"id", "name", "category", "score", "path"}
     assert line["results"] == line["regions"][0]["results"]
+
+
+def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
+    names = window_feature_names(["chair", "lamp"])
+    rng = np.random.default_rng(0)
+    scorer = WindowScorer(names, rng.normal(size=len(names)).astype(np.float32), np.ones(len(names), np.float32),
+                          rng.normal(size=(len(names), 4)).astype(np.float32), np.zeros(4, np.float32),
+                          rng.normal(size=4).astype(np.float32), 0.5)
+    monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
+    scorer.save(scorer_path("some_backbone"))
+    assert [p.name for p in tmp_path.iterdir()] == ["region_scorer_some_backbone.npz"]  # no temporary left behind
+    loaded = load_window_scorer("some_backbone", ["chair", "lamp"])
+    features = rng.normal(size=(5, len(names))).astype(np.float32)
+    assert np.allclose(loaded.confidence(features), scorer.confidence(features))
+    assert ((0 <= loaded.confidence(features)) & (loaded.confidence(features) <= 1)).all()
+    # Another catalogue's categories, or a backbone without a trained scorer: no scorer, contrast ranking.
+    assert load_window_scorer("some_backbone", ["chair", "sofa"]) is None
+    assert load_window_scorer("other_backbone", ["chair", "lamp"]) is None
+
+
+def test_the_test_catalogue_falls_back_to_contrast_ranking(search_engine):
+    assert search_engine.window_scorer is None
+
+
+@pytest.mark.slow
+def test_shipped_scorer_finds_the_furniture_of_benchmark_scenes(tmp_path):
+    """The trained scorer with the real catalogue: most pieces in the first committed scenes get a box."""
+    from engine.indexing import index_catalog
+    from engine.search import SearchEngine
+
+    gallery = ROOT / "reference_gallery"
+    index_catalog(gallery, tmp_path / "store")
+    engine = SearchEngine.open(tmp_path / "store")
+    assert engine.window_scorer is not None
+    scenes_dir = ROOT / "benchmarks" / "scenes"
+    found = total = 0
+    for scene in load_or_compose(gallery, 30, scenes_dir)[:8]:
+        result = engine.search_regions(scenes_dir / scene.file, k=10)
+        assert not result.product_shot and 1 <= len(result.matches) <= 4
+        for obj in scene.objects:
+            total += 1
+            found += max(box_iou(obj.box, m.region.box) for m in result.matches) >= 0.5
+    assert found / total >= 0.6

@@ -1,0 +1,103 @@
+"""Train the window scorer that ranks region proposals (``engine.regions.WindowScorer``).
+
+    python -m scripts.train_region_scorer [--scenes 600] [--store index_store/default]
+
+The training photos are room scenes composed exactly like the scenes benchmark's
+(``benchmarks/scenes.py``: held-out views of catalogue products pasted into a
+drawn room, exact boxes) but from other seeds (21, 22, ...; the benchmark uses 5),
+200 per seed, cached under ``build/region_training/``. Each scene's candidate
+windows get ``engine.regions.candidate_windows``'s features and, as the target,
+their IoU with the nearest true box mapped to [0, 1] (IoU 0.3 -> 0, 0.7 -> 1).
+A two-layer network (64 hidden units) is fitted to that with a logistic loss and
+saved to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
+build's Sweet Home 3D cache (``python -m engine.gallery build`` makes it) to
+render the scenes; takes about 15 minutes on 2 cores, most of it rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import DEFAULT_GALLERY, ROOT
+from benchmarks.scenes import box_iou, load_or_compose
+from engine.images import load_image
+from engine.indexing import index_catalog, index_is_current
+from engine.regions import WindowScorer, candidate_windows, cells_to_pixels, proposal_feature_map, scorer_path, window_feature_names
+from engine.search import SearchEngine
+
+TRAINING_DIR = ROOT / "build" / "region_training"
+FIRST_SEED = 21
+SCENES_PER_SEED = 200
+HIDDEN = 64
+STEPS = 1500
+WEIGHT_DECAY = 1e-3
+# Candidate IoU with the nearest true box -> target: 0 up to LOW, 1 from HIGH on, linear between.
+LOW, HIGH = 0.3, 0.7
+
+
+def training_windows(engine: SearchEngine, gallery: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features and IoU targets of every candidate window of ``count`` composed training scenes."""
+    features, targets = [], []
+    for first in range(0, count, SCENES_PER_SEED):
+        seed = FIRST_SEED + first // SCENES_PER_SEED
+        folder = TRAINING_DIR / f"seed{seed}"
+        scenes = load_or_compose(gallery, min(SCENES_PER_SEED, count - first), folder, seed)
+        for scene in scenes:
+            cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(folder / scene.file))
+            candidates = candidate_windows(cells, engine.stored.vectors, engine.stored.classifier)
+            boxes = [cells_to_pixels(window, scale_x, scale_y) for window in candidates.windows]
+            ious = [max(box_iou(obj.box, box) for obj in scene.objects) for box in boxes]
+            features.append(candidates.features)
+            targets.append(np.clip((np.array(ious) - LOW) / (HIGH - LOW), 0.0, 1.0))
+        print(f"seed {seed}: {len(scenes)} scenes", flush=True)
+    return np.vstack(features), np.concatenate(targets)
+
+
+def fit_scorer(features: np.ndarray, targets: np.ndarray, names: tuple[str, ...]) -> WindowScorer:
+    """Fit the two-layer network (full-batch Adam, fixed seed) and return it as a ``WindowScorer``."""
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    x = torch.from_numpy((features - mean) / scale).float()
+    y = torch.from_numpy(targets).float()
+    torch.manual_seed(0)
+    hidden = torch.nn.Linear(features.shape[1], HIDDEN)
+    output = torch.nn.Linear(HIDDEN, 1)
+    parameters = [*hidden.parameters(), *output.parameters()]
+    optimiser = torch.optim.Adam(parameters, lr=3e-3, weight_decay=WEIGHT_DECAY)
+    for step in range(STEPS):
+        optimiser.zero_grad()
+        logits = output(torch.relu(hidden(x)))[:, 0]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+        loss.backward()
+        optimiser.step()
+        if step % 500 == 0 or step == STEPS - 1:
+            print(f"step {step}: loss {loss.item():.4f}", flush=True)
+    with torch.no_grad():
+        return WindowScorer(names, mean.astype(np.float32), scale.astype(np.float32),
+                            hidden.weight.T.numpy().copy(), hidden.bias.numpy().copy(),
+                            output.weight[0].numpy().copy(), float(output.bias[0]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=int, default=600, help="training scenes (200 per seed)")
+    parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
+    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if not index_is_current(args.gallery, args.store):
+        index_catalog(args.gallery, args.store)
+    engine = SearchEngine.open(args.store, gallery=args.gallery)
+    features, targets = training_windows(engine, args.gallery, args.scenes)
+    print(f"{len(targets)} windows, {int((targets >= 0.5).sum())} with IoU >= 0.5", flush=True)
+    scorer = fit_scorer(features, targets, window_feature_names(engine.stored.classifier.categories))
+    path = scorer_path(engine.extractor.spec.name)
+    scorer.save(path)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
