@@ -426,7 +426,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = report(measured, count, args.max_regions)
     (RESULTS / "scenes.md").write_text(text, encoding="utf-8")
-    contact_sheet(measured["scenes"], measured["proposed"]).save(RESULTS / "scenes.png")
+    # 256 colours keep the committed sheet small; the drawings are flat-coloured anyway.
+    contact_sheet(measured["scenes"], measured["proposed"]).quantize(256).save(RESULTS / "scenes.png", optimize=True)
     print(text)
 
 
