@@ -42,6 +42,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table
 
 if TYPE_CHECKING:
+    from engine.regions import WindowCandidates
     from engine.search import RegionSearch, SearchEngine
 
 SCENES_DIR = ROOT / "benchmarks" / "scenes"
@@ -331,16 +332,21 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
     return {"rows": rows, "whole_ms": whole_ms, "region_ms": region_ms, "proposed": proposed, "scenes": scenes}
 
 
-def candidate_fits(engine: SearchEngine, scenes: list[Scene], folder: Path) -> list[bool]:
-    """Per object of ``scenes``, in order: whether any of the photo's candidate windows has IoU >= 0.5 with it."""
+def candidate_boxes(engine: SearchEngine, path: Path) -> tuple[WindowCandidates, list[Box]]:
+    """The photo's candidate windows (as region search ranks them) and their boxes in photo pixels."""
     from engine.images import load_image
     from engine.regions import candidate_windows, cells_to_pixels, proposal_feature_map
 
+    cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(path))
+    candidates = candidate_windows(cells, engine.stored.vectors, engine.stored.classifier)
+    return candidates, [cells_to_pixels(window, scale_x, scale_y) for window in candidates.windows]
+
+
+def candidate_fits(engine: SearchEngine, scenes: list[Scene], folder: Path) -> list[bool]:
+    """Per object of ``scenes``, in order: whether any of the photo's candidate windows has IoU >= 0.5 with it."""
     fits = []
     for scene in scenes:
-        cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(folder / scene.file))
-        candidates = candidate_windows(cells, engine.stored.vectors, engine.stored.classifier)
-        boxes = [cells_to_pixels(window, scale_x, scale_y) for window in candidates.windows]
+        _, boxes = candidate_boxes(engine, folder / scene.file)
         fits += [max((box_iou(obj.box, box) for box in boxes), default=0.0) >= 0.5 for obj in scene.objects]
     return fits
 

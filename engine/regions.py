@@ -300,7 +300,8 @@ def candidate_windows(cells: torch.Tensor, catalogue: np.ndarray, classifier: Ca
     picked = np.array(_greedy_distinct(order, windows, CANDIDATES, CANDIDATE_IOU), dtype=int)
     if picked.size == 0:
         empty = np.zeros((0,))
-        return WindowCandidates(np.zeros((0, 4), int), empty, empty, np.zeros((0, len(WINDOW_FEATURES))),
+        return WindowCandidates(np.zeros((0, 4), int), empty, empty,
+                                np.zeros((0, len(window_feature_names(classifier.categories)))),
                                 np.zeros((0, cells.shape[-1]), np.float32), np.zeros((0, len(classifier.categories))))
     chosen = windows[picked]
     # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import DEFAULT_GALLERY, ROOT
-from benchmarks.scenes import box_iou, load_or_compose
-from engine.images import load_image
+from benchmarks.scenes import box_iou, candidate_boxes, load_or_compose
 from engine.indexing import index_catalog, index_is_current
-from engine.regions import WindowScorer, candidate_windows, cells_to_pixels, proposal_feature_map, scorer_path, window_feature_names
+from engine.regions import WindowScorer, scorer_path, window_feature_names
 from engine.search import SearchEngine
 
 TRAINING_DIR = ROOT / "build" / "region_training"
@@ -47,9 +46,7 @@ def training_windows(engine: SearchEngine, gallery: Path, count: int) -> tuple[n
         folder = TRAINING_DIR / f"seed{seed}"
         scenes = load_or_compose(gallery, min(SCENES_PER_SEED, count - first), folder, seed)
         for scene in scenes:
-            cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(folder / scene.file))
-            candidates = candidate_windows(cells, engine.stored.vectors, engine.stored.classifier)
-            boxes = [cells_to_pixels(window, scale_x, scale_y) for window in candidates.windows]
+            candidates, boxes = candidate_boxes(engine, folder / scene.file)
             ious = [max(box_iou(obj.box, box) for obj in scene.objects) for box in boxes]
             features.append(candidates.features)
             targets.append(np.clip((np.array(ious) - LOW) / (HIGH - LOW), 0.0, 1.0))
