@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.embed import dot_products
+
 
 @dataclass
 class CategoryClassifier:
@@ -23,7 +25,7 @@ class CategoryClassifier:
 
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
         """Category probabilities, shape [N, num_categories], rows summing to 1."""
-        logits = np.atleast_2d(embeddings) @ self.weights.T + self.bias
+        logits = dot_products(np.atleast_2d(embeddings), self.weights) + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)

