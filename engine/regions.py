@@ -75,7 +75,8 @@ PRESELECTED = 8000
 APPEARANCE_DIMS = 16
 # Trained window scorers, one per backbone: region_scorer_<backbone>.npz.
 SCORER_DIR = Path(__file__).with_name("models")
-# The window numbers a WindowScorer reads, in order; then one probability per catalogue category.
+# The window numbers a WindowScorer reads, in order; then per catalogue category its probability, then the
+# best similarity to its images (see window_feature_names).
 WINDOW_FEATURES = (
     "inside", "ring1", "contrast1", "ring2", "contrast2", "log_height", "log_width", "log_area",
     "touches_top", "touches_bottom", "touches_side", "centre_y",
