@@ -8,15 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
 
 from benchmarks.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
+from engine.embed import dot_products
 from engine.regions import (
     WindowScorer,
+    _distinct,
+    candidate_windows,
     crop_region,
     is_product_shot,
     load_window_scorer,
+    proposal_feature_map,
     propose_regions,
     scorer_path,
     window_feature_names,
@@ -57,6 +63,36 @@ def test_a_lamp_in_a_room_is_found(search_engine):
         assert not is_product_shot(room, regions)
         found += max(box_iou(box, r.box) for r in regions) >= 0.5
     assert found >= 6
+
+
+def test_suppression_stops_early_but_keeps_what_full_suppression_keeps():
+    # _distinct stops once it has enough windows; it must keep exactly what greedy suppression of all keeps first.
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, 15, size=(3000, 2))
+    windows = np.hstack([corners, corners + rng.integers(1, 6, size=(3000, 2))])
+    scores = rng.permutation(3000).astype(float)  # no ties: one right answer
+    boxes = torch.from_numpy(windows[:, [1, 0, 3, 2]].astype(np.float32))
+    everything = torchvision.ops.nms(boxes, torch.from_numpy(scores).float(), 0.7).numpy()
+    for count in (1, 40, 600, 5000):
+        assert _distinct(windows, scores, count, 0.7).tolist() == everything[:count].tolist()
+
+
+def test_window_features_match_their_embeddings(search_engine):
+    # Window similarities are summed from per-cell products; they must equal the pooled embeddings' own.
+    room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (250, 560), 300)])
+    cells, _, _ = proposal_feature_map(search_engine.extractor, room)
+    catalogue = search_engine.catalogue
+    candidates = candidate_windows(cells, catalogue)
+    assert len(candidates.windows) > 0
+    np.testing.assert_allclose(np.linalg.norm(candidates.embeddings, axis=1), 1.0, atol=1e-5)
+    similarity = dot_products(candidates.embeddings, catalogue.vectors)
+    names = list(window_feature_names(catalogue.categories))
+    for c, category in enumerate(catalogue.categories):
+        column = candidates.features[:, names.index(f"similarity:{category}")]
+        np.testing.assert_allclose(column, similarity[:, catalogue.labels == c].max(axis=1), atol=1e-4)
+    np.testing.assert_allclose(candidates.features[:, names.index("similarity_best")], similarity.max(axis=1), atol=1e-4)
+    np.testing.assert_allclose(candidates.probabilities, catalogue.classifier.predict_proba(candidates.embeddings),
+                               atol=1e-5)
 
 
 def test_a_single_centred_product_is_a_product_shot(search_engine):
