@@ -140,6 +140,21 @@ def test_render_view_centred_on_light_background(tmp_path: Path) -> None:
     assert (green[mask][:, 1] > green[mask][:, 0] + 30).mean() > 0.4, "recolour tints the dominant material"
 
 
+@pytest.mark.slow
+def test_renewing_the_render_context_changes_nothing_in_the_picture(tmp_path: Path, monkeypatch) -> None:
+    # Contexts are renewed every RENDERS_PER_CONTEXT renders to free what OSMesa holds on to.
+    from engine.gallery import render
+
+    monkeypatch.setattr(render, "RENDERS_PER_CONTEXT", 2)
+    scene = render.load_model(_write_box_model(tmp_path))
+    pictures, contexts = [], []
+    for _ in range(3):
+        pictures.append(np.asarray(render.render_view(scene, 35, 15, size=96)))
+        contexts.append(render._RENDERERS[(96, 96)][0])
+    assert contexts[0] is contexts[1] and contexts[2] is not contexts[1]
+    assert np.array_equal(pictures[0], pictures[2])
+
+
 # --------------------------------------------------------------------------
 # Committed gallery and queries
 
