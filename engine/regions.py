@@ -13,19 +13,20 @@ Everything runs offline on one pass of the backbone that embeds the catalogue:
    The ``CANDIDATES`` best windows that do not overlap a better one by more than
    ``CANDIDATE_IOU`` are average-pooled (via an integral image), L2-normalised
    and classified with the catalogue's ``CategoryClassifier``.
-4. A ``WindowScorer`` ranks the candidates: a small two-layer network over ~40
+4. A ``WindowScorer`` ranks the candidates: a small two-layer network over ~45
    numbers per window (objectness inside, in rings and along each edge, size,
    position, the pooled window's category probabilities and best similarity to
-   each category's images) and 16 numbers of what the window looks like (its
-   embedding on the catalogue's main directions), trained on composed room
-   scenes to predict how tightly the window fits one piece of furniture
-   (``scripts/train_region_scorer.py``). Without a scorer for the backbone and
-   categories (someone else's catalogue), the ranking falls back to contrast x
-   category probability.
+   each category's images, how much its surroundings look like it) and 16
+   numbers of what the window looks like (its embedding on the catalogue's main
+   directions), trained on composed room scenes to predict how tightly the
+   window fits one piece of furniture (``scripts/train_region_scorer.py``).
+   Without a scorer for the backbone and categories (someone else's catalogue),
+   the ranking falls back to contrast x category probability.
 5. Greedy non-maximum suppression keeps the best, mutually distinct windows.
    Each keeps its pooled feature as its embedding, so searching a region costs
    no further backbone pass (on the scenes benchmark as good as re-embedding a
-   crop of it, for half the added latency).
+   crop of it, for half the added latency). The scorer's second network then
+   moves each kept window's edges off the 32 px cell grid towards the object's.
 
 The boxes are in pixels of the original photo.
 """
@@ -81,6 +82,7 @@ WINDOW_FEATURES = (
     "touches_top", "touches_bottom", "touches_side", "centre_y",
     *(f"{side}_{part}" for side in ("top", "bottom", "left", "right") for part in ("edge", "outside", "step")),
     "probability_best", "probability_margin", "similarity_best", "similarity_top5", "similarity_above_median",
+    "context_similarity", *(f"{side}_continues" for side in ("top", "bottom", "left", "right")), "grown_similarity_gain",
 )
 
 
@@ -130,10 +132,31 @@ class WindowCandidates:
 
 
 @dataclass(frozen=True)
-class WindowScorer:
-    """A two-layer network that predicts how tightly a window fits one piece of furniture.
+class TwoLayerNetwork:
+    """A small fully connected network: ReLU hidden layer, linear outputs."""
 
-    Its inputs are a window's ``features`` and ``APPEARANCE_DIMS`` numbers of its
+    hidden_weight: np.ndarray  # [inputs, hidden]
+    hidden_bias: np.ndarray  # [hidden]
+    output_weight: np.ndarray  # [hidden, outputs]
+    output_bias: np.ndarray  # [outputs]
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(dot_products(inputs, self.hidden_weight.T) + self.hidden_bias, 0.0)
+        return dot_products(hidden, self.output_weight.T) + self.output_bias
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}_{name}": getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> TwoLayerNetwork:
+        return cls(*(arrays[f"{prefix}_{name}"] for name in cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class WindowScorer:
+    """Two small networks over a window: how tightly it fits one piece of furniture, and how to move its edges to fit better.
+
+    Their inputs are a window's ``features`` and ``APPEARANCE_DIMS`` numbers of its
     embedding (projected on the catalogue's main directions, saved with the
     scorer): what the window looks like tells a whole lamp from a sofa's armrest.
     Trained by ``scripts/train_region_scorer.py`` on composed room scenes for one
@@ -146,17 +169,23 @@ class WindowScorer:
     projection: np.ndarray  # [C, APPEARANCE_DIMS]
     mean: np.ndarray
     scale: np.ndarray
-    hidden_weight: np.ndarray  # [inputs, hidden]
-    hidden_bias: np.ndarray
-    output_weight: np.ndarray  # [hidden]
-    output_bias: float
+    fit: TwoLayerNetwork  # one output: the fit's logit
+    offsets: TwoLayerNetwork  # four outputs: see box_offsets
+
+    def _scaled_inputs(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return (scorer_inputs(features, embeddings, self.projection_mean, self.projection) - self.mean) / self.scale
 
     def confidence(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """Predicted fit in [0, 1] per window (rows of ``features`` and of ``embeddings``)."""
-        inputs = scorer_inputs(features, embeddings, self.projection_mean, self.projection)
-        scaled = (inputs - self.mean) / self.scale
-        hidden = np.maximum(dot_products(scaled, self.hidden_weight.T) + self.hidden_bias, 0.0)
-        return 1.0 / (1.0 + np.exp(-(hidden @ self.output_weight + self.output_bias)))
+        return 1.0 / (1.0 + np.exp(-self.fit(self._scaled_inputs(features, embeddings))[:, 0]))
+
+    def box_offsets(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """Per window, how far to move its (x0, y0, x1, y1) edges [N, 4], in shares of its width and height.
+
+        Windows are whole cells (32 px at the proposal pass); an object's edges
+        rarely are, and a table lamp is one or two cells wide.
+        """
+        return self.offsets(self._scaled_inputs(features, embeddings))
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) atomically."""
@@ -164,16 +193,15 @@ class WindowScorer:
         temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.npz")
         np.savez(temporary, feature_names=np.array(self.feature_names), projection_mean=self.projection_mean,
                  projection=self.projection, mean=self.mean, scale=self.scale,
-                 hidden_weight=self.hidden_weight, hidden_bias=self.hidden_bias,
-                 output_weight=self.output_weight, output_bias=np.array(self.output_bias))
+                 **self.fit.arrays("fit"), **self.offsets.arrays("offsets"))
         os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> WindowScorer:
         with np.load(path) as arrays:
             return cls(tuple(str(n) for n in arrays["feature_names"]), arrays["projection_mean"], arrays["projection"],
-                       arrays["mean"], arrays["scale"], arrays["hidden_weight"], arrays["hidden_bias"],
-                       arrays["output_weight"], float(arrays["output_bias"]))
+                       arrays["mean"], arrays["scale"], TwoLayerNetwork.from_arrays(arrays, "fit"),
+                       TwoLayerNetwork.from_arrays(arrays, "offsets"))
 
 
 def scorer_inputs(features: np.ndarray, embeddings: np.ndarray, projection_mean: np.ndarray,
@@ -316,23 +344,52 @@ def _ring_means(integral: np.ndarray, windows: np.ndarray, inside: np.ndarray, w
     return (_box_sums(integral, outer) - inside * areas) / np.maximum(outer_area - areas, 1.0)
 
 
-def _edge_strips(integral: np.ndarray, windows: np.ndarray, grid_h: int, grid_w: int) -> list[np.ndarray]:
-    """Per side (top, bottom, left, right): mean objectness on the window's edge row/column, just outside it, and the step.
-
-    A window that fits an object has object on all four edges and background just outside.
-    """
+def _side_strips(windows: np.ndarray, grid_h: int, grid_w: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per side (top, bottom, left, right): the window's edge row/column and the one just outside it (empty at the grid's edge)."""
     y0, x0, y1, x1 = windows.T
-    sides = [
+    return [
         (np.stack([y0, x0, y0 + 1, x1], 1), np.stack([np.maximum(y0 - 1, 0), x0, y0, x1], 1)),
         (np.stack([y1 - 1, x0, y1, x1], 1), np.stack([y1, x0, np.minimum(y1 + 1, grid_h), x1], 1)),
         (np.stack([y0, x0, y1, x0 + 1], 1), np.stack([y0, np.maximum(x0 - 1, 0), y1, x0], 1)),
         (np.stack([y0, x1 - 1, y1, x1], 1), np.stack([y0, x1, y1, np.minimum(x1 + 1, grid_w)], 1)),
     ]
+
+
+def _edge_strips(integral: np.ndarray, windows: np.ndarray, grid_h: int, grid_w: int) -> list[np.ndarray]:
+    """Per side: mean objectness on the window's edge row/column, just outside it, and the step.
+
+    A window that fits an object has object on all four edges and background just outside.
+    """
     columns = []
-    for edge, outside in sides:
+    for edge, outside in _side_strips(windows, grid_h, grid_w):
         edge_mean, outside_mean = _box_means(integral, edge), _box_means(integral, outside)
         columns += [edge_mean, outside_mean, edge_mean - outside_mean]
     return columns
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two [N, C] arrays (0 where a row is all zeros)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-12), 0.0)
+
+
+def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray, windows: np.ndarray,
+                     summed: np.ndarray, best_similarity: np.ndarray) -> list[np.ndarray]:
+    """How much a window's surroundings look like its inside: a window cut through an object looks like
+    what lies past its cut edge, and grows more like a catalogue image when widened.
+
+    Columns: cosine of the window's summed features with its one-cell ring's, then with the strip just
+    outside each side (top, bottom, left, right), then the best catalogue similarity gained by growing the
+    window one cell on every side.
+    """
+    grid_h, grid_w = feature_integral.shape[0] - 1, feature_integral.shape[1] - 1
+    grown = _grown(windows, 1, grid_h, grid_w)
+    grown_sums = _box_sums(feature_integral, grown)
+    columns = [_cosines(summed, grown_sums - summed)]
+    columns += [_cosines(summed, _box_sums(feature_integral, outside)) for _, outside in _side_strips(windows, grid_h, grid_w)]
+    grown_norms = np.maximum(np.linalg.norm(grown_sums, axis=1), 1e-12)
+    grown_best = (_box_sums(product_integral, grown) / grown_norms[:, None]).max(axis=1)
+    return [*columns, grown_best - best_similarity]
 
 
 def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandidates:
@@ -362,13 +419,14 @@ def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandid
     chosen, chosen_inside = windows[picked], inside[picked]
     # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
     # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
-    summed = _box_sums(_integral(features), chosen)
+    feature_integral, product_integral = _integral(features), _integral(cell_products)
+    summed = _box_sums(feature_integral, chosen)
     summed_norms = np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     pooled = (summed / summed_norms).astype(np.float32)
     probabilities = catalogue.classifier.predict_proba(pooled)
     ranked = np.sort(probabilities, axis=1)[:, ::-1]
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
-    similarity = _box_sums(_integral(cell_products), chosen) / summed_norms
+    similarity = _box_sums(product_integral, chosen) / summed_norms
     top5 = torch.from_numpy(similarity).topk(min(5, similarity.shape[1]), dim=1).values.numpy()[:, ::-1]
     per_category = np.stack([similarity[:, catalogue.labels == c].max(axis=1, initial=-1.0)
                              for c in range(len(categories))], axis=1)
@@ -381,6 +439,7 @@ def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandid
         (chosen[:, 0] + chosen[:, 2]) / (2 * grid_h),
         *_edge_strips(integral, chosen, grid_h, grid_w),
         ranked[:, 0], ranked[:, 0] - second, top5[:, -1], top5.mean(axis=1), top5[:, -1] - np.median(similarity, axis=1),
+        *_context_columns(feature_integral, product_integral, chosen, summed, top5[:, -1]),
     ]
     features = np.column_stack([*columns, probabilities, per_category]).astype(np.float32)
     return WindowCandidates(chosen, contrast[picked], chosen_inside, features, pooled, probabilities)
@@ -417,12 +476,26 @@ def propose_regions(
         confidences = best_probability * candidates.inside
     eligible = np.flatnonzero(scores >= RELATIVE_SCORE * scores.max())
     kept = eligible[_distinct(candidates.windows[eligible], scores[eligible], max_regions, NMS_IOU)]
+    boxes = np.array([cells_to_pixels(candidates.windows[i], scale_x, scale_y) for i in kept], dtype=float)
+    if scorer is not None:
+        boxes = moved_edges(boxes, scorer.box_offsets(candidates.features[kept], candidates.embeddings[kept]),
+                            image.size)
     return [
-        Region(cells_to_pixels(candidates.windows[i], scale_x, scale_y),
-               catalogue.categories[int(candidates.probabilities[i].argmax())],
+        Region(tuple(int(v) for v in box), catalogue.categories[int(candidates.probabilities[i].argmax())],
                float(confidences[i]), candidates.embeddings[i])
-        for i in kept
+        for i, box in zip(kept, boxes)
     ]
+
+
+def moved_edges(boxes: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(x0, y0, x1, y1) boxes [N, 4] with their edges moved by ``offsets`` (shares of width and height), rounded and
+    kept inside the photo of ``size`` (width, height), at least 1 px wide and high."""
+    extent = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    moved = np.round(boxes + offsets * np.tile(extent, 2))
+    width, height = size
+    x0, x1 = np.clip(moved[:, 0], 0, width - 1), np.clip(moved[:, 2], 1, width)
+    y0, y1 = np.clip(moved[:, 1], 0, height - 1), np.clip(moved[:, 3], 1, height)
+    return np.stack([x0, y0, np.maximum(x1, x0 + 1), np.maximum(y1, y0 + 1)], axis=1)
 
 
 def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:

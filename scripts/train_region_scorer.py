@@ -11,8 +11,11 @@ projected on the catalogue's 16 main directions and, as the target,
 their IoU with the nearest true box mapped to [0, 1] (IoU 0.3 -> 0, 0.7 -> 1).
 A two-layer network (64 hidden units) is fitted to that with a logistic loss, the
 windows fitting each object weighted so that small objects count as much as big
-ones (few windows fit a lamp, dozens fit a bed; lamps boxed: 17% -> 39%), and
-saved to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
+ones (few windows fit a lamp, dozens fit a bed; lamps boxed: 17% -> 39%). A second
+one learns, from the windows with IoU >= 0.3, how far each edge of the window lies
+from the nearest true box's (in shares of the window's width and height; smooth L1
+loss), so that a region's box is not stuck on the 32 px cell grid. Both are saved
+to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
 build's Sweet Home 3D cache (``python -m engine.gallery build`` makes it) to
 render the scenes; takes about 15 minutes on 2 cores, most of it rendering.
 """
@@ -20,6 +23,7 @@ render the scenes; takes about 15 minutes on 2 cores, most of it rendering.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,14 @@ import torch
 from benchmarks.common import DEFAULT_GALLERY, ROOT
 from benchmarks.scenes import box_iou, candidate_boxes, load_or_compose
 from engine.indexing import index_catalog, index_is_current
-from engine.regions import WindowScorer, appearance_projection, scorer_inputs, scorer_path, window_feature_names
+from engine.regions import (
+    TwoLayerNetwork,
+    WindowScorer,
+    appearance_projection,
+    scorer_inputs,
+    scorer_path,
+    window_feature_names,
+)
 from engine.search import SearchEngine
 
 TRAINING_DIR = ROOT / "build" / "region_training"
@@ -42,12 +53,27 @@ WEIGHT_DECAY = 1e-3
 LOW, HIGH = 0.3, 0.7
 # Least total loss weight of the windows that fit one object (see window_weights).
 OBJECT_WEIGHT = 30.0
+# Windows at least this close (IoU) to a true box teach the edge offsets.
+OFFSET_IOU = 0.3
+# Offsets within this (share of the window's size) count as small errors in the smooth L1 loss.
+OFFSET_BETA = 0.1
+
+
+@dataclass(frozen=True)
+class TrainingWindows:
+    """The candidate windows of the training scenes: scorer inputs and what each network learns from them."""
+
+    inputs: np.ndarray  # [N, scorer inputs]
+    targets: np.ndarray  # [N] fit in [0, 1] (from the IoU with the nearest true box)
+    weights: np.ndarray  # [N] loss weights (window_weights)
+    offsets: np.ndarray  # [N, 4] edge offsets to the nearest true box (edge_offsets)
+    near: np.ndarray  # [N] whether the window is close enough to a true box to learn its offsets
 
 
 def training_windows(engine: SearchEngine, gallery: Path, count: int, projection_mean: np.ndarray,
-                     projection: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scorer inputs, IoU targets and loss weights of every candidate window of ``count`` composed training scenes."""
-    inputs, targets, weights = [], [], []
+                     projection: np.ndarray) -> TrainingWindows:
+    """Scorer inputs and targets of every candidate window of ``count`` composed training scenes."""
+    inputs, targets, weights, offsets, near = [], [], [], [], []
     for first in range(0, count, SCENES_PER_SEED):
         seed = FIRST_SEED + first // SCENES_PER_SEED
         folder = TRAINING_DIR / f"seed{seed}"
@@ -56,11 +82,23 @@ def training_windows(engine: SearchEngine, gallery: Path, count: int, projection
             candidates, boxes = candidate_boxes(engine, folder / scene.file)
             ious = np.array([[box_iou(obj.box, box) for obj in scene.objects] for box in boxes], dtype=float)
             ious = ious.reshape(len(boxes), len(scene.objects))
+            best = ious.max(axis=1, initial=0.0)
             inputs.append(scorer_inputs(candidates.features, candidates.embeddings, projection_mean, projection))
-            targets.append(np.clip((ious.max(axis=1, initial=0.0) - LOW) / (HIGH - LOW), 0.0, 1.0))
+            targets.append(np.clip((best - LOW) / (HIGH - LOW), 0.0, 1.0))
             weights.append(window_weights(ious))
+            truth = np.array([obj.box for obj in scene.objects], dtype=float).reshape(-1, 4)
+            window_boxes = np.array(boxes, dtype=float).reshape(-1, 4)
+            offsets.append(edge_offsets(window_boxes, truth[ious.argmax(axis=1)]) if len(truth) else 0 * window_boxes)
+            near.append(best >= OFFSET_IOU)
         print(f"seed {seed}: {len(scenes)} scenes", flush=True)
-    return np.vstack(inputs), np.concatenate(targets), np.concatenate(weights)
+    return TrainingWindows(np.vstack(inputs), np.concatenate(targets), np.concatenate(weights), np.vstack(offsets),
+                           np.concatenate(near))
+
+
+def edge_offsets(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """How far each (x0, y0, x1, y1) edge of ``boxes`` [N, 4] lies from ``truth``'s, in shares of the box's width and height."""
+    extent = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    return (truth - boxes) / np.maximum(np.tile(extent, 2), 1.0)
 
 
 def window_weights(ious: np.ndarray) -> np.ndarray:
@@ -76,30 +114,37 @@ def window_weights(ious: np.ndarray) -> np.ndarray:
     return weights
 
 
-def fit_scorer(inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray, names: tuple[str, ...],
-               projection_mean: np.ndarray, projection: np.ndarray) -> WindowScorer:
-    """Fit the two-layer network on ``scorer_inputs`` rows (full-batch Adam, fixed seed); return it as a ``WindowScorer``."""
-    mean, scale = inputs.mean(axis=0), inputs.std(axis=0) + 1e-6
-    x = torch.from_numpy((inputs - mean) / scale).float()
-    y = torch.from_numpy(targets).float()
-    w = torch.from_numpy(weights).float()
+def fit_network(inputs: torch.Tensor, outputs: int, loss_of) -> TwoLayerNetwork:
+    """Fit a two-layer network on scaled ``inputs`` by full-batch Adam (fixed seed), minimising ``loss_of(predictions)``."""
     torch.manual_seed(0)
     hidden = torch.nn.Linear(inputs.shape[1], HIDDEN)
-    output = torch.nn.Linear(HIDDEN, 1)
+    output = torch.nn.Linear(HIDDEN, outputs)
     parameters = [*hidden.parameters(), *output.parameters()]
     optimiser = torch.optim.Adam(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     for step in range(STEPS):
         optimiser.zero_grad()
-        logits = output(torch.relu(hidden(x)))[:, 0]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=w / w.mean())
+        loss = loss_of(output(torch.relu(hidden(inputs))))
         loss.backward()
         optimiser.step()
         if step % 200 == 0 or step == STEPS - 1:
             print(f"step {step}: loss {loss.item():.4f}", flush=True)
     with torch.no_grad():
-        return WindowScorer(names, projection_mean, projection, mean.astype(np.float32), scale.astype(np.float32),
-                            hidden.weight.T.numpy().copy(), hidden.bias.numpy().copy(),
-                            output.weight[0].numpy().copy(), float(output.bias[0]))
+        return TwoLayerNetwork(hidden.weight.T.numpy().copy(), hidden.bias.numpy().copy(),
+                               output.weight.T.numpy().copy(), output.bias.numpy().copy())
+
+
+def fit_scorer(windows: TrainingWindows, names: tuple[str, ...], projection_mean: np.ndarray,
+               projection: np.ndarray) -> WindowScorer:
+    """Fit the fit and edge-offset networks on the training windows; return them as a ``WindowScorer``."""
+    mean, scale = windows.inputs.mean(axis=0), windows.inputs.std(axis=0) + 1e-6
+    x = torch.from_numpy((windows.inputs - mean) / scale).float()
+    y = torch.from_numpy(windows.targets).float()
+    w = torch.from_numpy(windows.weights / windows.weights.mean()).float()
+    fit = fit_network(x, 1, lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y, weight=w))
+    near = torch.from_numpy(windows.near)
+    offsets = torch.from_numpy(windows.offsets[windows.near]).float()
+    edges = fit_network(x[near], 4, lambda predicted: torch.nn.functional.smooth_l1_loss(predicted, offsets, beta=OFFSET_BETA))
+    return WindowScorer(names, projection_mean, projection, mean.astype(np.float32), scale.astype(np.float32), fit, edges)
 
 
 def main() -> None:
@@ -113,9 +158,10 @@ def main() -> None:
         index_catalog(args.gallery, args.store)
     engine = SearchEngine.open(args.store, gallery=args.gallery)
     projection_mean, projection = appearance_projection(engine.stored.vectors)
-    inputs, targets, weights = training_windows(engine, args.gallery, args.scenes, projection_mean, projection)
-    print(f"{len(targets)} windows, {int((targets >= 0.5).sum())} with IoU >= 0.5", flush=True)
-    scorer = fit_scorer(inputs, targets, weights, window_feature_names(engine.categories), projection_mean, projection)
+    windows = training_windows(engine, args.gallery, args.scenes, projection_mean, projection)
+    print(f"{len(windows.targets)} windows, {int((windows.targets >= 0.5).sum())} with IoU >= 0.5, "
+          f"{int(windows.near.sum())} near a true box", flush=True)
+    scorer = fit_scorer(windows, window_feature_names(engine.categories), projection_mean, projection)
     path = scorer_path(engine.extractor.spec.name)
     scorer.save(path)
     print(f"wrote {path.relative_to(ROOT)}")

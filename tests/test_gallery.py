@@ -152,7 +152,9 @@ def test_renewing_the_render_context_changes_nothing_in_the_picture(tmp_path: Pa
         pictures.append(np.asarray(render.render_view(scene, 35, 15, size=96)))
         contexts.append(render._RENDERERS[(96, 96)][0])
     assert contexts[0] is contexts[1] and contexts[2] is not contexts[1]
-    assert np.array_equal(pictures[0], pictures[2])
+    # OSMesa is not bit-exact from one render to the next even in one context (a few edge pixels differ).
+    for picture in pictures[1:]:
+        assert (picture != pictures[0]).any(axis=2).mean() < 0.005
 
 
 # --------------------------------------------------------------------------

@@ -16,12 +16,14 @@ from benchmarks.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
 from engine.embed import dot_products
 from engine.regions import (
+    TwoLayerNetwork,
     WindowScorer,
     _distinct,
     candidate_windows,
     crop_region,
     is_product_shot,
     load_window_scorer,
+    moved_edges,
     proposal_feature_map,
     propose_regions,
     scorer_path,
@@ -131,14 +133,18 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
     assert line["results"] == line["regions"][0]["results"]
 
 
+def random_network(rng: np.random.Generator, inputs: int, outputs: int) -> TwoLayerNetwork:
+    return TwoLayerNetwork(rng.normal(size=(inputs, 4)).astype(np.float32), np.zeros(4, np.float32),
+                           rng.normal(size=(4, outputs)).astype(np.float32), rng.normal(size=outputs).astype(np.float32))
+
+
 def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     names = window_feature_names(["chair", "lamp"])
     rng = np.random.default_rng(0)
     inputs = len(names) + 3
     scorer = WindowScorer(names, rng.normal(size=8).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32),
                           rng.normal(size=inputs).astype(np.float32), np.ones(inputs, np.float32),
-                          rng.normal(size=(inputs, 4)).astype(np.float32), np.zeros(4, np.float32),
-                          rng.normal(size=4).astype(np.float32), 0.5)
+                          random_network(rng, inputs, 1), random_network(rng, inputs, 4))
     monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
     scorer.save(scorer_path("some_backbone"))
     assert [p.name for p in tmp_path.iterdir()] == ["region_scorer_some_backbone.npz"]  # no temporary left behind
@@ -147,9 +153,21 @@ def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     confidence = loaded.confidence(features, embeddings)
     assert np.allclose(confidence, scorer.confidence(features, embeddings))
     assert ((0 <= confidence) & (confidence <= 1)).all()
+    offsets = loaded.box_offsets(features, embeddings)
+    assert offsets.shape == (5, 4) and np.allclose(offsets, scorer.box_offsets(features, embeddings))
     # Another catalogue's categories, or a backbone without a trained scorer: no scorer, contrast ranking.
     assert load_window_scorer("some_backbone", ["chair", "sofa"]) is None
     assert load_window_scorer("other_backbone", ["chair", "lamp"]) is None
+
+
+def test_moved_edges_stay_inside_the_photo():
+    boxes = np.array([[100.0, 50.0, 200.0, 250.0], [0.0, 0.0, 64.0, 64.0], [300.0, 200.0, 364.0, 232.0]])
+    offsets = np.array([[0.1, -0.05, -0.2, 0.1], [-0.5, -0.5, 0.0, 0.0], [0.9, 0.0, 0.5, 0.0]])
+    moved = moved_edges(boxes, offsets, (320, 240))
+    assert moved[0].tolist() == [110, 40, 180, 240]  # the bottom edge clipped at the photo's height
+    assert moved[1].tolist() == [0, 0, 64, 64]  # clipped at the photo's top-left corner
+    x0, y0, x1, y1 = moved[2]  # pushed past the right edge: still a box of at least 1 px inside the photo
+    assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
 
 
 def test_an_unreadable_scorer_file_means_contrast_ranking(tmp_path, monkeypatch):

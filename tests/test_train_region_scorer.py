@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.regions import appearance_projection, scorer_inputs
-from scripts.train_region_scorer import OBJECT_WEIGHT, fit_scorer, window_weights
+from scripts.train_region_scorer import OBJECT_WEIGHT, TrainingWindows, edge_offsets, fit_scorer, window_weights
 
 
 def windows(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -26,12 +26,27 @@ def test_fit_scorer_learns_from_window_numbers_and_appearance():
     inputs = scorer_inputs(features, embeddings, projection_mean, projection)
     assert inputs.shape == (3000, 8)
     names = tuple(f"f{i}" for i in range(6))
-    scorer = fit_scorer(inputs, fits.astype(np.float64), np.ones(len(fits)), names, projection_mean, projection)
+    # The windows' edges lie off the object's by an amount the second feature tells (only near windows learn it).
+    offsets = np.outer(features[:, 1], [0.2, -0.1, 0.0, 0.1])
+    near = np.arange(3000) % 2 == 0
+    training = TrainingWindows(inputs, fits.astype(np.float64), np.ones(len(fits)), offsets, near)
+    scorer = fit_scorer(training, names, projection_mean, projection)
     assert scorer.feature_names == names
     test_features, test_embeddings, truth = windows(rng, 500)
     confidence = scorer.confidence(test_features, test_embeddings)
     assert confidence[truth].mean() > 0.7 > 0.3 > confidence[~truth].mean()
     assert ((confidence > 0.5) == truth).mean() > 0.9
+    predicted = scorer.box_offsets(test_features, test_embeddings)
+    error = np.abs(predicted - np.outer(test_features[:, 1], [0.2, -0.1, 0.0, 0.1])).mean()
+    assert error < 0.25 * np.abs(np.outer(test_features[:, 1], [0.2, -0.1, 0.0, 0.1])).mean()
+
+
+def test_edge_offsets_are_shares_of_the_window_size():
+    boxes = np.array([[100.0, 50.0, 200.0, 250.0]])
+    truth = np.array([[110.0, 40.0, 180.0, 250.0]])
+    offsets = edge_offsets(boxes, truth)
+    assert np.allclose(offsets, [[0.1, -0.05, -0.2, 0.0]])
+    assert np.allclose(boxes + offsets * [100, 200, 100, 200], truth)
 
 
 def test_window_weights_give_each_object_the_same_say():
