@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from engine.backbones import BackboneUnavailableError
 from engine.catalog import CatalogError
@@ -323,13 +322,13 @@ def build_app() -> gr.Blocks:
 
 
 def main() -> None:
-    # One torch thread per search: the queue runs two searches on two cores, and threads of
-    # concurrent searches spin-waiting on each other made a query 2.6x slower (benchmarks/README.md).
-    torch.set_num_threads(1)
+    # One search at a time, on all cores: region search (the slow part, run after the whole-photo results
+    # are shown) then adds ~130 ms instead of ~175 ms with two one-thread searches side by side; peak
+    # throughput drops from ~10 to ~8 photos/s on 2 cores (benchmarks/README.md). Two searches at once with
+    # all cores each would spin-wait on each other (a query 2.6x slower).
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
     demo = build_app()
-    # Two searches run at once (2 cores); the rest wait in a bounded queue instead of piling up.
-    demo.queue(default_concurrency_limit=2, max_size=32)
+    demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -32,6 +32,7 @@ import json
 import random
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -351,7 +352,27 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
                 search(folder / scene.file, k=10)
                 measured[key].append((time.perf_counter() - started) * 1000)
         torch.set_num_threads(measured["threads"])
+    measured["throughput"] = region_throughput(engine, [folder / scene.file for scene in scenes[:FIRST_SCENES]])
     return measured
+
+
+def region_throughput(engine: SearchEngine, paths: list[Path]) -> dict[str, float]:
+    """Region searches per second on all cores: one search at a time with all torch threads (the app's setting),
+    against one single-threaded search per core side by side."""
+    import torch
+
+    threads = torch.get_num_threads()
+    started = time.perf_counter()
+    for path in paths:
+        engine.search_regions(path)
+    one_at_a_time = len(paths) / (time.perf_counter() - started)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # torch releases the GIL inside its ops
+        list(pool.map(engine.search_regions, paths * threads))
+    side_by_side = len(paths) * threads / (time.perf_counter() - started)
+    torch.set_num_threads(threads)
+    return {"one_at_a_time": one_at_a_time, "side_by_side": side_by_side, "threads": threads}
 
 
 def candidate_boxes(engine: SearchEngine, path: Path) -> tuple[WindowCandidates, list[Box]]:
@@ -450,8 +471,13 @@ def report(measured: dict, count: int, max_regions: int) -> str:
         "",
         *first_scenes_line(rows, [scene.file for scene in measured["scenes"][:FIRST_SCENES]]),
         f"Latency per photo (median): whole-photo search {whole:.0f} ms, region search {region:.0f} ms, "
-        f"added {region - whole:.0f} ms, with {measured['threads']} torch thread(s) (as the app runs each search)."
+        f"added {region - whole:.0f} ms, with {measured['threads']} torch thread(s)."
         f"{other_threads_line(measured)} Photos judged product shots (searched whole): {shots} of {count}.",
+        "",
+        f"Region searches per second on {measured['throughput']['threads']} cores: "
+        f"{measured['throughput']['one_at_a_time']:.1f} one at a time with {measured['throughput']['threads']} threads "
+        f"(the app's setting), {measured['throughput']['side_by_side']:.1f} with {measured['throughput']['threads']} "
+        "one-thread searches side by side.",
         "",
         "*Untrained ranking*: the same regions ranked without the trained window scorer (contrast x category "
         "probability), as for a catalogue whose categories the scorer was not trained on. *Some candidate window "
@@ -464,17 +490,17 @@ def report(measured: dict, count: int, max_regions: int) -> str:
 
 
 def main() -> None:
+    import torch
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"10 scenes instead of {SCENES}")
     parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
     parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
     parser.add_argument("--max-regions", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1, as the app runs each of its two concurrent searches); "
-                             "latency is measured again with the other count (1 or 2) on the first scenes")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: torch's, all cores, as the app); latency is measured again "
+                             "with the other count (1, or 2 when given 1) on the first scenes")
     args = parser.parse_args()
-    import torch
-
     torch.set_num_threads(args.threads)
     count = 10 if args.quick else SCENES
     measured = run(args.store, args.gallery, count, args.max_regions, other_threads=2 if args.threads == 1 else 1)

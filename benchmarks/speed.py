@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
     parser.add_argument("--quick", action="store_true", help="small catalogue subset, 10 runs, vector sizes up to 10k")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the query path (default 1, see README)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads for the query path (default: torch's, all cores, as the app)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--peak-rss-child", nargs=3, metavar=("WHICH", "STORE", "PHOTO"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -17,7 +17,8 @@ from the nearest true box's (in shares of the window's width and height; smooth 
 loss), so that a region's box is not stuck on the 32 px cell grid. Both are saved
 to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
 build's Sweet Home 3D cache (``python -m engine.gallery build`` makes it) to
-render the scenes; takes about 15 minutes on 2 cores, most of it rendering.
+render the scenes; takes about 20 minutes on 2 cores, half of it rendering the scenes (cached for
+later runs).
 """
 
 from __future__ import annotations
