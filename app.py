@@ -323,9 +323,9 @@ def build_app() -> gr.Blocks:
 
 def main() -> None:
     # One search at a time, on all cores: region search (the slow part, run after the whole-photo results
-    # are shown) then adds ~130 ms instead of ~175 ms with two one-thread searches side by side; peak
-    # throughput drops from ~10 to ~8 photos/s on 2 cores (benchmarks/README.md). Two searches at once with
-    # all cores each would spin-wait on each other (a query 2.6x slower).
+    # are shown) then adds ~110 ms instead of ~175 ms with one-thread searches side by side, for a peak of
+    # ~8 instead of ~11 region searches/s on 2 cores (benchmarks/results/scenes.md). Two searches at once
+    # with all cores each would spin-wait on each other (a query 2.6x slower).
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)
