@@ -323,8 +323,8 @@ def build_app() -> gr.Blocks:
 
 def main() -> None:
     # One search at a time, on all cores: region search (the slow part, run after the whole-photo results
-    # are shown) then adds ~110 ms instead of ~175 ms with one-thread searches side by side, for a peak of
-    # ~8 instead of ~11 region searches/s on 2 cores (benchmarks/results/scenes.md). Two searches at once
+    # are shown) then adds ~110 ms instead of ~155 ms with one-thread searches side by side, for a peak of
+    # ~8 instead of ~11-12 region searches/s on 2 cores (benchmarks/results/scenes.md). Two searches at once
     # with all cores each would spin-wait on each other (a query 2.6x slower).
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
     demo = build_app()

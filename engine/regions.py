@@ -52,8 +52,14 @@ from engine.embed import dot_products, normalise
 # no candidate window fitted 5 of 6 lamps of the scenes benchmark (a window fitted 17% of lamps, now 67%).
 PROPOSAL_SIDE = 640
 STRIDE = 32
-# Windows overlapping a kept one by more than this IoU are dropped.
+# Regions overlapping a better one by more than this IoU are dropped...
 NMS_IOU = 0.4
+# ...and, with a trained scorer, so are those of the same category lying this much (intersection over the
+# smaller) inside or around it: another box of the same sofa. Frees the slot for another piece of furniture
+# (on 1,379 objects of validation scenes: boxes found 81.1% -> 83.0%, product in top 10 70.3% -> 72.2%,
+# 3.1 regions per photo instead of 4.0); a chair in front of a bed is of another category and stays. The
+# untrained ranking puts loose boxes first and would lose the tight ones inside (boxes found 52% -> 43%).
+SAME_CATEGORY_OVERLAP = 0.4
 # Regions below this share of the best region's score are not proposed.
 RELATIVE_SCORE = 0.25
 # Border cells an object may touch without being taken for background.
@@ -483,16 +489,35 @@ def propose_regions(
         scores = candidates.contrast * best_probability
         confidences = best_probability * candidates.inside
     eligible = np.flatnonzero(scores >= RELATIVE_SCORE * scores.max())
-    kept = eligible[_distinct(candidates.windows[eligible], scores[eligible], max_regions, NMS_IOU)]
+    categories = candidates.probabilities.argmax(axis=1)
+    same_category_overlap = SAME_CATEGORY_OVERLAP if scorer is not None else 1.0
+    kept = eligible[_distinct_regions(candidates.windows[eligible], categories[eligible], scores[eligible], max_regions,
+                                      same_category_overlap)]
     boxes = np.array([cells_to_pixels(candidates.windows[i], scale_x, scale_y) for i in kept], dtype=float)
     if scorer is not None:
         boxes = moved_edges(boxes, scorer.box_offsets(candidates.features[kept], candidates.embeddings[kept]),
                             image.size)
     return [
-        Region(tuple(int(v) for v in box), catalogue.categories[int(candidates.probabilities[i].argmax())],
+        Region(tuple(int(v) for v in box), catalogue.categories[int(categories[i])],
                float(confidences[i]), candidates.embeddings[i])
         for i, box in zip(kept, boxes)
     ]
+
+
+def _distinct_regions(windows: np.ndarray, categories: np.ndarray, scores: np.ndarray, count: int,
+                      same_category_overlap: float = SAME_CATEGORY_OVERLAP) -> list[int]:
+    """Indices of the best-scoring windows, at most ``count``: none overlaps a better kept one by more than
+    ``NMS_IOU``, nor by more than ``same_category_overlap`` of the smaller one when both have the same category
+    (1.0: no such check)."""
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(_iou(windows[i], windows[k]) <= NMS_IOU
+               and (categories[i] != categories[k] or _overlap(windows[i], windows[k]) <= same_category_overlap)
+               for k in kept):
+            kept.append(int(i))
+            if len(kept) == count:
+                break
+    return kept
 
 
 def moved_edges(boxes: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -522,12 +547,24 @@ def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
     return not runners_up and _plain_border(image)
 
 
+def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Intersection area of two boxes (either axis order, as long as both use the same)."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes."""
+    inter = _intersection(a, b)
+    return inter / max(_area(a) + _area(b) - inter, 1)
+
+
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection of two (x0, y0, x1, y1) boxes over the smaller one's area."""
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(smaller, 1)
+    """Intersection of two boxes over the smaller one's area."""
+    return _intersection(a, b) / max(min(_area(a), _area(b)), 1)
 
 
 def _plain_border(image: Image.Image) -> bool:

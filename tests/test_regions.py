@@ -19,6 +19,7 @@ from engine.regions import (
     TwoLayerNetwork,
     WindowScorer,
     _distinct,
+    _distinct_regions,
     candidate_windows,
     crop_region,
     is_product_shot,
@@ -77,6 +78,19 @@ def test_suppression_stops_early_but_keeps_what_full_suppression_keeps():
     everything = torchvision.ops.nms(boxes, torch.from_numpy(scores).float(), 0.7).numpy()
     for count in (1, 40, 600, 5000):
         assert _distinct(windows, scores, count, 0.7).tolist() == everything[:count].tolist()
+
+
+def test_a_second_box_of_the_same_piece_is_not_proposed_but_a_piece_in_front_of_it_is():
+    # Cells (y0, x0, y1, x1): a bed, a looser box around the same bed, a chair standing in front of the bed,
+    # a lamp elsewhere; categories 0 = bed, 1 = chair, 2 = lamp.
+    windows = np.array([[4, 2, 10, 12], [3, 1, 11, 14], [6, 4, 10, 7], [2, 15, 9, 17]])
+    categories = np.array([0, 0, 1, 2])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert _distinct_regions(windows, categories, scores, 4) == [0, 2, 3]
+    assert _distinct_regions(windows, categories, scores, 2) == [0, 2]
+    # Were the chair taken for a bed too, it would count as part of the bed, unless that check is off.
+    assert _distinct_regions(windows, np.array([0, 0, 0, 2]), scores, 4) == [0, 3]
+    assert _distinct_regions(windows, np.array([0, 0, 0, 2]), scores, 4, same_category_overlap=1.0) == [0, 2, 3]
 
 
 def test_window_features_match_their_embeddings(search_engine):
