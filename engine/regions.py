@@ -308,7 +308,7 @@ def _areas(boxes: np.ndarray) -> np.ndarray:
 
 def _box_means(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Means over boxes (0 for empty boxes, e.g. a strip beyond the photo's edge)."""
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    areas = _areas(boxes)
     return np.where(areas > 0, _box_sums(integral, boxes) / np.maximum(areas, 1), 0.0)
 
 
@@ -349,10 +349,9 @@ def _grown(windows: np.ndarray, by: int, grid_h: int, grid_w: int) -> np.ndarray
 def _ring_means(integral: np.ndarray, windows: np.ndarray, inside: np.ndarray, width: int) -> np.ndarray:
     """Mean objectness in the ring ``width`` cells wide around each window (clipped to the grid)."""
     grid_h, grid_w = integral.shape[0] - 1, integral.shape[1] - 1
-    areas = (windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])
+    areas = _areas(windows)
     outer = _grown(windows, width, grid_h, grid_w)
-    outer_area = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1])
-    return (_box_sums(integral, outer) - inside * areas) / np.maximum(outer_area - areas, 1.0)
+    return (_box_sums(integral, outer) - inside * areas) / np.maximum(_areas(outer) - areas, 1.0)
 
 
 def _side_strips(windows: np.ndarray, grid_h: int, grid_w: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -415,7 +414,7 @@ def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandid
     objectness = _objectness(features / norms, cell_products / norms)
     grid_h, grid_w = objectness.shape
     windows = _windows(grid_h, grid_w)
-    areas = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).astype(np.float64)
+    areas = _areas(windows).astype(np.float64)
     integral = _integral(objectness)
     inside = _box_sums(integral, windows) / areas
     ring = _ring_means(integral, windows, inside, RING)
