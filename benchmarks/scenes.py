@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 SCENES_DIR = ROOT / "benchmarks" / "scenes"
 SCENE_SIZE = (800, 600)
 SEED = 5
-# 200 scenes (~540 objects): with the first 30 (77 objects), the benchmark's size until 2026-11-24, one
+# 200 scenes (469 objects): with the first 30 (77 objects), the benchmark's size until 2026-11-24, one
 # standard error of a share near 70% was 5 points, too coarse to tell 69% from 70%; now it is 2.
 SCENES = 200
 FIRST_SCENES = 30
@@ -313,12 +313,10 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
     engine.search(folder / scenes[0].file)  # warm-up: first calls allocate
     for scene in scenes:
         path = folder / scene.file
-        started = time.perf_counter()
-        whole = engine.search(path, k=10)
-        whole_ms.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        regional = engine.search_regions(path, k=10, max_regions=max_regions)
-        region_ms.append((time.perf_counter() - started) * 1000)
+        whole, milliseconds = timed(engine.search, path, k=10)
+        whole_ms.append(milliseconds)
+        regional, milliseconds = timed(engine.search_regions, path, k=10, max_regions=max_regions)
+        region_ms.append(milliseconds)
         whole_ids = {r.product_id for r in whole.results}
         proposed[scene.file] = [m.region.box for m in regional.matches]
         for obj in scene.objects:
@@ -347,13 +345,18 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
         measured["other_threads"] = other_threads
         measured["other_whole_ms"], measured["other_region_ms"] = [], []
         for scene in scenes[:FIRST_SCENES]:
-            for key, search in (("other_whole_ms", engine.search), ("other_region_ms", engine.search_regions)):
-                started = time.perf_counter()
-                search(folder / scene.file, k=10)
-                measured[key].append((time.perf_counter() - started) * 1000)
+            measured["other_whole_ms"].append(timed(engine.search, folder / scene.file, k=10)[1])
+            measured["other_region_ms"].append(timed(engine.search_regions, folder / scene.file, k=10)[1])
         torch.set_num_threads(measured["threads"])
     measured["throughput"] = region_throughput(engine, [folder / scene.file for scene in scenes[:FIRST_SCENES]])
     return measured
+
+
+def timed(search, *args, **kwargs) -> tuple[object, float]:
+    """``search(*args, **kwargs)``'s answer and how long it took, in milliseconds."""
+    started = time.perf_counter()
+    answer = search(*args, **kwargs)
+    return answer, (time.perf_counter() - started) * 1000
 
 
 def region_throughput(engine: SearchEngine, paths: list[Path]) -> dict[str, float]:

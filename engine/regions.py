@@ -406,12 +406,12 @@ def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray,
 
 def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandidates:
     """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
-    features = cells.numpy()
-    norms = np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+    cell_features = cells.numpy()
+    norms = np.maximum(np.linalg.norm(cell_features, axis=-1, keepdims=True), 1e-12)
     # Products with the catalogue are linear, so a window's are the sums of its cells' (as its embedding is
     # the sum of its cells', normalised): one product per cell instead of one per candidate window.
-    cell_products = dot_products(features, catalogue.vectors)
-    objectness = _objectness(features / norms, cell_products / norms)
+    cell_products = dot_products(cell_features, catalogue.vectors)
+    objectness = _objectness(cell_features / norms, cell_products / norms)
     grid_h, grid_w = objectness.shape
     windows = _windows(grid_h, grid_w)
     areas = _areas(windows).astype(np.float64)
@@ -432,7 +432,7 @@ def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandid
     # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
     # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
     # float32 integrals: sums of windows to ~1e-4 relative, at half the memory traffic of float64.
-    feature_integral, product_integral = _integral(features, torch.float32), _integral(cell_products, torch.float32)
+    feature_integral, product_integral = _integral(cell_features, torch.float32), _integral(cell_products, torch.float32)
     summed = _box_sums(feature_integral, chosen)
     summed_norms = np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     pooled = (summed / summed_norms).astype(np.float32)

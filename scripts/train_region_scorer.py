@@ -89,7 +89,7 @@ def training_windows(engine: SearchEngine, gallery: Path, count: int, projection
             weights.append(window_weights(ious))
             truth = np.array([obj.box for obj in scene.objects], dtype=float).reshape(-1, 4)
             window_boxes = np.array(boxes, dtype=float).reshape(-1, 4)
-            offsets.append(edge_offsets(window_boxes, truth[ious.argmax(axis=1)]) if len(truth) else 0 * window_boxes)
+            offsets.append(edge_offsets(window_boxes, truth[ious.argmax(axis=1)]) if len(truth) else np.zeros_like(window_boxes))
             near.append(best >= OFFSET_IOU)
         print(f"seed {seed}: {len(scenes)} scenes", flush=True)
     return TrainingWindows(np.vstack(inputs), np.concatenate(targets), np.concatenate(weights), np.vstack(offsets),
