@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
@@ -57,7 +58,9 @@ KS = (1, 10, 30)
 MAX_REGIONS = 4
 # How each dev product is photographed; see phone_photo.
 VARIANTS = ("room", "home", "close")
-QUERY_LONG_SIDE = 1600
+QUERY_LONG_SIDE = 1200
+# Bump when phone_photo changes: queries are cached in the scratch folder under this name.
+QUERIES_FOLDER = "phone-queries-v1"
 # The figures this benchmark started from (issue #15, measured through the CLI before this benchmark existed).
 ISSUE_BASELINE = {
     "own_r1": 0.79, "own_r10": 0.93, "bundled_accuracy": 0.84,
@@ -107,18 +110,28 @@ def load_dataset(ikea: Path, split_path: Path) -> Dataset:
 
 
 def product_matte(photo: Image.Image) -> Image.Image:
-    """An "L" mask of the product in a studio photo on white: everything not connected to the white border."""
-    small = photo.convert("RGB")
-    pixels = np.asarray(small, dtype=np.int16)
-    near_white = (255 - pixels).max(axis=2) < 14
-    mask = Image.fromarray(np.where(near_white, 0, 255).astype(np.uint8)).copy()  # a copy: floodfill writes in place
-    # White parts inside the product (a white cushion) are not reached from the border and stay in the mask.
-    width, height = mask.size
-    for x, y in [(x, y) for x in range(0, width, 24) for y in (0, height - 1)] + \
-                [(x, y) for y in range(0, height, 24) for x in (0, width - 1)]:
-        if mask.getpixel((x, y)) == 0:
-            ImageDraw.floodfill(mask, (x, y), 128)
-    mask = Image.fromarray(np.where(np.asarray(mask) == 128, 0, 255).astype(np.uint8))
+    """An "L" mask of the product in a studio photo on white: everything but the near-white area reaching the border.
+
+    White parts inside the product (a white cushion) are not reached from the border and stay in the mask.
+    """
+    pixels = np.asarray(photo.convert("RGB"), dtype=np.int16)
+    near_white = torch.from_numpy((255 - pixels).max(axis=2) < 14)[None, None].float()
+    # Grow the border's white area through white pixels until it stops: on a 4x smaller grid (a cell is white
+    # when all its pixels are), then a few steps at full size to reach the pixels beside the product.
+    coarse_white = -torch.nn.functional.max_pool2d(-near_white, 4, 4, ceil_mode=True)
+    reached = torch.zeros_like(coarse_white)
+    reached[..., 0, :], reached[..., -1, :], reached[..., :, 0], reached[..., :, -1] = 1, 1, 1, 1
+    reached *= coarse_white
+    while True:
+        grown = torch.nn.functional.max_pool2d(reached, 3, 1, 1) * coarse_white
+        if torch.equal(grown, reached):
+            break
+        reached = grown
+    height, width = near_white.shape[-2:]
+    reached = reached.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)[..., :height, :width] * near_white
+    for _ in range(6):
+        reached = torch.nn.functional.max_pool2d(reached, 3, 1, 1) * near_white
+    mask = Image.fromarray(((1 - reached[0, 0].numpy()) * 255).astype(np.uint8))
     return mask.filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.GaussianBlur(1.2))
 
 
@@ -245,8 +258,26 @@ def _ranked_ids(response) -> list[str]:
     return [result.product_id for result in response.results]
 
 
-def own_catalogue(dataset: Dataset, work: Path, variants: tuple[str, ...]) -> tuple[dict, list[dict]]:
-    """Index the 452 product photos as a shop would and query them with phone-like photos of the dev products."""
+def phone_queries(dataset: Dataset, folder: Path, variants: tuple[str, ...]) -> list[tuple[Path, str, str]]:
+    """The phone-like photos of the dev products as (JPEG path, product id, variant), made once into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rooms = list(dataset.dev_rooms)
+    queries = []
+    for n, pid in enumerate(dataset.dev_products):
+        for v, variant in enumerate(variants):
+            path = folder / f"{pid}__{variant}.jpg"
+            if not path.is_file():
+                with Image.open(dataset.product_images[pid]) as product:
+                    data = phone_photo(product, variant, rooms, seed=SEED * 100_000 + n * 10 + v)
+                temporary = path.with_suffix(".tmp")
+                temporary.write_bytes(data)
+                os.replace(temporary, path)
+            queries.append((path, pid, variant))
+    return queries
+
+
+def index_own_catalogue(dataset: Dataset, work: Path) -> tuple[SearchEngine, dict]:
+    """Index the 452 product photos as a shop would (a category folder each) into a scratch store; open it."""
     from engine.indexing import index_catalog
     from engine.search import SearchEngine
 
@@ -258,23 +289,22 @@ def own_catalogue(dataset: Dataset, work: Path, variants: tuple[str, ...]) -> tu
             shutil.copyfile(dataset.product_images[pid], target)
     started = time.perf_counter()
     report = index_catalog(gallery, work / "ikea_store")
-    index_seconds = time.perf_counter() - started
-    engine = SearchEngine.open(work / "ikea_store")
-    rooms = list(dataset.dev_rooms)
+    facts = {"images_indexed": report.images, "index_seconds": time.perf_counter() - started}
+    return SearchEngine.open(work / "ikea_store"), facts
+
+
+def own_catalogue(dataset: Dataset, engine: SearchEngine, work: Path, variants: tuple[str, ...]) -> dict:
+    """Query the own catalogue with phone-like photos of the dev products."""
     rows = []
-    for n, pid in enumerate(dataset.dev_products):
-        with Image.open(dataset.product_images[pid]) as product:
-            product.load()
-            for v, variant in enumerate(variants):
-                query = phone_photo(product, variant, rooms, seed=SEED * 100_000 + n * 10 + v)
-                response = engine.search(query, k=10)
-                ranked = _ranked_ids(response)
-                rank = ranked.index(pid) + 1 if pid in ranked else None
-                rows.append({"product": pid, "category": dataset.catalogue[pid], "variant": variant, "rank": rank,
-                             "predicted": response.category})
-    summary = {"images_indexed": report.images, "index_seconds": index_seconds, **_retrieval_summary(rows)}
+    for path, pid, variant in phone_queries(dataset, work / QUERIES_FOLDER, variants):
+        response = engine.search(path, k=10)
+        ranked = _ranked_ids(response)
+        rank = ranked.index(pid) + 1 if pid in ranked else None
+        rows.append({"product": pid, "category": dataset.catalogue[pid], "variant": variant, "rank": rank,
+                     "predicted": response.category})
+    summary = _retrieval_summary(rows)
     summary["by_variant"] = {v: _retrieval_summary([r for r in rows if r["variant"] == v]) for v in variants}
-    return summary, rows
+    return summary
 
 
 def _retrieval_summary(rows: list[dict]) -> dict:
@@ -454,8 +484,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "real")
     args = parser.parse_args(argv)
 
-    from engine.search import SearchEngine
-
     started = time.perf_counter()
     dataset = load_dataset(args.ikea, args.split)
     if args.quick:
@@ -464,11 +492,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="furniture-real-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        own, _ = own_catalogue(dataset, work, VARIANTS)
+        engine, facts = index_own_catalogue(dataset, work)
+        own = {**facts, **own_catalogue(dataset, engine, work, VARIANTS)}
         print(f"own catalogue: R@1 {own['r1']:.3f}  R@10 {own['r10']:.3f}  category {own['category_accuracy']:.3f}", flush=True)
+        room, latency = room_search(dataset, engine)
+        print(f"rooms, R@10 whole / regions: " + ", ".join(
+            f"{c} {room['whole'][c][10]:.2f} / {room['regions'][c][10]:.2f}" for c in room["whole"]), flush=True)
     bundled = bundled_catalogue(dataset, args.store, args.gallery)
     print(f"bundled catalogue: category accuracy {bundled['accuracy']:.3f} {bundled['per_category']}", flush=True)
-    room, latency = room_search(dataset, SearchEngine.open(args.store, args.gallery))
     results = {
         "machine": machine_info(),
         "command": "python -m benchmarks.real --ikea DIR" + (" --quick" if args.quick else ""),
