@@ -470,12 +470,15 @@ def propose_regions(
     image: Image.Image,
     max_regions: int = 4,
     scorer: WindowScorer | None = None,
+    category: str | None = None,
 ) -> list[Region]:
     """Candidate furniture regions in ``image`` (decoded RGB), best first, at most ``max_regions``.
 
     ``scorer`` ranks the windows (see ``load_window_scorer``); without one they are
-    ranked by contrast x category probability. Needs a backbone whose embedding
-    pools its last feature map (all do).
+    ranked by contrast x category probability. ``category`` (a catalogue category)
+    asks for pieces of that category only: windows rank by their score x the
+    probability that they show it, and every region is labelled with it.
+    Needs a backbone whose embedding pools its last feature map (all do).
     """
     cells, scale_x, scale_y = proposal_feature_map(extractor, image)
     candidates = candidate_windows(cells, catalogue)
@@ -487,9 +490,15 @@ def propose_regions(
     else:
         scores = candidates.contrast * best_probability
         confidences = best_probability * candidates.inside
-    eligible = np.flatnonzero(scores >= RELATIVE_SCORE * scores.max())
     categories = candidates.probabilities.argmax(axis=1)
     same_category_overlap = SAME_CATEGORY_OVERLAP if scorer is not None else 1.0
+    if category is not None:
+        wanted = catalogue.categories.index(category)
+        scores = confidences = scores * candidates.probabilities[:, wanted]
+        categories = np.full(len(categories), wanted)
+        # Nested boxes of the asked category stay: a chair inside a box around a table and its chairs.
+        same_category_overlap = 1.0
+    eligible = np.flatnonzero(scores >= RELATIVE_SCORE * scores.max())
     kept = eligible[_distinct_regions(candidates.windows[eligible], categories[eligible], scores[eligible], max_regions,
                                       same_category_overlap)]
     boxes = np.array([cells_to_pixels(candidates.windows[i], scale_x, scale_y) for i in kept], dtype=float)

@@ -29,12 +29,12 @@ from engine.regions import Catalogue, Region, is_product_shot, load_window_score
 UNSURE_PROBABILITY = 0.6
 # "auto" is a soft category-first search: every category with at least this probability is
 # searched, and hits rank by similarity + CATEGORY_PRIOR_WEIGHT * log(category probability).
-# On the held-out queries (python -m benchmarks.quality) a hard category-first search lost
-# products whenever the category was mispredicted (R@10 0.85) and searching everything filled
-# the results with other categories (68% in the query's category); the soft prior gives
-# R@10 0.94 with 84% of results in the query's category.
-MIN_SEARCHED_PROBABILITY = 0.02
-CATEGORY_PRIOR_WEIGHT = 0.02
+# A hard category-first search loses the product whenever the category is mispredicted, and real
+# photos are mispredicted far more often than renders; searching everything fills the results with
+# other categories. Chosen on real photos first (python -m benchmarks.real), then checked on
+# renders (python -m benchmarks.quality); figures in benchmarks/README.md.
+MIN_SEARCHED_PROBABILITY = 0.005
+CATEGORY_PRIOR_WEIGHT = 0.01
 # Cosine similarity under which even the best hit is not presented as similar. Calibrated by
 # python -m benchmarks.quality: ~1% of correct top-1 matches fall below it, no non-furniture image above.
 NO_MATCH_SIMILARITY = 0.60
@@ -199,11 +199,17 @@ class SearchEngine:
 
         Each proposed region is searched with its embedding pooled from the
         proposal pass (``category`` as in ``search``; "auto" predicts it from
-        that embedding). A product shot (one dominant object) is searched whole
-        instead. Raises ``ImageDecodeError`` for bad images.
+        that embedding). A category name also asks the proposal for pieces of
+        that category only ("the chairs in this room"). A product shot (one
+        dominant object) is searched whole instead. Raises ``ImageDecodeError``
+        for bad images, ``UnknownCategoryError`` for a category not in the index.
         """
+        targeted = category not in ("auto", "all")
+        if targeted:
+            choose_categories(dict.fromkeys(self.categories, 0.0), category)  # UnknownCategoryError before any work
         decoded = load_image(image)
-        regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer)
+        regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
+                                  category if targeted else None)
         if is_product_shot(decoded, regions):
             response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
             whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])
@@ -211,7 +217,7 @@ class SearchEngine:
         matches = []
         for region in regions:
             response = self.search_vector(region.embedding, k, category)
-            matches.append(RegionMatch(Region(region.box, response.category, region.confidence), response))
+            matches.append(RegionMatch(Region(region.box, region.category, region.confidence), response))
         return RegionSearch(False, matches)
 
     def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
