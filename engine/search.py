@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from engine.backbones import FeatureExtractor, get_spec, load_backbone
+from engine.detector import COCO_CATEGORIES, load_detector
 from engine.embed import embed_images
 from engine.images import load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
@@ -160,6 +161,9 @@ class SearchEngine:
         self.catalogue = Catalogue(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = load_window_scorer(extractor.spec.name, stored.classifier.categories)
+        # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
+        knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
+        self.detector = load_detector() if knows else None
 
     @classmethod
     def open(cls, store: str | Path, gallery: str | Path | None = None) -> SearchEngine:
@@ -209,7 +213,7 @@ class SearchEngine:
             choose_categories(dict.fromkeys(self.categories, 0.0), category)  # UnknownCategoryError before any work
         decoded = load_image(image)
         regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
-                                  category if targeted else None)
+                                  category if targeted else None, self.detector)
         if is_product_shot(decoded, regions):
             response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
             whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])

