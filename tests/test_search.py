@@ -104,3 +104,57 @@ def test_open_missing_store_is_a_clear_error(tmp_path):
 
     with pytest.raises(IndexNotFoundError, match="python -m engine index"):
         SearchEngine.open(tmp_path / "nothing")
+
+
+def test_a_chair_among_other_things_is_also_searched_on_its_own(tmp_path):
+    # Six rendered products of the bundled catalogue; the query is a rendered armchair (a view not indexed) small in a
+    # drawn room with a drawn lamp: the detector boxes it and that piece is searched besides the whole photo.
+    import shutil
+    from pathlib import Path
+
+    from benchmarks.scenes import paste_cutout
+    from engine.indexing import index_catalog
+    from tests.test_regions import compose
+
+    bundled = Path(__file__).resolve().parents[1] / "reference_gallery"
+    gallery = tmp_path / "gallery"
+    for category, product in [("chair", "chair-bs0-armchair"), ("chair", "chair-bs0-antique-chair"),
+                              ("chair", "chair-bs0-design-chair"), ("sofa", "sofa-bs0-couch"),
+                              ("table", "table-bs0-oak-table"), ("table", "table-bs0-desk")]:
+        (gallery / category / product).mkdir(parents=True)
+        for view in ("front.jpg", "side.jpg"):
+            shutil.copyfile(bundled / category / product / view, gallery / category / product / view)
+    index_catalog(gallery, tmp_path / "store")
+    engine = SearchEngine.open(tmp_path / "store")
+    assert engine.detector is not None
+
+    room, _ = compose([("lamp", 2, (620, 560), 420)])
+    render = Image.open(bundled / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg").convert("RGB")
+    alpha = Image.fromarray(((np.asarray(render).min(axis=2) < 240) * 255).astype(np.uint8))
+    cutout = render.convert("RGBA")
+    cutout.putalpha(alpha)
+    paste_cutout(room, cutout.crop(alpha.getbbox()).resize((240, 280)), (230, 560))
+
+    response = engine.search(room, k=3)
+    whole = engine.search_vector(engine.embed(room), k=3)
+    assert response.results[0].product_id == "chair-bs0-armchair"
+    assert response.results[0].score > whole.results[0].score  # found through the piece, not the whole photo
+    assert response.category == "chair"
+    assert len({r.product_id for r in response.results}) == len(response.results) == 3
+
+
+def test_pieces_and_whole_photo_merge_to_each_products_best():
+    from engine.search import SearchResponse, SearchResult, _best_of
+
+    def result(product: str, score: float) -> SearchResult:
+        return SearchResult(product, product, "chair", score, f"{product}.jpg", 0)
+
+    whole = SearchResponse("table", {"chair": 0.4, "table": 0.6}, ["table", "chair"],
+                           [result("t1", 0.55), result("c1", 0.5)], False, ["unsure between table (60%) and chair (40%)",
+                                                                            "no close match: the best hit has similarity 0.55"])
+    piece = SearchResponse("chair", {"chair": 0.9, "table": 0.1}, ["chair", "table"],
+                           [result("c1", 0.8), result("c2", 0.7)], True, [])
+    merged = _best_of([whole, piece], k=2)
+    assert [(r.product_id, r.score) for r in merged.results] == [("c1", 0.8), ("c2", 0.7)]
+    assert merged.category == "chair" and merged.close_match and merged.notes == []
+    assert merged.searched == ["table", "chair"]
