@@ -134,7 +134,7 @@ class RegionSearch:
         return line
 
 
-def _best_of(responses: list[SearchResponse], k: int) -> SearchResponse:
+def merge_responses(responses: list[SearchResponse], k: int) -> SearchResponse:
     """One response from searches of the same photo (whole, pieces): each product at its best similarity; the
     category, probabilities and notes of the search whose best hit is the best."""
     best: dict[str, SearchResult] = {}
@@ -225,16 +225,18 @@ class SearchEngine:
         ``category`` is "auto" (predict it, widen the search when unsure),
         "all", or a category name. Where the catalogue has categories the detector
         knows, the chairs, sofas, beds or tables it finds in the photo are searched
-        too (a chair photographed among other furniture), and each product keeps
-        its best match over the whole photo and those pieces. Raises ``ImageDecodeError`` for bad images.
+        too (a chair photographed among other furniture; only pieces of the asked
+        category when one is asked), and each product keeps its best match over the
+        whole photo and those pieces. Raises ``ImageDecodeError`` for bad images.
         """
         if self.detector is None:
             return self.search_vector(self.embed(image), k, category)
         decoded = load_image(image, min_side=DETECTION_MIN_SIDE)
-        pieces = self.detector.detect(decoded, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)[:MAIN_PIECES]
+        pieces = [piece for piece in self.detector.detect(decoded, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)
+                  if category in ("auto", "all") or piece.category == category][:MAIN_PIECES]
         vectors = embed_images(self.extractor, [decoded, *(crop_region(decoded, piece.box) for piece in pieces)])
         responses = [self.search_vector(vector, k, category) for vector in vectors]
-        return _best_of(responses, k) if len(responses) > 1 else responses[0]
+        return merge_responses(responses, k) if len(responses) > 1 else responses[0]
 
     def search_regions(
         self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto"
