@@ -144,7 +144,7 @@ def test_a_chair_among_other_things_is_also_searched_on_its_own(tmp_path):
 
 
 def test_pieces_and_whole_photo_merge_to_each_products_best():
-    from engine.search import SearchResponse, SearchResult, _best_of
+    from engine.search import SearchResponse, SearchResult, merge_responses
 
     def result(product: str, score: float) -> SearchResult:
         return SearchResult(product, product, "chair", score, f"{product}.jpg", 0)
@@ -154,7 +154,7 @@ def test_pieces_and_whole_photo_merge_to_each_products_best():
                                                                             "no close match: the best hit has similarity 0.55"])
     piece = SearchResponse("chair", {"chair": 0.9, "table": 0.1}, ["chair", "table"],
                            [result("c1", 0.8), result("c2", 0.7)], True, [])
-    merged = _best_of([whole, piece], k=2)
+    merged = merge_responses([whole, piece], k=2)
     assert [(r.product_id, r.score) for r in merged.results] == [("c1", 0.8), ("c2", 0.7)]
     assert merged.category == "chair" and merged.close_match and merged.notes == []
     assert merged.searched == ["table", "chair"]
