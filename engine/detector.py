@@ -26,9 +26,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
-# The network was trained at 512 x 512; callers run it smaller (engine.regions, engine.search): at 384 it takes
-# 0.4x the time and on the dev room photos finds the furniture classes of a room about as often (benchmarks/README.md).
-TRAINED_SIDE = 512
 STRIDE = 4  # input pixels per output cell
 TOP_DETECTIONS = 100
 # COCO class index (of the 80 used by the detector) -> the catalogue category it shows.
@@ -103,9 +100,10 @@ class Detector:
             values[name] = y
         raise ValueError(f"{DETECTOR_PATH.name} has no outputs row")
 
-    def detect(self, image: Image.Image, min_score: float, side: int = TRAINED_SIDE) -> list[Detection]:
+    def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
         """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
-        with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32)."""
+        with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32). The network was trained at 512;
+        the callers run it smaller, for speed (``engine.regions.DETECTION_SIDE``, ``engine.search.MAIN_PIECE_SIDE``)."""
         if side % 32:
             raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
         resized = image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0)

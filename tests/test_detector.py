@@ -6,8 +6,12 @@ from pathlib import Path
 
 import torch
 
+import pytest
+
 from engine.detector import STRIDE, _same_padding, _upsample2, decode, load_detector
 from engine.images import load_image
+from engine.regions import DETECTION_SIDE
+from engine.search import MAIN_PIECE_SIDE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,14 +44,20 @@ def test_decoding_keeps_local_maxima_and_boxes_them_around_their_cell():
     assert detections[2, 4].item() == 0  # the suppressed neighbour is not among them
 
 
-def test_the_shipped_detector_boxes_rendered_furniture_and_nothing_in_a_cheetah():
+@pytest.mark.parametrize("side", [DETECTION_SIDE, MAIN_PIECE_SIDE])
+def test_the_shipped_detector_boxes_rendered_furniture_and_nothing_in_a_cheetah(side):
     detector = load_detector()
     assert detector is not None
     chair = load_image(ROOT / "reference_gallery" / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg")
-    found = detector.detect(chair, 0.2)
+    found = detector.detect(chair, 0.2, side)
     assert found and found[0].category == "chair"
     x0, y0, x1, y1 = found[0].box
     assert x0 < chair.width / 2 < x1 and y0 < chair.height / 2 < y1
     sofa = load_image(ROOT / "reference_gallery" / "sofa" / "sofa-bs0-couch" / "front_three_quarter.jpg")
-    assert detector.detect(sofa, 0.2)[0].category == "sofa"
-    assert detector.detect(load_image(ROOT / "tests" / "data" / "cheetah.jpg"), 0.2) == []
+    assert detector.detect(sofa, 0.2, side)[0].category == "sofa"
+    assert detector.detect(load_image(ROOT / "tests" / "data" / "cheetah.jpg"), 0.2, side) == []
+
+
+def test_the_input_side_must_suit_the_network():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        load_detector().detect(load_image(ROOT / "tests" / "data" / "cheetah.jpg"), 0.2, 300)
