@@ -65,7 +65,7 @@ NMS_IOU = 0.4
 # untrained ranking puts loose boxes first and would lose the tight ones inside (boxes found 52% -> 43%).
 SAME_CATEGORY_OVERLAP = 0.4
 # Detections (engine.detector) kept as regions: on the dev room photos of the real-photo benchmark, the regions'
-# categories were those of the room's furniture for 73% of the regions instead of 57%.
+# categories were those of the room's furniture for 72% of the regions instead of 57%.
 DETECTION_SCORE = 0.2
 # The detector's input side for region search: rooms hold small chairs; 384 px costs 0.4x the time of the 512 px
 # it was trained at and boxes the furniture classes of the dev rooms about as often.
