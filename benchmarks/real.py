@@ -37,14 +37,14 @@ import random
 import shutil
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
 
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         own = {**facts, **own_catalogue(dataset, engine, work, VARIANTS)}
         print(f"own catalogue: R@1 {own['r1']:.3f}  R@10 {own['r10']:.3f}  category {own['category_accuracy']:.3f}", flush=True)
         room, latency = room_search(dataset, engine)
-        print(f"rooms, R@10 whole / regions: " + ", ".join(
+        print("rooms, R@10 whole / regions: " + ", ".join(
             f"{c} {room['whole'][c][10]:.2f} / {room['regions'][c][10]:.2f}" for c in room["whole"]), flush=True)
     bundled = bundled_catalogue(dataset, args.store, args.gallery)
     print(f"bundled catalogue: category accuracy {bundled['accuracy']:.3f} {bundled['per_category']}", flush=True)

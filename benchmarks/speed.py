@@ -35,8 +35,7 @@ from engine.catalog import scan_catalog
 from engine.embed import embed_batch, normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.indexing import index_catalog
-from engine.regions import crop_region
-from engine.search import DETECTION_MIN_SIDE, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE, MAIN_PIECES, SearchEngine, merge_responses
+from engine.search import DETECTION_MIN_SIDE, SearchEngine, merge_responses
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # "rotate 90° clockwise to display": how phones store portrait shots
@@ -119,18 +118,13 @@ def ours(engine: SearchEngine) -> Pipeline:
             functools.partial(embed_batch, engine.extractor),
             lambda vectors: engine.search_vector(vectors[0], 10, "auto"),
         )
-
-    def detect(image: Image.Image) -> list[Image.Image]:
-        found = engine.detector.detect(image, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)[:MAIN_PIECES]
-        return [crop_region(image, piece.box) for piece in found]
-
     return Pipeline(
         f"ours: {engine.extractor.spec.name} {prep.size} px + detected pieces, draft decode",
         lambda data: load_image(data, min_side=DETECTION_MIN_SIDE),
         prep,
         functools.partial(embed_batch, engine.extractor),
         lambda vectors: merge_responses([engine.search_vector(vector, 10, "auto") for vector in vectors], 10),
-        detect,
+        engine.main_pieces,
     )
 
 

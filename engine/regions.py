@@ -495,8 +495,9 @@ def propose_regions(
     Needs a backbone whose embedding pools its last feature map (all do).
     """
     cells, scale_x, scale_y = proposal_feature_map(extractor, image)
-    regions = _detected_regions(detector, image, cells, (scale_x, scale_y), catalogue, category, max_regions) \
-        if detector is not None else []
+    regions = []
+    if detector is not None:
+        regions = _detected_regions(detector, image, cells, (scale_x, scale_y), catalogue, category, max_regions)
     for region in _window_regions(cells, (scale_x, scale_y), image.size, catalogue, max_regions, scorer, category):
         if len(regions) == max_regions:
             break

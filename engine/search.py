@@ -152,6 +152,10 @@ def merge_responses(responses: list[SearchResponse], k: int) -> SearchResponse:
     return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes)
 
 
+def _unknown_category(name: str, categories: list[str]) -> UnknownCategoryError:
+    return UnknownCategoryError(f"unknown category {name!r}; choose auto, all or one of: {', '.join(categories)}")
+
+
 def _no_match_note(score: float) -> str:
     return f"no close match: the best hit has similarity {score:.2f}; the items shown are the nearest, not similar"
 
@@ -163,7 +167,7 @@ def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[
         return [ALL], ["searched all categories, as asked"]
     if mode != "auto":
         if mode not in probabilities:
-            raise UnknownCategoryError(f"unknown category {mode!r}; choose auto, all or one of: {', '.join(ranked)}")
+            raise _unknown_category(mode, ranked)
         return [mode], [f"searched {mode}, as asked"]
     searched = [ranked[0], *(name for name in ranked[1:] if probabilities[name] >= MIN_SEARCHED_PROBABILITY)]
     first = probabilities[ranked[0]]
@@ -232,11 +236,18 @@ class SearchEngine:
         if self.detector is None:
             return self.search_vector(self.embed(image), k, category)
         decoded = load_image(image, min_side=DETECTION_MIN_SIDE)
-        pieces = [piece for piece in self.detector.detect(decoded, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)
-                  if category in ("auto", "all") or piece.category == category][:MAIN_PIECES]
-        vectors = embed_images(self.extractor, [decoded, *(crop_region(decoded, piece.box) for piece in pieces)])
+        vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
         responses = [self.search_vector(vector, k, category) for vector in vectors]
         return merge_responses(responses, k) if len(responses) > 1 else responses[0]
+
+    def main_pieces(self, decoded: Image.Image, category: str = "auto") -> list[Image.Image]:
+        """Crops of the (up to ``MAIN_PIECES``) pieces of furniture ``search`` searches besides the whole photo:
+        the detector's best, of ``category`` when one is asked; none without a detector."""
+        if self.detector is None:
+            return []
+        found = self.detector.detect(decoded, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)
+        pieces = [piece for piece in found if category in ("auto", "all") or piece.category == category]
+        return [crop_region(decoded, piece.box) for piece in pieces[:MAIN_PIECES]]
 
     def search_regions(
         self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto"
@@ -251,8 +262,8 @@ class SearchEngine:
         for bad images, ``UnknownCategoryError`` for a category not in the index.
         """
         targeted = category not in ("auto", "all")
-        if targeted:
-            choose_categories(dict.fromkeys(self.categories, 0.0), category)  # UnknownCategoryError before any work
+        if targeted and category not in self.categories:
+            raise _unknown_category(category, self.categories)
         decoded = load_image(image)
         regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
                                   category if targeted else None, self.detector)
