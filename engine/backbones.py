@@ -30,6 +30,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import ResNet50_Weights, resnet50
 
 from engine.efficientnet_lite import VARIANTS, EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
+from engine.errors import SearchError
 from engine.images import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class BackboneSpec:
     weights: str
 
 
-class BackboneUnavailableError(RuntimeError):
+class BackboneUnavailableError(SearchError):
     """The backbone's weights are not on this machine; the message says how to get them."""
 
 

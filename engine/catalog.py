@@ -16,8 +16,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from engine.errors import SearchError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 MANIFEST_FIELDS = ("name", "url", "creator", "license", "source")
@@ -25,7 +29,7 @@ MANIFEST_FIELDS = ("name", "url", "creator", "license", "source")
 IGNORED_NAMES = {"manifest.csv", "manifest.json", "README.md", "CREDITS.md", ".DS_Store", "Thumbs.db"}
 
 
-class CatalogError(ValueError):
+class CatalogError(SearchError):
     """The catalogue folder cannot be used as given (missing, empty, malformed manifest)."""
 
 
@@ -97,12 +101,16 @@ def scan_catalog(root: str | Path) -> Catalog:
 
     for category_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         category = category_dir.name
-        for path in sorted(category_dir.rglob("*")):
+        for path in _walk(category_dir, root, skipped):
             relative = path.relative_to(root).as_posix()
-            if path.is_dir() or path.name in IGNORED_NAMES or path.name.startswith("."):
+            if path.name in IGNORED_NAMES or path.name.startswith("."):
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append((relative, f"not an image file type ({path.suffix or 'no extension'})"))
+                continue
+            problem = _unusable_file(path)
+            if problem:
+                skipped.append((relative, problem))
                 continue
             depth = len(path.relative_to(category_dir).parts)
             if depth > 2:
@@ -131,6 +139,46 @@ def scan_catalog(root: str | Path) -> Catalog:
             f"no images found in {root}; expected <category>/<image> or <category>/<product_id>/<image>"
         )
     return Catalog(root=root, items=items, skipped=skipped)
+
+
+def _walk(folder: Path, root: Path, skipped: list[tuple[str, str]], seen: frozenset[str] = frozenset()) -> list[Path]:
+    """Every entry under ``folder`` that is not a folder, sorted; folders that cannot be listed go to ``skipped``.
+
+    Linked folders are followed, except a link back into a folder being walked (it would never end).
+    """
+    seen = seen | {os.path.realpath(folder)}
+    found = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        skipped.append((folder.relative_to(root).as_posix() + "/", f"folder cannot be read ({error.strerror or error})"))
+        return found
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if os.path.realpath(entry) in seen:
+                skipped.append((entry.relative_to(root).as_posix() + "/", "link back into its own folder; not followed"))
+            else:
+                found += _walk(entry, root, skipped, seen)
+        else:
+            found.append(entry)
+    return found
+
+
+def _unusable_file(path: Path) -> str:
+    """Why ``path`` cannot be indexed as an image file ("" when it can be read)."""
+    try:
+        info = path.stat()  # follows symbolic links
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a folder, pipe or device)"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return ""
 
 
 def file_digest(path: str | Path) -> str:

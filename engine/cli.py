@@ -8,24 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from engine.backbones import BACKBONES, BackboneUnavailableError
-from engine.catalog import IMAGE_SUFFIXES, CatalogError
-from engine.images import ImageDecodeError
-from engine.index_store import CorruptIndexError, IndexNotFoundError, StaleIndexError, read_meta
+from engine.backbones import BACKBONES
+from engine.catalog import IMAGE_SUFFIXES
+from engine.errors import InvalidRequestError, SearchError
+from engine.index_store import open_store, read_meta
 from engine.indexing import index_catalog, index_is_current
-from engine.search import SearchEngine, UnknownCategoryError
-
-# Errors with messages written for users: printed without a traceback.
-USER_ERRORS = (
-    CatalogError,
-    IndexNotFoundError,
-    StaleIndexError,
-    CorruptIndexError,
-    BackboneUnavailableError,
-    UnknownCategoryError,
-    ImageDecodeError,
-    ValueError,
-)
+from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_count
 
 
 def progress_bar(done: int, total: int) -> None:
@@ -38,6 +26,8 @@ def progress_bar(done: int, total: int) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar)
+    if report.repaired:
+        print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it, reusing every intact vector")
     print(f"indexed {report.images} images into {report.store} with {report.backbone} in {report.seconds:.1f} s")
     print(f"  embedded {report.embedded}, reused {report.reused} unchanged, removed {report.removed}")
     for category, images in report.images_per_category.items():
@@ -50,12 +40,23 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def query_paths(arguments: list[str]) -> list[tuple[str, Path]]:
-    """Expand folders into their image files; keep each query's path as the user gave it."""
+    """Expand folders into their image files; keep each query's path as the user gave it.
+
+    A folder without images is an error (``InvalidRequestError``): silence would look like "no results".
+    """
     queries = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        try:
+            is_folder = path.is_dir()
+        except OSError:  # a name too long for the file system, say: load_image reports it per query
+            is_folder = False
+        if is_folder:
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InvalidRequestError(
+                    f"no image files in the folder {argument} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
             queries += [(str(p), p) for p in found]
         else:
             queries.append((argument, path))
@@ -63,15 +64,20 @@ def query_paths(arguments: list[str]) -> list[tuple[str, Path]]:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    check_count("--k", args.k, MAX_RESULTS)
+    if args.regions:
+        check_count("--max-regions", args.max_regions, MAX_REGIONS)
+    queries = query_paths(args.images)
     engine = SearchEngine.open(args.store, gallery=args.gallery)
+    engine.check_category(args.category)
     failures = 0
-    for shown, path in query_paths(args.images):
+    for shown, path in queries:
         try:
             if args.regions:
                 line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category).to_json(shown)
             else:
                 line = engine.search(path, k=args.k, category=args.category).to_json(shown)
-        except ImageDecodeError as error:
+        except SearchError as error:
             failures += 1
             line = {"query": shown, "error": str(error)}
         print(json.dumps(line), flush=True)
@@ -80,21 +86,27 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     meta = read_meta(args.store)
-    backbone = meta["backbone"]
-    counts: dict[str, set] = {}
-    for item in meta["items"]:
-        counts.setdefault(item["category"], set()).add(item["product_id"])
+    backbone = meta.backbone
+    preprocessing = backbone.get("preprocessing") or {}
+    products: dict[str, set] = {}
+    for item in meta.items:
+        products.setdefault(item.category, set()).add(item.product_id)
     print(f"store:     {args.store}")
-    print(f"created:   {meta['created']}")
-    print(f"backbone:  {backbone['name']} ({backbone['layer']} layer, {backbone['pooling']} pooling, "
-          f"{backbone['feature_dim']}-d, {backbone['preprocessing']['size']} px {backbone['preprocessing']['fit']})")
-    print(f"catalogue: {meta['gallery']}")
-    up_to_date = index_is_current(meta["gallery"], args.store)
+    print(f"created:   {meta.created}")
+    print(f"backbone:  {meta.backbone_name} ({backbone.get('layer')} layer, {backbone.get('pooling')} pooling, "
+          f"{backbone.get('feature_dim')}-d, {preprocessing.get('size')} px {preprocessing.get('fit')})")
+    print(f"catalogue: {meta.gallery}")
+    try:
+        open_store(args.store)  # everything search loads, checked file by file
+    except SearchError as error:
+        print(f"status:    damaged: {error}")
+        return 1
+    up_to_date = index_is_current(meta.gallery, args.store)
     print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
-    print(f"images:    {len(meta['items'])} ({len(meta['skipped'])} files skipped)")
-    for category in meta["categories"]:
-        images = sum(1 for item in meta["items"] if item["category"] == category)
-        print(f"  {category:<12} {len(counts.get(category, ())):>5} products {images:>6} images")
+    print(f"images:    {len(meta.items)} ({len(meta.skipped)} files skipped)")
+    for category in meta.categories:
+        images = sum(1 for item in meta.items if item.category == category)
+        print(f"  {category:<12} {len(products.get(category, ())):>5} products {images:>6} images")
     return 0
 
 
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         status = args.run(args)
-    except USER_ERRORS as error:
+    except SearchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from engine.errors import SearchError
+
 try:
     import pillow_heif
 except ImportError:  # HEIC uploads then get a message of their own, see _unidentified_error
@@ -27,6 +30,8 @@ except ImportError:  # HEIC uploads then get a message of their own, see _uniden
 else:
     pillow_heif.register_heif_opener()
 
+# Key of ``Image.info`` where load_image records the image's size before draft decoding or shrinking.
+FULL_SIZE = "furniture_search_full_size"
 # Letterbox fill: catalogue photos are shot on white, so padding with white adds nothing new.
 PAD_COLOUR = (255, 255, 255)
 
@@ -77,7 +82,7 @@ def preprocess(images: Sequence[Image.Image], prep: Preprocessing) -> torch.Tens
     return batch.sub_(mean).div_(std).contiguous()
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(SearchError):
     """An upload that cannot be turned into an image; ``str(error)`` is meant for the end user."""
 
 
@@ -85,10 +90,11 @@ class ImageDecodeError(ValueError):
 MAX_FILE_BYTES = 40_000_000
 # Covers 108 MP phone sensors; beyond this a "photo" is almost certainly a decompression bomb.
 MAX_PIXELS = 120_000_000
-# Pillow's own guard then agrees with ours: it warns above MAX_PIXELS and raises
-# DecompressionBombError above twice that while reading the header; load_image turns
-# both cases into ImageDecodeError before any pixel is decoded.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow's own guard, which raises DecompressionBombError above twice MAX_IMAGE_PIXELS while
+# reading the header, then stops at MAX_PIXELS too, for every decoder in the process (Gradio's
+# image editor opens uploads itself). Its warning between the two limits is noise for photos.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Formats a photo arrives in, with the names users know them by. Pillow can open many
 # more (EPS through Ghostscript, PSD, FITS, ...), but each extra decoder is attack
@@ -115,6 +121,7 @@ def load_image(
     source: str | os.PathLike[str] | bytes | BinaryIO | Image.Image,
     *,
     min_side: int | None = None,
+    max_side: int | None = None,
 ) -> Image.Image:
     """Decode ``source`` into a fully loaded, upright RGB image.
 
@@ -127,29 +134,46 @@ def load_image(
     decoded at a reduced scale whose shorter side is still at least ``min_side``,
     which is several times faster; other formats are decoded in full.
 
+    With ``max_side``, the result is then shrunk to fit within ``max_side`` pixels
+    (bounding the work and memory of whatever follows). ``full_size(result)`` is the
+    upright size of the image as stored, before either reduction.
+
     Raises ``ImageDecodeError``, whose message says what is wrong and what to do,
     for a missing path, a folder, an empty, oversized, damaged or non-image file,
     and for images of more than ``MAX_PIXELS`` pixels.
     """
-    if min_side is not None and min_side < 1:
-        raise ValueError(f"min_side must be a positive number of pixels, got {min_side}")
+    for name, side in (("min_side", min_side), ("max_side", max_side)):
+        if side is not None and side < 1:
+            raise ValueError(f"{name} must be a positive number of pixels, got {side}")
     if isinstance(source, Image.Image):
-        return _convert_given(source)
-    if isinstance(source, (bytes, bytearray)):
+        image = _convert_given(source)
+        image.info[FULL_SIZE] = image.size
+    elif isinstance(source, (bytes, bytearray)):
         _check_file_size(len(source))
-        return _decode(io.BytesIO(source), min_side)
-    if isinstance(source, (str, os.PathLike)):
+        image = _decode(io.BytesIO(source), min_side)
+    elif isinstance(source, (str, os.PathLike)):
         with _open_path(Path(source)) as stream:
-            return _decode(stream, min_side)
-    if hasattr(source, "read"):
+            image = _decode(stream, min_side)
+    elif hasattr(source, "read"):
         # Read into memory: Pillow needs a seekable stream, and reading one byte past
         # the cap tells an oversized upload apart without trusting seek/tell.
         data = source.read(MAX_FILE_BYTES + 1)
         if not isinstance(data, bytes):
             raise TypeError("load_image needs a file opened in binary mode ('rb')")
         _check_file_size(len(data) if len(data) <= MAX_FILE_BYTES else None)
-        return _decode(io.BytesIO(data), min_side)
-    raise TypeError(f"load_image cannot read a {type(source).__name__}; pass a path, bytes, a file or a PIL image")
+        image = _decode(io.BytesIO(data), min_side)
+    else:
+        raise TypeError(f"load_image cannot read a {type(source).__name__}; pass a path, bytes, a file or a PIL image")
+    if max_side is not None and max(image.size) > max_side:
+        size = image.info[FULL_SIZE]
+        image.thumbnail((max_side, max_side), Image.BILINEAR, reducing_gap=3.0)
+        image.info[FULL_SIZE] = size
+    return image
+
+
+def full_size(image: Image.Image) -> tuple[int, int]:
+    """The upright (width, height) of the file ``image`` was decoded from by ``load_image``, before any reduction."""
+    return image.info.get(FULL_SIZE, image.size)
 
 
 def _open_path(path: Path) -> BinaryIO:
@@ -162,6 +186,9 @@ def _open_path(path: Path) -> BinaryIO:
         raise ImageDecodeError(_unreadable_message(path)) from error
     if stat.S_ISDIR(info.st_mode):
         raise ImageDecodeError(f"'{path}' is a folder, not an image file. Please choose an image file inside it.")
+    if not stat.S_ISREG(info.st_mode):
+        # A device or pipe: its size says nothing, and reading it could block or never end.
+        raise ImageDecodeError(f"'{path}' is not a regular file (a device or pipe). Please choose an image file.")
     _check_file_size(info.st_size)
     try:
         return open(path, "rb")
@@ -212,13 +239,18 @@ def _decode(stream: BinaryIO, min_side: int | None) -> Image.Image:
         with Image.open(stream, formats=_OPEN_FORMATS) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ImageDecodeError(_too_large_message(image.size))
+            stored = image.size
             if min_side is not None:
                 # Pillow picks the largest JPEG DCT scale (1/2, 1/4, 1/8) that keeps both
                 # sides at least the requested size. A square request means "shorter side
                 # >= min_side" whichever way the photo is rotated by its EXIF orientation.
                 image.draft("RGB", (min_side, min_side))
             image.load()
-            return _to_rgb(_upright(image))
+            upright = _to_rgb(_upright(image))
+            # The draft scale is the same on both sides; a transposing EXIF orientation swaps them.
+            turned = (upright.width > upright.height) != (image.width > image.height)
+            upright.info[FULL_SIZE] = stored[::-1] if turned else stored
+            return upright
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:

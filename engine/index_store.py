@@ -27,23 +27,24 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from engine.backbones import BackboneSpec
+from engine.backbones import BACKBONES, BackboneSpec
 from engine.catalog import CatalogItem
 from engine.classify import CategoryClassifier
+from engine.errors import SearchError
 
 FORMAT_VERSION = 1
 ALL = "all"  # name of the index over every category
 
 
-class IndexNotFoundError(FileNotFoundError):
+class IndexNotFoundError(SearchError):
     """No index has been built in the store folder yet."""
 
 
-class StaleIndexError(RuntimeError):
+class StaleIndexError(SearchError):
     """The index was built by another backbone, preprocessing or format than this code uses."""
 
 
-class CorruptIndexError(RuntimeError):
+class CorruptIndexError(SearchError):
     """The store's files are unreadable or inconsistent."""
 
 
@@ -106,13 +107,20 @@ def save_index(
     """Write a new store version and make it the live one; returns its folder.
 
     Older versions are removed only after the switch, so readers and crashes
-    always see one complete version.
+    always see one complete version. Leftovers that would block the write (a
+    ``CURRENT`` that is a folder, a ``versions`` that is a file) are cleared first.
     """
     store = Path(store)
     if len(items) != len(vectors) or any(item.row != row for row, item in enumerate(items)):
         raise ValueError("items must be numbered 0..N-1 in the same order as the vectors")
-    version = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    if store.exists() and not store.is_dir():
+        raise CorruptIndexError(f"the store {store} is a file, not a folder; pass a folder to --store")
     versions = store / "versions"
+    if (store / "CURRENT").is_dir():
+        _remove(store / "CURRENT")
+    if versions.exists() and not versions.is_dir():
+        _remove(versions)
+    version = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     folder = versions / version
     folder.mkdir(parents=True)
 
@@ -122,55 +130,145 @@ def save_index(
     build_usearch(vectors, np.arange(len(items))).save(str(folder / f"{ALL}.usearch"))
     for category in classifier.categories:
         build_usearch(vectors, np.flatnonzero(categories == category)).save(str(folder / f"{category}.usearch"))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "backbone": spec_to_dict(backbone),
-        "gallery": str(Path(gallery).resolve()),
-        "categories": classifier.categories,
-        "items": [dataclasses.asdict(item) for item in items],
-        "skipped": [list(entry) for entry in skipped],
-    }
+    meta = StoreMeta(
+        format_version=FORMAT_VERSION,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        backbone=spec_to_dict(backbone),
+        gallery=str(Path(gallery).resolve()),
+        categories=list(classifier.categories),
+        items=list(items),
+        skipped=[tuple(entry) for entry in skipped],
+    )
     # meta.json last: a version folder without it is an unfinished write.
-    _atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1))
+    _atomic_write_text(folder / "meta.json", meta.to_json())
     _atomic_write_text(store / "CURRENT", version + "\n")
 
     for old in versions.iterdir():
         if old.name != version:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     return folder
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder tree, whatever it is (used on leftovers the store no longer needs)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """A store version's ``meta.json``: how it was built and what it holds, validated on reading."""
+
+    format_version: int
+    created: str
+    backbone: dict  # the BackboneSpec as plain data (spec_to_dict)
+    gallery: str
+    categories: list[str]
+    items: list[IndexedItem]
+    skipped: list[tuple[str, str]]
+
+    @property
+    def backbone_name(self) -> str:
+        return str(self.backbone.get("name", ""))
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["skipped"] = [list(entry) for entry in self.skipped]
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> StoreMeta:
+        """Parse and check ``meta.json``; ``CorruptIndexError`` naming ``path`` for anything malformed."""
+
+        def broken(why: str) -> CorruptIndexError:
+            return CorruptIndexError(f"{path} is damaged ({why}); repair the store with python -m engine index")
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise broken(f"not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise broken(f"expected a JSON object, found {type(data).__name__}")
+        if data.get("format_version") != FORMAT_VERSION:
+            # An older or newer layout: not damage, but this code cannot read it.
+            raise StaleIndexError(
+                f"the index uses store format {data.get('format_version')}, this version reads {FORMAT_VERSION}; "
+                "rebuild it with python -m engine index"
+            )
+        expected = {"created": str, "backbone": dict, "gallery": str, "categories": list, "items": list, "skipped": list}
+        for key, kind in expected.items():
+            if not isinstance(data.get(key), kind):
+                raise broken(f"'{key}' is missing or not a {kind.__name__}")
+        if not isinstance(data["backbone"].get("name"), str):
+            raise broken("the backbone has no name")
+        if not all(isinstance(c, str) and c for c in data["categories"]):
+            raise broken("a category name is not a string")
+        fields = {f.name: f.type for f in dataclasses.fields(IndexedItem)}
+        items = []
+        for row, entry in enumerate(data["items"]):
+            if not isinstance(entry, dict) or set(entry) != set(fields):
+                raise broken(f"item {row} does not have exactly the fields {', '.join(sorted(fields))}")
+            if not isinstance(entry["row"], int) or entry["row"] != row:
+                raise broken(f"item {row} says it is row {entry['row']!r}")
+            if not all(isinstance(entry[name], str) for name in fields if name != "row"):
+                raise broken(f"item {row} has a field that is not text")
+            if entry["category"] not in data["categories"]:
+                raise broken(f"item {row} is in category {entry['category']!r}, which the store does not list")
+            items.append(IndexedItem(**entry))
+        skipped = []
+        for entry in data["skipped"]:
+            if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)):
+                raise broken("a skipped-file entry is not a [path, reason] pair")
+            skipped.append((entry[0], entry[1]))
+        return cls(FORMAT_VERSION, data["created"], data["backbone"], data["gallery"], data["categories"], items, skipped)
+
+
+REPAIR = "repair it with: python -m engine index --gallery <catalogue folder> --store {store}"
 
 
 def current_version(store: str | Path) -> Path:
-    """The live version folder of a store, or ``IndexNotFoundError``."""
+    """The live version folder of a store; ``IndexNotFoundError`` or ``CorruptIndexError`` if there is none."""
     store = Path(store)
     pointer = store / "CURRENT"
-    if not pointer.is_file():
+    if not store.exists() or not (pointer.exists() or (store / "versions").exists()):
         raise IndexNotFoundError(
             f"no index in {store}; build one with: python -m engine index --gallery <catalogue folder> --store {store}"
         )
-    folder = store / "versions" / pointer.read_text(encoding="utf-8").strip()
+    repair = REPAIR.format(store=store)
+    if not pointer.is_file():
+        raise CorruptIndexError(f"the store {store} has no readable CURRENT file naming its live version; {repair}")
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CorruptIndexError(f"cannot read {pointer} ({error}); {repair}") from None
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise CorruptIndexError(f"{pointer} does not name a version ({name!r}); {repair}")
+    folder = store / "versions" / name
     if not (folder / "meta.json").is_file():
-        raise CorruptIndexError(f"the index in {store} is incomplete ({folder} has no meta.json); rebuild it")
+        raise CorruptIndexError(f"the index in {store} is incomplete ({folder} has no meta.json); {repair}")
     return folder
 
 
-def read_meta(store: str | Path) -> dict:
-    """The live version's metadata, without loading vectors or indexes."""
-    folder = current_version(store)
+def read_version_meta(folder: Path) -> StoreMeta:
+    """The validated metadata of one version folder."""
+    path = folder / "meta.json"
     try:
-        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CorruptIndexError(f"cannot read {folder / 'meta.json'}: {error}; rebuild the index") from error
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CorruptIndexError(f"cannot read {path} ({error}); repair the store with python -m engine index") from None
+    return StoreMeta.from_json(text, path)
 
 
-def check_compatible(meta: dict, backbone: BackboneSpec) -> None:
+def read_meta(store: str | Path) -> StoreMeta:
+    """The live version's metadata, without loading vectors or indexes."""
+    return read_version_meta(current_version(store))
+
+
+def check_compatible(meta: StoreMeta, backbone: BackboneSpec) -> None:
     """Raise ``StaleIndexError`` unless the index was built the way ``backbone`` embeds today."""
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise StaleIndexError(
-            f"the index uses store format {meta.get('format_version')}, this version reads {FORMAT_VERSION}; rebuild it"
-        )
-    built_with = meta.get("backbone", {})
+    built_with = meta.backbone
     if built_with != spec_to_dict(backbone):
         raise StaleIndexError(
             f"the index was built with backbone {built_with.get('name')!r} "
@@ -179,33 +277,75 @@ def check_compatible(meta: dict, backbone: BackboneSpec) -> None:
         )
 
 
+def stored_spec(meta: StoreMeta) -> BackboneSpec:
+    """The spec, as this code defines it, of the backbone a store was built with."""
+    if meta.backbone_name not in BACKBONES:
+        raise StaleIndexError(
+            f"the index was built with backbone {meta.backbone_name!r}, which this version does not know "
+            f"(known: {', '.join(sorted(BACKBONES))}); rebuild it with python -m engine index"
+        )
+    return BACKBONES[meta.backbone_name]
+
+
+def open_store(store: str | Path) -> StoredIndex:
+    """Load a store with the backbone recorded in it (see ``load_index``)."""
+    return load_index(store, stored_spec(read_meta(store)))
+
+
+def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec) -> np.ndarray:
+    """A version's vectors, checked against its items and the backbone's width."""
+    path = folder / "vectors.npy"
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        why = "not a NumPy array file" if "pickle" in str(error) else str(error)
+        raise CorruptIndexError(f"cannot read {path} ({why}); repair the store with python -m engine index") from None
+    expected = (len(meta.items), backbone.feature_dim)
+    if vectors.dtype != np.float32 or vectors.shape != expected or not np.isfinite(vectors).all():
+        raise CorruptIndexError(
+            f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, expected finite float32 {expected}; "
+            "repair the store with python -m engine index"
+        )
+    return vectors
+
+
 def load_index(store: str | Path, backbone: BackboneSpec) -> StoredIndex:
-    """Load the live version of a store built with ``backbone``.
+    """Load the live version of a store built with ``backbone``, checking every file against the metadata.
 
     Raises ``IndexNotFoundError``, ``StaleIndexError`` or ``CorruptIndexError``
     with a message that says how to fix it.
     """
-    meta = read_meta(store)
-    check_compatible(meta, backbone)
     folder = current_version(store)
+    meta = read_version_meta(folder)
+    check_compatible(meta, backbone)
+    vectors = load_vectors(folder, meta, backbone)
+    damaged = f"the index in {store} is damaged ({{}}); {REPAIR.format(store=store)}"
     try:
-        vectors = np.load(folder / "vectors.npy")
-        with np.load(folder / "classifier.npz") as arrays:
+        with np.load(folder / "classifier.npz", allow_pickle=False) as arrays:
             classifier = CategoryClassifier.from_arrays(arrays)
-        names = [ALL, *classifier.categories]
-        indexes = {name: Index.restore(str(folder / f"{name}.usearch")) for name in names}
-        items = [IndexedItem(**item) for item in meta["items"]]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CorruptIndexError(f"the index in {store} is damaged ({error}); rebuild it") from error
-    if any(index is None for index in indexes.values()) or len(vectors) != len(items):
-        raise CorruptIndexError(f"the index in {store} is inconsistent; rebuild it")
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise CorruptIndexError(damaged.format(f"classifier.npz: {error}")) from None
+    if classifier.categories != meta.categories or classifier.weights.shape != (len(meta.categories), backbone.feature_dim):
+        raise CorruptIndexError(damaged.format("classifier.npz does not match the store's categories"))
+    categories = np.array([item.category for item in meta.items])
+    indexes = {}
+    for name in [ALL, *meta.categories]:
+        path = folder / f"{name}.usearch"
+        try:
+            index = Index.restore(str(path)) if path.is_file() else None
+        except (OSError, RuntimeError, ValueError) as error:
+            raise CorruptIndexError(damaged.format(f"{path.name}: {error}")) from None
+        count = len(meta.items) if name == ALL else int((categories == name).sum())
+        if index is None or index.ndim != backbone.feature_dim or len(index) != count:
+            raise CorruptIndexError(damaged.format(f"{path.name} is missing or does not match the vectors"))
+        indexes[name] = index
     return StoredIndex(
         backbone=backbone,
-        gallery=Path(meta["gallery"]),
-        items=items,
+        gallery=Path(meta.gallery),
+        items=meta.items,
         vectors=vectors,
         classifier=classifier,
         indexes=indexes,
-        created=meta.get("created", ""),
-        skipped=[tuple(entry) for entry in meta.get("skipped", [])],
+        created=meta.created,
+        skipped=meta.skipped,
     )

@@ -16,21 +16,27 @@ from typing import Callable
 
 import numpy as np
 
-from engine.backbones import DEFAULT_BACKBONE, get_spec, load_backbone
-from engine.catalog import CatalogItem, file_digest, scan_catalog
+from engine.backbones import DEFAULT_BACKBONE, BackboneSpec, get_spec, load_backbone
+from engine.catalog import CatalogError, CatalogItem, file_digest, scan_catalog
 from engine.classify import fit_classifier
 from engine.embed import embed_images
+from engine.errors import SearchError
 from engine.images import ImageDecodeError, load_image
 from engine.index_store import (
     IndexedItem,
     IndexNotFoundError,
-    StaleIndexError,
     check_compatible,
     current_version,
+    load_vectors,
+    open_store,
     read_meta,
+    read_version_meta,
     save_index,
+    stored_spec,
 )
 
+# Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
+CATALOG_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
 Progress = Callable[[int, int], None]  # (images done, images to embed)
 
 
@@ -48,25 +54,36 @@ class IndexReport:
     products_per_category: dict[str, int]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    repaired: str = ""  # what was wrong with the store before this run ("" if nothing)
 
 
-def _previous_vectors(store: Path, backbone_name: str) -> tuple[dict[str, np.ndarray], int]:
-    """Vectors of the store's current version keyed by image digest (empty if absent or incompatible)."""
+def _previous_vectors(store: Path, spec: BackboneSpec) -> dict[str, np.ndarray]:
+    """Vectors a rebuild may reuse, keyed by image digest: the live version's, or when that is damaged the newest
+    intact older version's; empty when none was built with ``spec`` as defined today."""
+    versions = store / "versions"
+    folders = []
     try:
-        meta = read_meta(store)
-        check_compatible(meta, get_spec(backbone_name))
-        vectors = np.load(current_version(store) / "vectors.npy")
-    except (IndexNotFoundError, StaleIndexError, ValueError, OSError):
-        return {}, 0
-    items = meta["items"]
-    return {item["digest"]: vectors[item["row"]] for item in items}, len(items)
+        folders.append(current_version(store))
+    except SearchError:
+        pass
+    if versions.is_dir():
+        folders += sorted((p for p in versions.iterdir() if p.is_dir() and p not in folders), reverse=True)
+    for folder in folders:
+        try:
+            meta = read_version_meta(folder)
+            check_compatible(meta, spec)
+            vectors = load_vectors(folder, meta, spec)
+        except SearchError:
+            continue
+        return {item.digest: vectors[item.row] for item in meta.items}
+    return {}
 
 
 def stored_backbone(store: str | Path) -> str | None:
-    """The backbone name an existing store was built with, or None."""
+    """The backbone name an existing store was built with, if it is readable and one this code knows."""
     try:
-        return read_meta(store)["backbone"]["name"]
-    except (IndexNotFoundError, KeyError, OSError, ValueError):
+        return stored_spec(read_meta(store)).name
+    except SearchError:
         return None
 
 
@@ -81,40 +98,54 @@ def index_catalog(
 
     ``backbone`` defaults to the one the store was built with, else the
     product default. Unreadable images are skipped and listed in the report.
+    A store that cannot be loaded as it is gets rebuilt, reusing whatever
+    vectors of it are intact; ``IndexReport.repaired`` says what was wrong.
     """
     started = time.perf_counter()
     store = Path(store)
     backbone = backbone or stored_backbone(store) or DEFAULT_BACKBONE
     spec = get_spec(backbone)
     catalog = scan_catalog(gallery)
-    previous, previous_count = _previous_vectors(store, backbone)
+    try:
+        previous_count = len(open_store(store).items)
+        repaired = ""
+    except IndexNotFoundError:
+        previous_count, repaired = 0, ""
+    except SearchError as error:
+        previous_count, repaired = 0, str(error)
+    previous = _previous_vectors(store, spec)
 
-    digests = [file_digest(catalog.root / item.path) for item in catalog.items]
-    to_embed = [i for i, digest in enumerate(digests) if digest not in previous]
-    new_vectors: dict[int, np.ndarray] = {}
     skipped = list(catalog.skipped)
+    readable: list[tuple[CatalogItem, str]] = []
+    for item in catalog.items:
+        try:
+            readable.append((item, file_digest(catalog.root / item.path)))
+        except OSError as error:
+            skipped.append((item.path, f"cannot be read ({error.strerror or error})"))
+    to_embed = [i for i, (_, digest) in enumerate(readable) if digest not in previous]
+    new_vectors: dict[int, np.ndarray] = {}
     if to_embed:
         extractor = load_backbone(backbone)
         for start in range(0, len(to_embed), batch_size):
             chunk, images = [], []
             for i in to_embed[start : start + batch_size]:
                 try:
-                    images.append(load_image(catalog.root / catalog.items[i].path, min_side=spec.preprocessing.size))
+                    images.append(load_image(catalog.root / readable[i][0].path, min_side=spec.preprocessing.size))
                     chunk.append(i)
                 except ImageDecodeError as error:
-                    skipped.append((catalog.items[i].path, str(error)))
+                    skipped.append((readable[i][0].path, str(error)))
             for i, vector in zip(chunk, embed_images(extractor, images, batch_size)):
                 new_vectors[i] = vector
             if progress:
                 progress(min(start + batch_size, len(to_embed)), len(to_embed))
 
     kept: list[tuple[CatalogItem, str, np.ndarray]] = []
-    for i, (item, digest) in enumerate(zip(catalog.items, digests)):
+    for i, (item, digest) in enumerate(readable):
         vector = previous.get(digest) if i not in new_vectors else new_vectors[i]
         if vector is not None:
             kept.append((item, digest, vector))
     if not kept:
-        raise ValueError(f"none of the images in {catalog.root} could be read; nothing to index")
+        raise CatalogError(f"none of the images in {catalog.root} could be read; nothing to index")
 
     items = [
         IndexedItem(row=row, digest=digest, **dataclasses.asdict(item))
@@ -136,23 +167,22 @@ def index_catalog(
         products_per_category=dict(sorted(Counter(c for c, _ in {(i.category, i.product_id) for i in items}).items())),
         skipped=skipped,
         seconds=time.perf_counter() - started,
+        repaired=repaired,
     )
 
 
 def index_is_current(gallery: str | Path, store: str | Path) -> bool:
-    """True when the store exists, is compatible with today's backbone code and matches the catalogue's files."""
+    """True when the store loads intact, is compatible with today's backbone code and matches the catalogue's files."""
     try:
-        meta = read_meta(store)
-        check_compatible(meta, get_spec(meta["backbone"]["name"]))
+        stored = open_store(store)
         catalog = scan_catalog(gallery)
-    except (IndexNotFoundError, StaleIndexError, ValueError, KeyError, OSError):
+        skipped = {path for path, _ in stored.skipped}
+        current = {
+            (file_digest(Path(gallery) / item.path), *(getattr(item, f) for f in CATALOG_FIELDS))
+            for item in catalog.items
+            if item.path not in skipped
+        }
+    except (SearchError, OSError):
         return False
-    fields = ("path", "product_id", "category", "name", "url", "creator", "license", "source")
-    indexed = {(item["digest"], *(item[f] for f in fields)) for item in meta["items"]}
-    skipped = {path for path, _ in meta.get("skipped", [])}
-    current = {
-        (file_digest(Path(gallery) / item.path), *(getattr(item, f) for f in fields))
-        for item in catalog.items
-        if item.path not in skipped
-    }
+    indexed = {(item.digest, *(getattr(item, f) for f in CATALOG_FIELDS)) for item in stored.items}
     return indexed == current

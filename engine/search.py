@@ -19,11 +19,12 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from engine.backbones import FeatureExtractor, get_spec, load_backbone
+from engine.backbones import FeatureExtractor, load_backbone
 from engine.detector import COCO_CATEGORIES, load_detector
 from engine.embed import embed_images
-from engine.images import load_image
-from engine.index_store import ALL, IndexedItem, StoredIndex, load_index, read_meta
+from engine.errors import InvalidRequestError
+from engine.images import full_size, load_image
+from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
 from engine.regions import Catalogue, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
 
 # Below this probability the predicted category is reported as unsure.
@@ -48,11 +49,18 @@ MAIN_PIECES = 2
 MAIN_PIECE_SCORE = 0.1
 MAIN_PIECE_SIDE = 320
 DETECTION_MIN_SIDE = 640
+# Work per request is bounded whatever the photo's size: a search decodes at least DETECTION_MIN_SIDE px and
+# at most SEARCH_MAX_SIDE, a region search at most REGION_MAX_SIDE (boxes are still given in the photo's pixels).
+SEARCH_MAX_SIDE = 2048
+REGION_MAX_SIDE = 1600
+# Bounds on a request's counts, so that a typo cannot ask for a million results.
+MAX_RESULTS = 1000
+MAX_REGIONS = 12
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
 
 
-class UnknownCategoryError(ValueError):
+class UnknownCategoryError(InvalidRequestError):
     """The requested category is not in the index."""
 
 
@@ -100,7 +108,7 @@ class SearchResponse:
 
 @dataclass
 class RegionMatch:
-    """One region of a photo and the search made with its crop."""
+    """One region of a photo (with its embedding) and the search made with it."""
 
     region: Region
     response: SearchResponse
@@ -117,6 +125,7 @@ class RegionSearch:
 
     product_shot: bool
     matches: list[RegionMatch]
+    image_size: tuple[int, int] = (0, 0)  # the photo's upright (width, height): the frame of the boxes
 
     def to_json(self, query: str) -> dict:
         """The CLI's JSON line: the best region's usual fields plus every region with its results."""
@@ -150,6 +159,12 @@ def merge_responses(responses: list[SearchResponse], k: int) -> SearchResponse:
         notes.append(_no_match_note(results[0].score))
     searched = list(dict.fromkeys(name for response in responses for name in response.searched))
     return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes)
+
+
+def check_count(name: str, value: object, limit: int) -> None:
+    """``InvalidRequestError`` unless ``value`` is a whole number from 1 to ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise InvalidRequestError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
 
 
 def _unknown_category(name: str, categories: list[str]) -> UnknownCategoryError:
@@ -208,19 +223,24 @@ class SearchEngine:
         Raises ``IndexNotFoundError``, ``StaleIndexError``, ``CorruptIndexError``
         or ``BackboneUnavailableError`` with an actionable message.
         """
-        spec = get_spec(read_meta(store)["backbone"]["name"])
-        return cls(load_index(store, spec), load_backbone(spec.name), gallery)
+        stored = open_store(store)
+        return cls(stored, load_backbone(stored.backbone.name), gallery)
 
     @property
     def categories(self) -> list[str]:
         return self.stored.categories
+
+    def check_category(self, category: str) -> None:
+        """``UnknownCategoryError`` unless ``category`` is "auto", "all" or one of the store's."""
+        if category not in ("auto", "all", *self.categories):
+            raise _unknown_category(category, self.categories)
 
     def item_path(self, item: IndexedItem) -> Path:
         return self.gallery / item.path
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """Decode (any supported input) and embed one image; returns a unit vector."""
-        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size)
+        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=SEARCH_MAX_SIDE)
         return embed_images(self.extractor, [decoded])[0]
 
     def search(self, image: ImageInput, k: int = 10, category: str = "auto") -> SearchResponse:
@@ -233,9 +253,10 @@ class SearchEngine:
         category when one is asked), and each product keeps its best match over the
         whole photo and those pieces. Raises ``ImageDecodeError`` for bad images.
         """
+        check_count("k", k, MAX_RESULTS)
         if self.detector is None:
             return self.search_vector(self.embed(image), k, category)
-        decoded = load_image(image, min_side=DETECTION_MIN_SIDE)
+        decoded = load_image(image, min_side=DETECTION_MIN_SIDE, max_side=SEARCH_MAX_SIDE)
         vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
         responses = [self.search_vector(vector, k, category) for vector in vectors]
         return merge_responses(responses, k) if len(responses) > 1 else responses[0]
@@ -261,30 +282,37 @@ class SearchEngine:
         dominant object) is searched whole instead. Raises ``ImageDecodeError``
         for bad images, ``UnknownCategoryError`` for a category not in the index.
         """
+        check_count("k", k, MAX_RESULTS)
+        check_count("max_regions", max_regions, MAX_REGIONS)
+        self.check_category(category)
         targeted = category not in ("auto", "all")
-        if targeted and category not in self.categories:
-            raise _unknown_category(category, self.categories)
-        decoded = load_image(image)
+        decoded = load_image(image, min_side=REGION_MAX_SIDE // 2, max_side=REGION_MAX_SIDE)
+        width, height = full_size(decoded)
         regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
                                   category if targeted else None, self.detector)
         if is_product_shot(decoded, regions):
-            response = self.search_vector(embed_images(self.extractor, [decoded])[0], k, category)
-            whole = Region((0, 0, *decoded.size), response.category, response.probabilities[response.category])
-            return RegionSearch(True, [RegionMatch(whole, response)])
+            vector = embed_images(self.extractor, [decoded])[0]
+            response = self.search_vector(vector, k, category)
+            whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
+            return RegionSearch(True, [RegionMatch(whole, response)], (width, height))
+        scale_x, scale_y = width / decoded.width, height / decoded.height
         matches = []
         for region in regions:
+            x0, y0, x1, y1 = region.box
+            box = (round(x0 * scale_x), round(y0 * scale_y), min(width, round(x1 * scale_x)), min(height, round(y1 * scale_y)))
             response = self.search_vector(region.embedding, k, category)
-            matches.append(RegionMatch(Region(region.box, region.category, region.confidence), response))
-        return RegionSearch(False, matches)
+            matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
+        return RegionSearch(False, matches, (width, height))
 
     def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
         """"More like this": search with an indexed image's stored vector."""
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.items):
+            raise InvalidRequestError(f"no catalogue image number {row!r}; pick one of the results shown")
         return self.search_vector(self.stored.vectors[row], k, category)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto") -> SearchResponse:
         """Search with an already computed unit embedding."""
-        if k < 1:
-            raise ValueError("k must be at least 1")
+        check_count("k", k, MAX_RESULTS)
         probabilities = dict(zip(self.categories, self.stored.classifier.predict_proba(vector)[0].tolist()))
         predicted = max(probabilities, key=probabilities.get)
         searched, notes = choose_categories(probabilities, category)

@@ -49,8 +49,9 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path, capsys, built_store):
     assert "error: no index in" in capsys.readouterr().err
     assert main(["index", "--gallery", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 2
     assert "catalogue folder not found" in capsys.readouterr().err
-    assert main(["search", "--store", str(store), "--category", "wardrobe", str(tmp_path)]) == 0
-    # An empty folder of queries prints nothing; an unknown category only matters once a query runs.
+    # A folder of queries without images says so instead of printing nothing.
+    assert main(["search", "--store", str(store), str(tmp_path)]) == 2
+    assert "no image files in the folder" in capsys.readouterr().err
     query = tmp_path / "q.png"
     from PIL import Image
 

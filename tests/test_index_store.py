@@ -93,7 +93,7 @@ def test_damaged_files_are_reported(tmp_path):
     items, vectors, classifier = tiny_index()
     folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
     (folder / "vectors.npy").write_bytes(b"garbage")
-    with pytest.raises(CorruptIndexError, match="rebuild"):
+    with pytest.raises(CorruptIndexError, match="vectors.npy .not a NumPy array file.*python -m engine index"):
         load_index(tmp_path, SPEC)
     (folder / "meta.json").write_text("{")
     with pytest.raises(CorruptIndexError):

@@ -13,7 +13,7 @@ def test_index_reports_categories_and_products(gallery, tmp_path):
     assert report.images == 24 and report.embedded == 24 and report.reused == 0
     assert report.products_per_category == {"chair": 4, "lamp": 4, "table": 4}
     assert report.images_per_category == {"chair": 8, "lamp": 8, "table": 8}
-    assert read_meta(tmp_path / "store")["backbone"]["name"] == "efficientnet_lite0"
+    assert read_meta(tmp_path / "store").backbone_name == "efficientnet_lite0"
 
 
 def test_update_embeds_only_what_changed(gallery, tmp_path):

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from engine.embed import normalise
+from engine.errors import InvalidRequestError
 from engine.images import ImageDecodeError
 from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories
 
@@ -70,9 +71,24 @@ def test_bad_image_raises_decode_error(search_engine):
         search_engine.search(b"this is not an image")
 
 
-def test_k_must_be_positive(search_engine):
-    with pytest.raises(ValueError):
-        search_engine.search_vector(np.zeros(search_engine.stored.vectors.shape[1], np.float32), k=0)
+@pytest.mark.parametrize("k", [0, -1, 1001, "abc", None, 2.5, True])
+def test_k_must_be_a_whole_number_in_range(search_engine, k):
+    vector = np.zeros(search_engine.stored.vectors.shape[1], np.float32)
+    with pytest.raises(InvalidRequestError, match="k must be a whole number from 1 to 1000"):
+        search_engine.search_vector(vector, k=k)
+
+
+def test_request_bounds_hold_on_every_entry_point(search_engine, built_store):
+    gallery, _ = built_store
+    photo = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    with pytest.raises(InvalidRequestError, match="max_regions"):
+        search_engine.search_regions(photo, max_regions=-1)
+    with pytest.raises(InvalidRequestError, match="k must"):
+        search_engine.search(photo, k="abc")
+    with pytest.raises(InvalidRequestError, match="no catalogue image number"):
+        search_engine.search_item(len(search_engine.stored.items))
+    with pytest.raises(UnknownCategoryError):
+        search_engine.check_category("wardrobe")
 
 
 @pytest.mark.parametrize(
