@@ -9,26 +9,30 @@ it to the page.
 from __future__ import annotations
 
 import csv
+import functools
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import FileData
 
-from engine.backbones import BackboneUnavailableError
-from engine.catalog import CatalogError
-from engine.images import MAX_FILE_BYTES, ImageDecodeError, load_image
-from engine.index_store import CorruptIndexError, StaleIndexError
+from engine.errors import InvalidRequestError, SearchError
+from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import index_catalog, index_is_current
-from engine.regions import crop_region
-from engine.search import SearchEngine, SearchResponse, UnknownCategoryError
+from engine.search import MAX_RESULTS, SearchEngine, SearchResponse, check_count
 
 ROOT = Path(__file__).resolve().parent
 GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
 STORE = Path(os.environ.get("FURNITURE_STORE", ROOT / "index_store" / "default")).resolve()
 EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
-USER_ERRORS = (ImageDecodeError, UnknownCategoryError, StaleIndexError, CorruptIndexError, BackboneUnavailableError)
+# Photos sent back to the page are at most this size: the marked photo and the crop editor show them small.
+DISPLAY_SIDE = 1024
+# Uploads are deleted an hour after they arrive (checked every 10 minutes), and all of them on restart.
+UPLOAD_LIFETIME_S = int(os.environ.get("FURNITURE_UPLOAD_LIFETIME_S", "3600"))
+log = logging.getLogger("app")
 
 HOW_IT_WORKS = """
 **How it works.** Your photo is decoded (phone orientation applied, HEIC supported) and
@@ -64,6 +68,16 @@ class PhotoInput(gr.Image):
         return payload.path
 
 
+class CountInput(gr.Slider):
+    """A slider whose value reaches the handler as sent: ``result_count`` checks it and says what is wrong
+    (Gradio's own check would answer an API caller's "abc" with a generic error)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
 @dataclass
 class IndexState:
     """The default index, built in the background on first start."""
@@ -84,11 +98,14 @@ def prepare_index() -> None:
         state.done, state.total = done, total
 
     try:
-        if not index_is_current(GALLERY, STORE):
+        if not index_is_current(GALLERY, STORE):  # also False for a damaged store, which indexing repairs
             index_catalog(GALLERY, STORE, progress=progress)
         state.engine = SearchEngine.open(STORE, gallery=GALLERY)
-    except (CatalogError, BackboneUnavailableError, ValueError, OSError) as error:
+    except SearchError as error:
         state.error = f"The catalogue index could not be built: {error}"
+    except Exception as error:  # a bug: say so on the page instead of "Loading…" forever
+        log.exception("building the catalogue index failed")
+        state.error = f"The catalogue index could not be built ({type(error).__name__}: {error}); see the app's log."
 
 
 def index_status() -> str:
@@ -120,14 +137,38 @@ def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
     return confidences, "\n".join(lines), items, [r.row for r in response.results]
 
 
+def user_errors(title: str):
+    """Decorator for event handlers: the engine's ``SearchError`` becomes the page's error box with its message."""
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except SearchError as error:
+                raise gr.Error(str(error), title=title) from None
+
+        return run
+
+    return decorate
+
+
+def result_count(k) -> int:
+    """The "Results" value as a whole number; the page API may send anything (a float, text, None)."""
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)
+    elif isinstance(k, str) and k.strip().isdigit():
+        k = int(k)
+    check_count("Results", k, MAX_RESULTS)
+    return k
+
+
+@user_errors("Cannot search this image")
 def search_photo(image_path: str | None, k: int, category: str):
     """Search the uploaded / captured photo."""
     if not image_path:
         raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
-    try:
-        return render(ready_engine().search(image_path, k=int(k), category=category))
-    except USER_ERRORS as error:
-        raise gr.Error(str(error), title="Cannot search this image") from None
+    return render(ready_engine().search(image_path, k=result_count(k), category=category))
 
 
 def region_label(number: int, category: str, confidence: float) -> str:
@@ -137,23 +178,27 @@ def region_label(number: int, category: str, confidence: float) -> str:
 def find_regions(image_path: str | None, k: int, category: str):
     """Find the pieces of furniture in the photo; search the best one, unless it is a product shot.
 
-    Runs after the whole-photo search; leaves its results alone for a product shot.
+    Runs after the whole-photo search; leaves its results alone for a product shot. The page gets the
+    photo back at display size only, and each region's embedding stays here for when it is picked.
     """
     hidden = (gr.AnnotatedImage(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [])
+    unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
     if not image_path or state.engine is None:
-        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        return (*hidden, *unchanged)
     try:
-        found = state.engine.search_regions(image_path, k=int(k), category=category)
-    except USER_ERRORS:
-        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        found = state.engine.search_regions(image_path, k=result_count(k), category=category)
+        photo = load_image(image_path, min_side=DISPLAY_SIDE // 2, max_side=DISPLAY_SIDE)
+    except SearchError:
+        return (*hidden, *unchanged)
     if found.product_shot:
-        return (*hidden, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        return (*hidden, *unchanged)
+    scale = photo.width / full_size(photo)[0]
     labels = [region_label(i, m.region.category, m.region.confidence) for i, m in enumerate(found.matches, 1)]
-    boxes = [m.region.box for m in found.matches]
+    boxes = [tuple(round(value * scale) for value in m.region.box) for m in found.matches]
     return (
-        gr.AnnotatedImage(value=(image_path, list(zip(boxes, labels))), visible=True),
+        gr.AnnotatedImage(value=(photo, list(zip(boxes, labels))), visible=True),
         gr.Radio(choices=[*labels, WHOLE_PHOTO], value=labels[0], visible=True),
-        boxes,
+        [m.region.embedding for m in found.matches],
         *render(found.matches[0].response),
     )
 
@@ -163,48 +208,67 @@ def picked_box(selected: gr.SelectData) -> str:
     return selected.value
 
 
-def search_region(image_path: str | None, boxes: list, choice: str, k: int, category: str):
-    """Search the region picked in the list (or by clicking the marked photo), or the whole photo."""
-    if not image_path or not boxes or not choice:
+@user_errors("Cannot search this region")
+def search_region(image_path: str | None, region_embeddings: list, choice: str, k: int, category: str):
+    """Search the region picked in the list (or by clicking the marked photo), or the whole photo.
+
+    A region is searched with the embedding its region search used, so it shows what it showed first
+    (and what the CLI prints).
+    """
+    if not image_path or not region_embeddings or not choice:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     engine = ready_engine()
-    try:
-        if choice == WHOLE_PHOTO:
-            return render(engine.search(image_path, k=int(k), category=category))
-        box = boxes[int(choice.split(".", 1)[0]) - 1]
-        return render(engine.search(crop_region(load_image(image_path), tuple(box)), k=int(k), category=category))
-    except USER_ERRORS as error:
-        raise gr.Error(str(error), title="Cannot search this image") from None
+    if choice == WHOLE_PHOTO:
+        return render(engine.search(image_path, k=result_count(k), category=category))
+    number = choice.split(".", 1)[0]
+    if not number.isdigit() or not 1 <= int(number) <= len(region_embeddings):
+        raise InvalidRequestError(f"no region {choice!r} in this photo; pick one of the boxes shown")
+    return render(engine.search_vector(region_embeddings[int(number) - 1], k=result_count(k), category=category))
 
 
 def photo_for_crop(image_path: str | None):
-    """The current photo, upright and at most 1600 px, as the hand-crop editor's background."""
+    """The current photo, upright and at display size, as the hand-crop editor's background."""
     if not image_path:
         return None
     try:
-        photo = load_image(image_path, min_side=1024)
-    except USER_ERRORS:
+        return load_image(image_path, min_side=DISPLAY_SIDE, max_side=1600)
+    except SearchError:
         return None
-    photo.thumbnail((1600, 1600))
-    return photo
 
 
+class CropEditor(gr.ImageEditor):
+    """An image editor whose images reach the handler as files, decoded by engine.images.
+
+    Gradio's editor would open them with PIL itself: no pixel limit of ours, and a damaged
+    file would give Gradio's generic error instead of a message saying what is wrong.
+    """
+
+    is_template = True  # render with the parent's (gr.ImageEditor) frontend
+
+    def convert_and_format_image(self, file, flatten_on_white: bool = False):
+        if file is None:
+            return None
+        return file.path if isinstance(file, FileData) else bytes(file)
+
+
+@user_errors("Cannot search this crop")
 def search_crop(edited: dict | None, k: int, category: str):
     """Search the part of the photo cropped by hand in the editor."""
     cropped = (edited or {}).get("composite")
     if cropped is None:
         raise gr.Error("Search a photo first, then drag the crop handles around the piece you want.", title="No photo")
-    try:
-        return render(ready_engine().search(cropped.convert("RGB"), k=int(k), category=category))
-    except USER_ERRORS as error:
-        raise gr.Error(str(error), title="Cannot search this crop") from None
+    return render(ready_engine().search(cropped, k=result_count(k), category=category))
 
 
-def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData):
+@user_errors("Cannot search this result")
+def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData | None = None):
     """Search again with a clicked result's catalogue photo."""
+    index = getattr(selected, "index", None)
+    if not isinstance(index, int) or not 0 <= index < len(rows or []):
+        raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
-    row = rows[selected.index]
-    return (str(engine.item_path(engine.stored.items[row])), *render(engine.search_item(row, k=int(k), category=category)))
+    row = rows[index]
+    return (str(engine.item_path(engine.stored.items[row])), *render(engine.search_item(row, k=result_count(k), category=category)))
 
 
 def credits_markdown() -> str:
@@ -244,7 +308,9 @@ CSS = """
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="Visual furniture search") as demo:
+    # Uploads live UPLOAD_LIFETIME_S; Gradio also empties its cache of them when the app restarts.
+    lifetime = (min(600, UPLOAD_LIFETIME_S), UPLOAD_LIFETIME_S)
+    with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
         gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.")
         status = gr.Markdown(index_status())
         with gr.Row(equal_height=False):
@@ -257,8 +323,11 @@ def build_app() -> gr.Blocks:
                     height=360,
                 )
                 with gr.Row():
-                    category = gr.Dropdown(["auto", "all"], value="auto", label="Category", min_width=120)
-                    k = gr.Slider(1, 24, value=8, step=1, label="Results", min_width=120)
+                    # Custom values: an API caller may name a category before the index has loaded the list;
+                    # the engine checks the name.
+                    category = gr.Dropdown(["auto", "all"], value="auto", label="Category", min_width=120,
+                                           allow_custom_value=True)
+                    k = CountInput(1, 24, value=8, step=1, label="Results", min_width=120)
                 button = gr.Button("Find similar", variant="primary")
                 marked = gr.AnnotatedImage(
                     label="Furniture found (click a box to search it)", visible=False, height=300, elem_id="regions"
@@ -266,9 +335,9 @@ def build_app() -> gr.Blocks:
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
                 with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand"):
                     gr.Markdown("Tap the picture icon on the left, then ⛶ crop; drag the corners around the piece, confirm, and search.")
-                    editor = gr.ImageEditor(
+                    editor = CropEditor(
                         label="Your photo, to crop",
-                        type="pil",
+                        type="filepath",
                         image_mode="RGB",
                         sources=(),
                         transforms=("crop",),
@@ -293,7 +362,7 @@ def build_app() -> gr.Blocks:
                     elem_id="results",
                 )
         rows = gr.State([])
-        boxes = gr.State([])
+        region_embeddings = gr.State([])
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Accordion("Catalogue credits and licences", open=False):
@@ -301,15 +370,19 @@ def build_app() -> gr.Blocks:
 
         outputs = [confidences, summary, gallery, rows]
         # Whole-photo search first (quick, and the API's /search_photo), then the regions refine it.
-        region_outputs = [marked, region, boxes, *outputs]
-        button.click(search_photo, [image, k, category], outputs).then(find_regions, [image, k, category], region_outputs)
-        image.input(search_photo, [image, k, category], outputs).then(find_regions, [image, k, category], region_outputs)
-        region.input(search_region, [image, boxes, region, k, category], outputs)
-        marked.select(picked_box, None, region).then(search_region, [image, boxes, region, k, category], outputs)
-        gallery.select(more_like_this, [rows, k, category], [image, *outputs])
+        region_outputs = [marked, region, region_embeddings, *outputs]
+        # Every search shares one queue slot ("search"): one search at a time for the whole page (see main).
+        one = {"concurrency_id": "search", "concurrency_limit": 1}
+        button.click(search_photo, [image, k, category], outputs, **one).then(
+            find_regions, [image, k, category], region_outputs, **one)
+        image.input(search_photo, [image, k, category], outputs, **one).then(
+            find_regions, [image, k, category], region_outputs, **one)
+        region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
+        marked.select(picked_box, None, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
+        gallery.select(more_like_this, [rows, k, category], [image, *outputs], **one)
         # The hand-crop editor always holds the current photo (uploaded, example or picked result).
         image.change(photo_for_crop, image, editor, show_progress="hidden")
-        crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop")
+        crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop", **one)
 
         def refresh_status():
             choices = ["auto", "all", *(state.engine.categories if state.engine else [])]

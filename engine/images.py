@@ -147,7 +147,7 @@ def load_image(
             raise ValueError(f"{name} must be a positive number of pixels, got {side}")
     if isinstance(source, Image.Image):
         image = _convert_given(source)
-        image.info[FULL_SIZE] = image.size
+        image.info.setdefault(FULL_SIZE, image.size)
     elif isinstance(source, (bytes, bytearray)):
         _check_file_size(len(source))
         image = _decode(io.BytesIO(source), min_side)

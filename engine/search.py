@@ -254,6 +254,7 @@ class SearchEngine:
         whole photo and those pieces. Raises ``ImageDecodeError`` for bad images.
         """
         check_count("k", k, MAX_RESULTS)
+        self.check_category(category)
         if self.detector is None:
             return self.search_vector(self.embed(image), k, category)
         decoded = load_image(image, min_side=DETECTION_MIN_SIDE, max_side=SEARCH_MAX_SIDE)

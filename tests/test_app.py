@@ -152,3 +152,28 @@ def test_search_the_hand_crop(app_server):
 
     with pytest.raises(Exception, match="Search a photo first"):
         client.predict({"background": None, "layers": [], "composite": None}, 4, "auto", api_name="/search_crop")
+
+
+def test_api_edges_get_messages(app_server):
+    """What an API caller may send: text for k, a category by name, a decompression bomb to the crop endpoint,
+    "more like this" without a selection. Each gets our message (or works), never Gradio's generic error."""
+    from gradio_client import Client, handle_file
+
+    from tests.test_app_handlers import huge_png
+
+    url, root = app_server
+    photo = root / "api-lamp.jpg"
+    draw_furniture("lamp", (200, 40, 40), 2, size=400).save(photo)
+    client = Client(url, verbose=False)
+    wait_until_indexed(client, photo)
+    for k in ("abc", None, 0):
+        with pytest.raises(Exception, match="Results must be a whole number"):
+            client.predict(handle_file(str(photo)), k, "auto", api_name="/search_photo")
+    _, summary, gallery = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
+    assert "searched chair" in summary and all(" · chair · " in item["caption"] for item in gallery)
+    bomb = huge_png(root / "bomb.png")
+    with pytest.raises(Exception, match="too large"):
+        client.predict({"background": handle_file(str(bomb)), "layers": [], "composite": handle_file(str(bomb))},
+                       4, "auto", api_name="/search_crop")
+    with pytest.raises(Exception, match="Click one of the results"):
+        client.predict(4, "auto", api_name="/more_like_this")

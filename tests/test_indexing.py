@@ -1,3 +1,4 @@
+import os
 import shutil
 
 from PIL import Image
@@ -57,3 +58,69 @@ def test_manifest_change_makes_index_out_of_date(gallery, tmp_path):
     assert report.embedded == 0
     names = {item.name for item in load_index(store, get_spec("efficientnet_lite0")).items}
     assert "Arc lamp" in names
+
+
+def _entries_that_cannot_be_read(gallery, tmp_path):
+    """A dangling link, a link to itself, a FIFO named like a photo, a link looping to its folder."""
+    folder = gallery / "chair" / "chair-0"
+    (folder / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (folder / "itself.jpg").symlink_to(folder / "itself.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "loop").symlink_to(gallery / "chair")
+    return {
+        "chair/chair-0/dangling.jpg": "broken symbolic link",
+        "chair/chair-0/itself.jpg": "cannot be read",
+        "chair/chair-0/pipe.jpg": "not a regular file",
+        "chair/chair-0/loop/": "link back into its own folder",
+    }
+
+
+def test_bad_gallery_entries_are_skipped_and_listed(gallery, tmp_path):
+    expected = _entries_that_cannot_be_read(gallery, tmp_path)
+    report = index_catalog(gallery, tmp_path / "store")  # would hang on the FIFO or raise before
+    skipped = dict(report.skipped)
+    for path, reason in expected.items():
+        assert reason in skipped[path], (path, skipped.get(path))
+    assert report.images == 24
+    assert index_is_current(gallery, tmp_path / "store")
+
+
+def test_files_and_folders_without_read_permission_are_skipped(gallery, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    unreadable_file = gallery / "lamp" / "lamp-0" / "view1.jpg"
+    unreadable_folder = gallery / "table" / "table-1"
+    if os.geteuid() == 0:  # root reads everything: make the permission checks fail as they do for users
+        real_access, real_iterdir = os.access, Path.iterdir
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != unreadable_file and real_access(path, mode))
+
+        def iterdir(self):
+            if self == unreadable_folder:
+                raise PermissionError(13, "Permission denied")
+            return real_iterdir(self)
+
+        monkeypatch.setattr(Path, "iterdir", iterdir)
+    else:
+        unreadable_file.chmod(0)
+        unreadable_folder.chmod(0)
+    report = index_catalog(gallery, tmp_path / "store")
+    skipped = dict(report.skipped)
+    assert "permission denied" in skipped["lamp/lamp-0/view1.jpg"]
+    assert "folder cannot be read" in skipped["table/table-1/"]
+    assert report.images == 21
+
+
+def test_a_file_that_fails_while_hashed_is_skipped(gallery, tmp_path, monkeypatch):
+    from engine import indexing
+
+    real_digest = indexing.file_digest
+
+    def digest(path):
+        if path.name == "view0.jpg" and path.parent.name == "lamp-2":
+            raise PermissionError(13, "Permission denied")
+        return real_digest(path)
+
+    monkeypatch.setattr(indexing, "file_digest", digest)
+    report = index_catalog(gallery, tmp_path / "store")
+    assert "Permission denied" in dict(report.skipped)["lamp/lamp-2/view0.jpg"]
+    assert report.images == 23

@@ -1,0 +1,128 @@
+"""The page's event handlers, called in-process as Gradio calls them (fast; the served app is in test_app.py)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+import app
+from engine.search import SearchEngine
+from tests.conftest import draw_furniture
+
+
+@pytest.fixture
+def ready(search_engine, monkeypatch):
+    monkeypatch.setattr(app, "state", app.IndexState(engine=search_engine))
+    return search_engine
+
+
+def room_photo(path, width=6000, height=3000):
+    """A large photo with a chair and a lamp on a wall colour, like a room shot on a phone."""
+    scene = Image.new("RGB", (width, height), (200, 190, 170))
+    side = height * 4 // 5
+    scene.paste(draw_furniture("chair", (30, 90, 200), 0, size=side), (width // 30, height * 2 // 15))
+    scene.paste(draw_furniture("lamp", (200, 40, 40), 1, size=side), (width * 8 // 15, height * 2 // 15))
+    scene.save(path, quality=90)
+    return path
+
+
+def huge_png(path, width=20_000, height=12_000):
+    """A tiny file whose header claims 240 megapixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready, tmp_path):
+    photo = room_photo(tmp_path / "room.jpg")
+    marked, choices, embeddings, _, _, first_items, _ = app.find_regions(str(photo), 4, "auto")
+    assert marked.visible
+    shown = Image.open(marked.value["image"]["path"])
+    assert max(shown.size) <= app.DISPLAY_SIDE  # never the 18 MP original
+    labels = [label for label, _ in choices.choices if label != app.WHOLE_PHOTO]
+    assert len(labels) == len(embeddings) >= 1
+    _, _, picked_items, _ = app.search_region(str(photo), embeddings, labels[0], 4, "auto")
+    assert picked_items == first_items
+    with pytest.raises(gr.Error, match="no region"):
+        app.search_region(str(photo), embeddings, "9. lamp (50%)", 4, "auto")
+
+
+@pytest.mark.parametrize("k", ["abc", None, 0, -3, 10_000, [1]])
+def test_bad_result_counts_get_a_message(ready, built_store, k):
+    gallery, _ = built_store
+    with pytest.raises(gr.Error, match="Results must be a whole number"):
+        app.search_photo(str(gallery / "lamp" / "lamp-0" / "view0.jpg"), k, "auto")
+
+
+def test_result_counts_from_the_api_may_be_floats_or_text(ready, built_store):
+    gallery, _ = built_store
+    photo = str(gallery / "lamp" / "lamp-0" / "view0.jpg")
+    assert len(app.search_photo(photo, 3.0, "auto")[2]) == 3
+    assert len(app.search_photo(photo, "2", "auto")[2]) == 2
+
+
+def test_a_category_by_name(ready, built_store):
+    gallery, _ = built_store
+    photo = str(gallery / "lamp" / "lamp-0" / "view0.jpg")
+    _, summary, items, _ = app.search_photo(photo, 4, "chair")
+    assert "searched chair" in summary and all(" · chair · " in caption for _, caption in items)
+    with pytest.raises(gr.Error, match="unknown category 'wardrobe'"):
+        app.search_photo(photo, 4, "wardrobe")
+
+
+def test_more_like_this_without_a_selection(ready):
+    with pytest.raises(gr.Error, match="Click one of the results"):
+        app.more_like_this([0, 1], 4, "auto", None)
+    with pytest.raises(gr.Error, match="Click one of the results"):
+        app.more_like_this([], 4, "auto", gr.SelectData(None, {"index": 0, "value": None}))
+
+
+def test_the_crop_path_has_the_pixel_limit_and_our_messages(ready, tmp_path):
+    editor = app.CropEditor(type="filepath", image_mode="RGB", transforms=("crop",), layers=False)
+    bomb = huge_png(tmp_path / "bomb.png")
+    payload = {"background": {"path": str(bomb)}, "layers": [], "composite": {"path": str(bomb)}}
+    edited = editor.preprocess(editor.data_model(**payload))  # Gradio's editor no longer decodes it
+    assert edited["composite"] == str(bomb)
+    with pytest.raises(gr.Error, match="too large"):
+        app.search_crop(edited, 4, "auto")
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(b"\xff\xd8\xff\xe0 broken")
+    with pytest.raises(gr.Error, match="damaged or incomplete"):
+        app.search_crop({"composite": str(damaged)}, 4, "auto")
+
+
+def test_a_broken_store_is_rebuilt_on_start(built_store, tmp_path, monkeypatch):
+    gallery, built = built_store
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    (store / "CURRENT").write_text("")
+    monkeypatch.setattr(app, "state", app.IndexState())
+    monkeypatch.setattr(app, "GALLERY", gallery)
+    monkeypatch.setattr(app, "STORE", store)
+    app.prepare_index()
+    assert app.state.error == "" and isinstance(app.state.engine, SearchEngine)
+    assert app.index_status().startswith("Catalogue: 12 products")
+
+
+def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_path, monkeypatch):
+    gallery, _ = built_store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(app, "state", app.IndexState())
+    monkeypatch.setattr(app, "GALLERY", gallery)
+    monkeypatch.setattr(app, "STORE", tmp_path / "store")
+    monkeypatch.setattr(app, "index_catalog", broken)
+    app.prepare_index()
+    assert app.state.engine is None
+    assert app.index_status().startswith("⚠️") and "disk on fire" in app.index_status()
