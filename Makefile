@@ -28,3 +28,14 @@ run: $(VENV)/.runtime
 
 test: system-deps $(VENV)/.dev
 	$(PY) -m pytest
+
+# Render the bundled catalogue (reference_gallery/, benchmarks/queries/) from Sweet Home 3D models: docs/gallery.md.
+gallery: system-deps $(VENV)/.dev
+	$(PY) -m pip install -r requirements-gallery.txt
+	$(PY) -m buildtime.catalogue build
+
+bench-quality: $(VENV)/.dev
+	$(PY) -m benchmarks.quality
+
+bench-speed: $(VENV)/.dev
+	$(PY) -m benchmarks.speed

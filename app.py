@@ -43,11 +43,13 @@ cosine vector index (usearch). When the category is unclear the runner-up, or ev
 category, is searched too. Several photos of one product count once, by its best photo.
 Click a result to search for more like it.
 
-**Several pieces in one photo.** The same network, run once on a larger copy of the photo,
-marks where furniture is (cells unlike the photo's border that its ImageNet classes call
-furniture) and which category each box looks like. Each box is searched on its own; the
-best one is shown first and you can pick another. A photo of one product filling the frame,
-or on a plain background, is searched whole.
+**Several pieces in one photo.** A small detector trained on real photos (COCO) boxes the
+chairs, sofas, beds and tables; the search above also searches the largest of them on their own.
+For the boxes shown under your photo, the embedding network, run once on a larger copy, fills in
+what the detector does not know (lamps, pieces it missed): windows whose cells stand out from
+their surroundings and look like the catalogue, ranked by a small trained scorer. Each box is
+searched on its own; the best one is shown first and you can pick another. A photo of one
+product filling the frame, or on a plain background, is searched whole.
 """
 
 WHOLE_PHOTO = "Whole photo"
@@ -126,7 +128,7 @@ def ready_engine() -> SearchEngine:
 
 
 def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
-    """Turn a response into the page's label, summary, gallery items and result rows."""
+    """Turn a response into the page's label, summary, result thumbnails and result rows."""
     confidences = dict(sorted(response.probabilities.items(), key=lambda kv: -kv[1])[:3])
     searched = "all categories" if response.searched == ["all"] else ", ".join(response.searched)
     lines = [f"**Predicted: {response.category}** ({response.probabilities[response.category]:.0%}) · searched {searched}"]
@@ -353,7 +355,7 @@ def build_app() -> gr.Blocks:
             with gr.Column(scale=3, min_width=280):
                 confidences = gr.Label(label="Predicted category", num_top_classes=3)
                 summary = gr.Markdown()
-                gallery = gr.Gallery(
+                results = gr.Gallery(
                     label="Similar products (click one for more like it)",
                     columns=4,
                     height="auto",
@@ -368,7 +370,7 @@ def build_app() -> gr.Blocks:
         with gr.Accordion("Catalogue credits and licences", open=False):
             gr.Markdown(credits_markdown())
 
-        outputs = [confidences, summary, gallery, rows]
+        outputs = [confidences, summary, results, rows]
         # Whole-photo search first (quick, and the API's /search_photo), then the regions refine it.
         region_outputs = [marked, region, region_embeddings, *outputs]
         # Every search shares one queue slot ("search"): one search at a time for the whole page (see main).
@@ -379,7 +381,7 @@ def build_app() -> gr.Blocks:
             find_regions, [image, k, category], region_outputs, **one)
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         marked.select(picked_box, None, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
-        gallery.select(more_like_this, [rows, k, category], [image, *outputs], **one)
+        results.select(more_like_this, [rows, k, category], [image, *outputs], **one)
         # The hand-crop editor always holds the current photo (uploaded, example or picked result).
         image.change(photo_for_crop, image, editor, show_progress="hidden")
         crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop", **one)

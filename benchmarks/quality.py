@@ -178,7 +178,7 @@ class Whitening:
 
 
 @dataclass
-class Catalogue:
+class CatalogueImages:
     """Catalogue images with their products and categories, as the product indexes them."""
 
     paths: list[Path]
@@ -186,7 +186,7 @@ class Catalogue:
     categories: list[str]
 
     @classmethod
-    def scan(cls, gallery: Path) -> Catalogue:
+    def scan(cls, gallery: Path) -> CatalogueImages:
         catalog = scan_catalog(gallery)
         return cls(
             [catalog.root / item.path for item in catalog.items],
@@ -223,7 +223,7 @@ def evaluate(
     catalogue_vectors: np.ndarray,
     query_vectors: np.ndarray,
     distractor_vectors: np.ndarray,
-    catalogue: Catalogue,
+    catalogue: CatalogueImages,
     queries: Sequence[Query],
 ) -> VariantResult:
     """All quality metrics of one variant from its embeddings."""
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     variants = QUICK_VARIANTS if args.quick else VARIANTS
-    catalogue = Catalogue.scan(args.gallery)
+    catalogue = CatalogueImages.scan(args.gallery)
     queries = load_queries(args.queries)
     if args.quick:
         queries = queries[:: max(1, len(queries) // 100)][:100]

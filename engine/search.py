@@ -25,7 +25,7 @@ from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
-from engine.regions import Catalogue, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
+from engine.regions import CatalogueVectors, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
 
 # Below this probability the predicted category is reported as unsure.
 UNSURE_PROBABILITY = 0.6
@@ -208,7 +208,7 @@ class SearchEngine:
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(per_product.values(), default=1)
         labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
-        self.catalogue = Catalogue(stored.vectors, labels, stored.classifier)
+        self.catalogue = CatalogueVectors(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = load_window_scorer(extractor.spec.name, stored.classifier.categories)
         # Only for catalogues with a category the detector knows (chair, sofa, bed, table).

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.detector import Detector
-from scripts.convert_detector import main
+from buildtime.convert_detector import main
 
 
 def _s(text: str) -> dict:

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from benchmarks.scenes import box_iou, draw_room, load_or_compose, paste_cutout
+from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
 from engine.embed import dot_products
 from engine.regions import (

@@ -128,7 +128,7 @@ def test_a_chair_among_other_things_is_also_searched_on_its_own(tmp_path):
     import shutil
     from pathlib import Path
 
-    from benchmarks.scenes import paste_cutout
+    from buildtime.scenes import paste_cutout
     from engine.indexing import index_catalog
     from tests.test_regions import compose
 

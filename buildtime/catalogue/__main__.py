@@ -1,15 +1,15 @@
-"""Command line: ``python -m engine.gallery build [options]``."""
+"""Command line: ``python -m buildtime.catalogue build [options]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from engine.gallery.build import build
+from buildtime.catalogue.build import build
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m engine.gallery", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m buildtime.catalogue", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build", help="fetch Sweet Home 3D models, render gallery and queries")
     b.add_argument("--out", type=Path, default=Path("reference_gallery"), help="gallery folder")
