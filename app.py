@@ -9,20 +9,27 @@ it to the page.
 from __future__ import annotations
 
 import csv
+import ctypes
+import ctypes.util
 import functools
 import logging
 import os
+import sys
+import tempfile
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 from gradio.data_classes import FileData
+from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import index_catalog, index_is_current
-from engine.search import MAX_RESULTS, SearchEngine, SearchResponse, check_count
+from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, REGION_MAX_SIDE, SearchEngine, SearchResponse, check_count
 
 ROOT = Path(__file__).resolve().parent
 GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
@@ -30,6 +37,9 @@ STORE = Path(os.environ.get("FURNITURE_STORE", ROOT / "index_store" / "default")
 EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
 # Photos sent back to the page are at most this size: the marked photo and the crop editor show them small.
 DISPLAY_SIDE = 1024
+CROP_SIDE = 1600  # the hand-crop editor's copy: more pixels, since the crop is searched
+# Photos the app writes for the page (the marked photo, the crop editor's copy).
+PAGE_FILES = Path(tempfile.gettempdir()) / "furniture-search-page"
 # Uploads are deleted an hour after they arrive (checked every 10 minutes), and all of them on restart.
 UPLOAD_LIFETIME_S = int(os.environ.get("FURNITURE_UPLOAD_LIFETIME_S", "3600"))
 log = logging.getLogger("app")
@@ -139,16 +149,34 @@ def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
     return confidences, "\n".join(lines), items, [r.row for r in response.results]
 
 
-def user_errors(title: str):
-    """Decorator for event handlers: the engine's ``SearchError`` becomes the page's error box with its message."""
+# glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.
+# Gradio runs handlers on a pool of up to 40 threads, so each search could leave its working memory in
+# another arena: +710 MB under 10 page clients (python -m benchmarks.load). Two arenas, and the freed
+# memory handed back after each search, keep the app near its size at rest (benchmarks/README.md).
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform.startswith("linux") else None
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
-    def decorate(handler):
-        @functools.wraps(handler)
+
+def limit_heap_growth() -> None:
+    """Cap glibc's heaps at two; call before the server starts its threads."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
+
+
+def handler(title: str):
+    """Decorator for the page's search handlers: the engine's ``SearchError`` becomes the page's error box
+    with its message, and the memory a search freed goes back to the system."""
+
+    def decorate(function):
+        @functools.wraps(function)
         def run(*args, **kwargs):
             try:
-                return handler(*args, **kwargs)
+                return function(*args, **kwargs)
             except SearchError as error:
                 raise gr.Error(str(error), title=title) from None
+            finally:
+                if _LIBC is not None:
+                    _LIBC.malloc_trim(0)
 
         return run
 
@@ -165,7 +193,7 @@ def result_count(k) -> int:
     return k
 
 
-@user_errors("Cannot search this image")
+@handler("Cannot search this image")
 def search_photo(image_path: str | None, k: int, category: str):
     """Search the uploaded / captured photo."""
     if not image_path:
@@ -177,40 +205,89 @@ def region_label(number: int, category: str, confidence: float) -> str:
     return f"{number}. {category} ({confidence:.0%})"
 
 
+# Colours of the region boxes, in the order of the regions (best first).
+BOX_COLOURS = ((230, 60, 60), (40, 160, 80), (60, 110, 230), (230, 150, 20), (160, 60, 200), (20, 170, 190))
+
+
+def page_file(image: Image.Image, stem: str) -> str:
+    """Save ``image`` as a JPEG for the page and return its path.
+
+    Done here, in the handler's worker thread: handed a PIL image, Gradio encodes it in its
+    event loop, and the whole page stopped answering while it did (python -m benchmarks.load).
+    Files older than the upload lifetime are removed on the way.
+    """
+    PAGE_FILES.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in PAGE_FILES.glob("*.jpg"):
+        try:
+            if now - old.stat().st_mtime > UPLOAD_LIFETIME_S:
+                old.unlink()
+        except OSError:
+            pass  # another worker removed it first
+    path = PAGE_FILES / f"{stem}-{uuid.uuid4().hex}.jpg"
+    image.save(path, quality=85)
+    return str(path)
+
+
+def marked_photo(photo: Image.Image, boxes: list[tuple[int, int, int, int]], labels: list[str]) -> Image.Image:
+    """The photo with each region's box and label drawn on it."""
+    marked = photo.copy()
+    draw = ImageDraw.Draw(marked)
+    width = max(2, round(max(marked.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(marked.size) / 40)))
+    for i, (box, label) in reversed(list(enumerate(zip(boxes, labels)))):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        draw.rectangle(box, outline=colour, width=width)
+        left, top, right, bottom = draw.textbbox((box[0] + width, box[1] + width), label, font=font)
+        draw.rectangle((left - 3, top - 2, right + 3, bottom + 2), fill=colour)
+        draw.text((box[0] + width, box[1] + width), label, fill="white", font=font)
+    return marked
+
+
+@handler("Cannot find the furniture in this photo")
 def find_regions(image_path: str | None, k: int, category: str):
     """Find the pieces of furniture in the photo; search the best one, unless it is a product shot.
 
     Runs after the whole-photo search; leaves its results alone for a product shot. The page gets the
-    photo back at display size only, and each region's embedding stays here for when it is picked.
+    photo back at display size only, with the boxes drawn on it; each region's embedding and box stay
+    here for when it is picked.
     """
-    hidden = (gr.AnnotatedImage(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [])
+    hidden = (gr.Image(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [], [])
     unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
     if not image_path or state.engine is None:
         return (*hidden, *unchanged)
     try:
-        found = state.engine.search_regions(image_path, k=result_count(k), category=category)
-        photo = load_image(image_path, min_side=DISPLAY_SIDE // 2, max_side=DISPLAY_SIDE)
+        # Decoded once, at the size region search works at; it keeps the photo's own size for the boxes.
+        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=REGION_MAX_SIDE)
+        found = state.engine.search_regions(photo, k=result_count(k), category=category)
     except SearchError:
         return (*hidden, *unchanged)
     if found.product_shot:
         return (*hidden, *unchanged)
-    scale = photo.width / full_size(photo)[0]
+    shown = photo.copy()
+    shown.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    scale = shown.width / full_size(photo)[0]
     labels = [region_label(i, m.region.category, m.region.confidence) for i, m in enumerate(found.matches, 1)]
     boxes = [tuple(round(value * scale) for value in m.region.box) for m in found.matches]
     return (
-        gr.AnnotatedImage(value=(photo, list(zip(boxes, labels))), visible=True),
+        gr.Image(value=page_file(marked_photo(shown, boxes, labels), "regions"), visible=True),
         gr.Radio(choices=[*labels, WHOLE_PHOTO], value=labels[0], visible=True),
         [m.region.embedding for m in found.matches],
+        list(zip(boxes, labels)),
         *render(found.matches[0].response),
     )
 
 
-def picked_box(selected: gr.SelectData) -> str:
-    """The list entry of the box clicked on the marked photo (its label)."""
-    return selected.value
+def picked_box(region_boxes: list, selected: gr.SelectData):
+    """The list entry of the box clicked on the marked photo: the smallest box around the click."""
+    x, y = selected.index if isinstance(selected.index, (list, tuple)) else (-1, -1)
+    around = [(box, label) for box, label in region_boxes if box[0] <= x <= box[2] and box[1] <= y <= box[3]]
+    if not around:
+        return gr.skip()
+    return min(around, key=lambda pair: (pair[0][2] - pair[0][0]) * (pair[0][3] - pair[0][1]))[1]
 
 
-@user_errors("Cannot search this region")
+@handler("Cannot search this region")
 def search_region(image_path: str | None, region_embeddings: list, choice: str, k: int, category: str):
     """Search the region picked in the list (or by clicking the marked photo), or the whole photo.
 
@@ -233,7 +310,7 @@ def photo_for_crop(image_path: str | None):
     if not image_path:
         return None
     try:
-        return load_image(image_path, min_side=DISPLAY_SIDE, max_side=1600)
+        return page_file(load_image(image_path, min_side=DISPLAY_SIDE, max_side=CROP_SIDE), "crop")
     except SearchError:
         return None
 
@@ -253,7 +330,7 @@ class CropEditor(gr.ImageEditor):
         return file.path if isinstance(file, FileData) else bytes(file)
 
 
-@user_errors("Cannot search this crop")
+@handler("Cannot search this crop")
 def search_crop(edited: dict | None, k: int, category: str):
     """Search the part of the photo cropped by hand in the editor."""
     cropped = (edited or {}).get("composite")
@@ -262,7 +339,7 @@ def search_crop(edited: dict | None, k: int, category: str):
     return render(ready_engine().search(cropped, k=result_count(k), category=category))
 
 
-@user_errors("Cannot search this result")
+@handler("Cannot search this result")
 def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData | None = None):
     """Search again with a clicked result's catalogue photo."""
     index = getattr(selected, "index", None)
@@ -331,9 +408,8 @@ def build_app() -> gr.Blocks:
                                            allow_custom_value=True)
                     k = CountInput(1, 24, value=8, step=1, label="Results", min_width=120)
                 button = gr.Button("Find similar", variant="primary")
-                marked = gr.AnnotatedImage(
-                    label="Furniture found (click a box to search it)", visible=False, height=300, elem_id="regions"
-                )
+                marked = gr.Image(label="Furniture found (click a box to search it)", type="filepath", interactive=False,
+                                  visible=False, height=300, elem_id="regions")
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
                 with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand"):
                     gr.Markdown("Tap the picture icon on the left, then ⛶ crop; drag the corners around the piece, confirm, and search.")
@@ -365,6 +441,7 @@ def build_app() -> gr.Blocks:
                 )
         rows = gr.State([])
         region_embeddings = gr.State([])
+        region_boxes = gr.State([])  # (box on the marked photo, label) per region
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Accordion("Catalogue credits and licences", open=False):
@@ -372,7 +449,7 @@ def build_app() -> gr.Blocks:
 
         outputs = [confidences, summary, results, rows]
         # Whole-photo search first (quick, and the API's /search_photo), then the regions refine it.
-        region_outputs = [marked, region, region_embeddings, *outputs]
+        region_outputs = [marked, region, region_embeddings, region_boxes, *outputs]
         # Every search shares one queue slot ("search"): one search at a time for the whole page (see main).
         one = {"concurrency_id": "search", "concurrency_limit": 1}
         button.click(search_photo, [image, k, category], outputs, **one).then(
@@ -380,7 +457,7 @@ def build_app() -> gr.Blocks:
         image.input(search_photo, [image, k, category], outputs, **one).then(
             find_regions, [image, k, category], region_outputs, **one)
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
-        marked.select(picked_box, None, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
+        marked.select(picked_box, region_boxes, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         results.select(more_like_this, [rows, k, category], [image, *outputs], **one)
         # The hand-crop editor always holds the current photo (uploaded, example or picked result).
         image.change(photo_for_crop, image, editor, show_progress="hidden")
@@ -401,6 +478,7 @@ def main() -> None:
     # are shown) then adds ~110 ms instead of ~155 ms with one-thread searches side by side, for a peak of
     # ~8 instead of ~11-12 region searches/s on 2 cores (benchmarks/results/scenes.md). Two searches at once
     # with all cores each would spin-wait on each other (a query 2.6x slower).
+    limit_heap_growth()
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)

@@ -25,7 +25,7 @@ from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
-from engine.regions import CatalogueVectors, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
+from engine.regions import PROPOSAL_SIDE, CatalogueVectors, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
 
 # Below this probability the predicted category is reported as unsure.
 UNSURE_PROBABILITY = 0.6
@@ -50,9 +50,11 @@ MAIN_PIECE_SCORE = 0.1
 MAIN_PIECE_SIDE = 320
 DETECTION_MIN_SIDE = 640
 # Work per request is bounded whatever the photo's size: a search decodes at least DETECTION_MIN_SIDE px and
-# at most SEARCH_MAX_SIDE, a region search at most REGION_MAX_SIDE (boxes are still given in the photo's pixels).
+# at most SEARCH_MAX_SIDE; a region search at least the proposal pass's side and at most REGION_MAX_SIDE
+# (its boxes are still given in the photo's pixels).
 SEARCH_MAX_SIDE = 2048
-REGION_MAX_SIDE = 1600
+REGION_DECODE_SIDE = PROPOSAL_SIDE
+REGION_MAX_SIDE = 1280
 # Bounds on a request's counts, so that a typo cannot ask for a million results.
 MAX_RESULTS = 1000
 MAX_REGIONS = 12
@@ -287,7 +289,7 @@ class SearchEngine:
         check_count("max_regions", max_regions, MAX_REGIONS)
         self.check_category(category)
         targeted = category not in ("auto", "all")
-        decoded = load_image(image, min_side=REGION_MAX_SIDE // 2, max_side=REGION_MAX_SIDE)
+        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=REGION_MAX_SIDE)
         width, height = full_size(decoded)
         regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
                                   category if targeted else None, self.detector)

@@ -44,12 +44,18 @@ def huge_png(path, width=20_000, height=12_000):
 
 def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg")
-    marked, choices, embeddings, _, _, first_items, _ = app.find_regions(str(photo), 4, "auto")
+    marked, choices, embeddings, boxes, _, _, first_items, _ = app.find_regions(str(photo), 4, "auto")
     assert marked.visible
-    shown = Image.open(marked.value["image"]["path"])
+    shown = Image.open(marked.value["path"])
     assert max(shown.size) <= app.DISPLAY_SIDE  # never the 18 MP original
     labels = [label for label, _ in choices.choices if label != app.WHOLE_PHOTO]
-    assert len(labels) == len(embeddings) >= 1
+    assert len(labels) == len(embeddings) == len(boxes) >= 1
+    # A click inside the first box picks it (the smallest box around the click).
+    (x0, y0, x1, y1), label = boxes[0]
+    click = gr.SelectData(None, {"index": [(x0 + x1) // 2, (y0 + y1) // 2], "value": None})
+    picked = app.picked_box(boxes, click)
+    assert picked in labels
+    assert not isinstance(app.picked_box(boxes, gr.SelectData(None, {"index": [-5, -5], "value": None})), str)
     _, _, picked_items, _ = app.search_region(str(photo), embeddings, labels[0], 4, "auto")
     assert picked_items == first_items
     with pytest.raises(gr.Error, match="no region"):

@@ -1,0 +1,334 @@
+"""Benchmark: the app under load, as its users reach it (issue #11).
+
+    python -m benchmarks.load [--clients 30] [--searches 3] [--no-big-photo] [--port 7899]
+
+Starts ``app.py`` on 127.0.0.1 (the bundled catalogue and its store), then, all at once:
+
+* ``--clients`` page API clients, each running ``--searches`` searches one after the other the way the
+  page does (``/search_photo`` then ``/find_regions``) with a 12-megapixel phone-sized photo;
+* one client sending a 118-megapixel photo (unless ``--no-big-photo``);
+* a probe fetching the page (``GET /``) every 0.2 s: does the page still answer?
+* a sampler reading the app's resident memory every 0.2 s.
+
+Everything talks to 127.0.0.1 only and is bounded: at most ``--clients`` + 1 clients, every request times
+out after ``--timeout`` seconds. It reports search latency (p50/p95), searches per second, errors and
+rejected requests, the page's answer times, and the app's memory before, at its peak and after, next to the
+engine's own time for the same photo measured in this process before the app starts. Results go to
+``benchmarks/results/load.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFilter
+
+from benchmarks.common import DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, ROOT, machine_info, machine_line, percentile
+
+DEFAULT_STORE = ROOT / "index_store" / "default"
+PHONE_SIZE = (4032, 3024)  # 12 MP
+BIG_SIZE = (12544, 9408)  # 118 MP, the photo that froze the page for 40 s (issue #11)
+
+
+@dataclass
+class Search:
+    """One search as a page client made it."""
+
+    client: int
+    started: float  # seconds since the burst began
+    results_s: float  # until the results came back
+    total_s: float  # until the regions came back too
+    error: str = ""
+
+
+def phone_photo(source: Path, size: tuple[int, int], path: Path, quality: int = 85) -> Path:
+    """A photo of ``size`` pixels made from a held-out render, with the fine texture a camera adds (JPEG of
+    a realistic size, not a flat image that compresses to nothing)."""
+    image = Image.open(source).convert("RGB").resize(size, Image.BILINEAR)
+    noise = Image.effect_noise(size, 24).convert("RGB").filter(ImageFilter.GaussianBlur(0.6))
+    Image.blend(image, noise, 0.08).save(path, quality=quality)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resident_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory (or ``VmHWM``, its peak) in MB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_app(port: int, gallery: Path, store: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, FURNITURE_GALLERY=str(gallery), FURNITURE_STORE=str(store),
+               GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False")
+    return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def wait_until_ready(url: str, photo: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the app answers a search (it loads or builds the index in the background first)."""
+    from gradio_client import Client, handle_file
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the app exited while starting; see its log")
+        try:
+            Client(url, verbose=False).predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo")
+            return
+        except Exception:  # not listening yet, or "Not ready yet"
+            time.sleep(1)
+    raise SystemExit(f"the app did not answer a search within {timeout:.0f} s")
+
+
+def page_search(client, photo: Path, timeout: float) -> tuple[float, float]:
+    """What the page does for one photo: the search, then the regions; seconds until each came back."""
+    from gradio_client import handle_file
+
+    started = time.perf_counter()
+    client.submit(handle_file(str(photo)), 8, "auto", api_name="/search_photo").result(timeout=timeout)
+    results = time.perf_counter() - started
+    client.submit(handle_file(str(photo)), 8, "auto", api_name="/find_regions").result(timeout=timeout)
+    return results, time.perf_counter() - started
+
+
+def connect(url: str):
+    """A page API client (it fetches the app's config and API description, as a page load does), or the error."""
+    from gradio_client import Client
+
+    try:
+        return Client(url, verbose=False)
+    except Exception as error:
+        return error
+
+
+def run_client(client, number: int, photo: Path, searches: int, timeout: float, begun: float) -> list[Search]:
+    if isinstance(client, Exception):
+        return [Search(number, 0.0, 0.0, 0.0, f"connect: {client}")]
+    done = []
+    for _ in range(searches):
+        started = time.perf_counter() - begun
+        try:
+            results, total = page_search(client, photo, timeout)
+            done.append(Search(number, started, results, total))
+        except Exception as error:
+            done.append(Search(number, started, 0.0, 0.0, str(error) or type(error).__name__))
+    return done
+
+
+def probe_page(url: str, seconds: float, output: Path) -> subprocess.Popen:
+    """Fetch the page (``GET /``) every 0.2 s for ``seconds`` in a separate process (so that this process's own
+    clients cannot delay it), writing one line per request: its wall-clock time, answer time (inf on failure)."""
+    script = f"""
+import time, urllib.request
+url, end, out = {url!r}, time.time() + {seconds!r}, open({str(output)!r}, "w")
+while time.time() < end:
+    started = time.perf_counter()
+    try:
+        urllib.request.urlopen(url, timeout=10).read()
+        took = time.perf_counter() - started
+    except OSError:
+        took = float("inf")
+    out.write(f"{{time.time() - took:.3f}} {{took:.4f}}\\n"); out.flush()
+    time.sleep(0.2)
+"""
+    return subprocess.Popen([sys.executable, "-c", script])
+
+
+def read_probe(output: Path) -> list[tuple[float, float]]:
+    return [tuple(float(v) for v in line.split()) for line in output.read_text().splitlines() if line.strip()]
+
+
+def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None:
+    while not stop.is_set():
+        samples.append(resident_mb(pid))
+        stop.wait(0.2)
+
+
+def engine_times(store: Path, gallery: Path, photo: Path, repeats: int = 5) -> dict[str, float]:
+    """The engine alone on the same photo, in this process: median ms of a search and of a region search."""
+    import torch
+
+    from engine.search import SearchEngine
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = SearchEngine.open(store, gallery)
+    engine.search(photo)
+    times = {"search": [], "search_regions": []}
+    for _ in range(repeats):
+        for name in times:
+            started = time.perf_counter()
+            getattr(engine, name)(photo)
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: percentile(values, 50) for name, values in times.items()}
+
+
+def is_rejection(error: str) -> bool:
+    return "queue is full" in error.lower() or "busy" in error.lower()
+
+
+def summarise(searches: list[Search], big: list[Search], answers: list[float], memory: dict, seconds: float,
+              engine: dict, args: argparse.Namespace) -> dict:
+    ok = [s for s in searches if not s.error]
+    rejected = [s for s in searches if s.error and is_rejection(s.error)]
+    errors = [s for s in searches if s.error and not is_rejection(s.error)]
+    finite = [a for a in answers if a != float("inf")]
+    return {
+        "clients": args.clients,
+        "searches_per_client": args.searches,
+        "big_photo": not args.no_big_photo,
+        "searches": len(searches),
+        "ok": len(ok),
+        "errors": len(errors),
+        "rejected": len(rejected),
+        "error_messages": sorted({s.error[:200] for s in errors + rejected}),
+        "seconds": seconds,
+        "searches_per_s": len(ok) / seconds if seconds else 0.0,
+        "results_s": {f"p{q}": percentile([s.results_s for s in ok], q) for q in (50, 95)} if ok else {},
+        "total_s": {f"p{q}": percentile([s.total_s for s in ok], q) for q in (50, 95)} if ok else {},
+        "big_photo_s": big[0].total_s if big and not big[0].error else None,
+        "big_photo_error": big[0].error if big else "",
+        "page_answers": len(answers),
+        "page_failures": len(answers) - len(finite),
+        "page_s": {"p50": percentile(finite, 50), "p95": percentile(finite, 95), "max": max(finite)} if finite else {},
+        "memory_mb": memory,
+        "engine_ms": engine,
+    }
+
+
+def render_markdown(summary: dict, info: dict, load_before: str) -> str:
+    s = summary
+    big = (f"{s['big_photo_s']:.1f} s" if s["big_photo_s"] is not None else f"failed: {s['big_photo_error']}") \
+        if s["big_photo"] else "not sent"
+    memory = s["memory_mb"]
+    lines = [
+        "# Load: the app under concurrent page clients",
+        "",
+        machine_line(info),
+        f"Load average before the run: {load_before}. Command: `python -m benchmarks.load --clients {s['clients']} "
+        f"--searches {s['searches_per_client']}{'' if s['big_photo'] else ' --no-big-photo'}`.",
+        "",
+        f"{s['clients']} clients × {s['searches_per_client']} searches (a 12 MP photo; each search as the page makes it: "
+        "results, then regions), all started at once on 127.0.0.1"
+        + (", with one 118 MP photo sent at the same moment." if s["big_photo"] else "."),
+        "",
+        "| | measured |",
+        "|---|---|",
+        f"| searches answered / errors / rejected as busy | {s['ok']} / {s['errors']} / {s['rejected']} |",
+        f"| searches per second (whole burst, {s['seconds']:.1f} s) | {s['searches_per_s']:.2f} |",
+        f"| one search, results: p50 / p95 | {s['results_s'].get('p50', float('nan')):.2f} s / "
+        f"{s['results_s'].get('p95', float('nan')):.2f} s |",
+        f"| one search, results and regions: p50 / p95 | {s['total_s'].get('p50', float('nan')):.2f} s / "
+        f"{s['total_s'].get('p95', float('nan')):.2f} s |",
+        f"| the 118 MP photo, results and regions | {big} |",
+        f"| the page (`GET /`) during the burst: p50 / p95 / slowest ({s['page_answers']} requests, "
+        f"{s['page_failures']} failed) | {s['page_s'].get('p50', float('nan')):.3f} s / "
+        f"{s['page_s'].get('p95', float('nan')):.3f} s / {s['page_s'].get('max', float('nan')):.3f} s |",
+        f"| the page while the {s['clients'] + 1} clients connected first ({s['connect_s']:.1f} s; each fetches the "
+        f"app's config and API description): slowest | {s['page_s_while_connecting']:.3f} s |",
+        f"| app resident memory: before / peak / after (growth) | {memory['before']:.0f} / {memory['peak']:.0f} / "
+        f"{memory['after']:.0f} MB ({memory['after'] - memory['before']:+.0f} MB; peak {memory['peak'] - memory['before']:+.0f} MB) |",
+        f"| engine alone, same photo, this process: search / region search (median) | "
+        f"{s['engine_ms']['search']:.0f} ms / {s['engine_ms']['search_regions']:.0f} ms |",
+        "",
+    ]
+    if s["error_messages"]:
+        lines += ["Errors:", "", *[f"- {message}" for message in s["error_messages"]], ""]
+    lines += [
+        "Searches queue for one slot (`concurrency_id=\"search\"`, one search at a time on all cores); the wait in "
+        "the queue is most of a search's time under a burst. A queue of more than 32 waiting requests is refused "
+        "with Gradio's \"queue is full\" (counted as rejected).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=30, help="concurrent page clients (at most 64)")
+    parser.add_argument("--searches", type=int, default=3, help="searches per client (at most 10)")
+    parser.add_argument("--no-big-photo", action="store_true", help="do not send the 118 MP photo")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as failed")
+    parser.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--output", type=Path, default=RESULTS / "load.md")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 64 or not 1 <= args.searches <= 10:
+        parser.error("--clients must be 1 to 64 and --searches 1 to 10 (this benchmark stays bounded)")
+
+    info = machine_info()
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    work = Path(tempfile.mkdtemp(prefix="furniture-load-"))
+    source = next(iter(sorted(DEFAULT_QUERIES.glob("chair/*.jpg"))))
+    photo = phone_photo(source, PHONE_SIZE, work / "phone-12mp.jpg")
+    big_photo = None if args.no_big_photo else phone_photo(source, BIG_SIZE, work / "photo-118mp.jpg", quality=60)
+    print(f"photos: {photo.stat().st_size / 1e6:.1f} MB"
+          + (f", {big_photo.stat().st_size / 1e6:.1f} MB (118 MP)" if big_photo else ""), flush=True)
+    engine = engine_times(args.store, args.gallery, photo)
+    print(f"engine alone: {engine}", flush=True)
+
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_app(port, args.gallery, args.store, work / "app.log")
+    try:
+        wait_until_ready(url, photo, process)
+        memory = {"before": resident_mb(process.pid)}
+        stop = threading.Event()
+        samples: list[float] = []
+        sampler = threading.Thread(target=sample_memory, args=(process.pid, stop, samples), daemon=True)
+        sampler.start()
+        probe = probe_page(url, args.timeout * (args.searches + 2), work / "probe.txt")
+        connect_started = time.time()
+        with ThreadPoolExecutor(max_workers=args.clients + 1) as pool:
+            clients = list(pool.map(connect, [url] * (args.clients + 1)))
+            burst_started, begun = time.time(), time.perf_counter()
+            big = pool.submit(run_client, clients[-1], -1, big_photo, 1, args.timeout, begun) if big_photo else None
+            runs = [pool.submit(run_client, clients[n], n, photo, args.searches, args.timeout, begun)
+                    for n in range(args.clients)]
+            searches = [search for run in runs for search in run.result()]
+            big_searches = big.result() if big else []
+        seconds = time.perf_counter() - begun
+        time.sleep(1.0)
+        stop.set()
+        sampler.join()
+        probe.terminate()
+        probe.wait(timeout=10)
+        probed = read_probe(work / "probe.txt")
+        answers = [took for at, took in probed if burst_started <= at <= burst_started + seconds]
+        connecting = [took for at, took in probed if connect_started <= at < burst_started]
+        memory.update(peak=max(samples + [memory["before"]]), after=resident_mb(process.pid))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    summary = summarise(searches, big_searches, answers, memory, seconds, engine, args)
+    summary["connect_s"] = burst_started - connect_started
+    summary["page_s_while_connecting"] = max(connecting, default=float("nan"))
+    markdown = render_markdown(summary, info, load_before)
+    print(markdown)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(markdown, encoding="utf-8")
+    args.output.with_suffix(".json").write_text(
+        json.dumps({"machine": info, "load_before": load_before, **summary}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
