@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import index_catalog, index_is_current
-from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, REGION_MAX_SIDE, SearchEngine, SearchResponse, check_count
+from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, check_count
 
 ROOT = Path(__file__).resolve().parent
 GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
@@ -258,7 +258,7 @@ def find_regions(image_path: str | None, k: int, category: str):
         return (*hidden, *unchanged)
     try:
         # Decoded once, at the size region search works at; it keeps the photo's own size for the boxes.
-        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=REGION_MAX_SIDE)
+        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=state.engine.settings.region_max_side)
         found = state.engine.search_regions(photo, k=result_count(k), category=category)
     except SearchError:
         return (*hidden, *unchanged)

@@ -47,7 +47,8 @@ from engine.classify import CategoryClassifier, fit_classifier
 from engine.embed import normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.index_store import ALL
-from engine.search import CATEGORY_PRIOR_WEIGHT, NO_MATCH_SIMILARITY, choose_categories
+from engine.search import choose_categories
+from engine.settings import DEFAULT_SETTINGS
 
 KS = (1, 5, 10)
 BATCH = 16
@@ -247,14 +248,14 @@ def evaluate(
         """Top-10 products, the similarity of each, and the predicted category, per query vector.
 
         Modes: "auto" is the product's (the likely categories, ranked by similarity plus
-        CATEGORY_PRIOR_WEIGHT * log(category probability)); "top1" is hard category-first
+        category_prior_weight * log(category probability), from engine.settings); "top1" is hard category-first
         search (the predicted category only); "all" searches every category by similarity.
         """
         similarity = product_scores(vectors @ catalogue_vectors.T, image_products, len(product_names))
         probabilities = clf.predict_proba(vectors)
         rank = similarity.copy()
         if mode == "auto":
-            rank += CATEGORY_PRIOR_WEIGHT * np.log(np.maximum(probabilities[:, product_category_index], 1e-30))
+            rank += DEFAULT_SETTINGS.category_prior_weight * np.log(np.maximum(probabilities[:, product_category_index], 1e-30))
         for row, probs in enumerate(probabilities):
             if mode == "top1":
                 searched = [categories[int(probs.argmax())]]
@@ -398,6 +399,7 @@ def write_report(
     ]
     confusion_rows = [[c, *row] for c, row in zip(base.categories, base.confusion)]
     correct, other = base.best_scores_correct, base.best_scores_other
+    threshold_now = DEFAULT_SETTINGS.no_match_similarity
     by_variant = sorted({name for r in results for name in r.recall1_by_query_variant})
     text = "\n\n".join(
         [
@@ -425,10 +427,10 @@ def write_report(
             f"## No-match threshold (`{base.variant.label}`)\n\n"
             f"Best-hit similarity, correct top-1 matches ({len(correct)}): {distribution(correct)}\n\n"
             f"Best-hit similarity, non-furniture images ({len(other)}): {distribution(other)}\n\n"
-            f"At the current NO_MATCH_SIMILARITY = {NO_MATCH_SIMILARITY}: "
-            f"{np.mean(np.asarray(correct) < NO_MATCH_SIMILARITY):.1%} of correct matches would be flagged "
-            f"'no close match', {np.mean(np.asarray(other) >= NO_MATCH_SIMILARITY):.1%} of non-furniture images "
-            f"would not. Suggested NO_MATCH_SIMILARITY = **{threshold:.2f}** "
+            f"At the current no_match_similarity = {threshold_now}: "
+            f"{np.mean(np.asarray(correct) < threshold_now):.1%} of correct matches would be flagged "
+            f"'no close match', {np.mean(np.asarray(other) >= threshold_now):.1%} of non-furniture images "
+            f"would not. Suggested no_match_similarity = **{threshold:.2f}** "
             f"(flags {np.mean(np.asarray(correct) < threshold):.1%} of correct matches, "
             f"lets through {np.mean(np.asarray(other) >= threshold):.1%} of non-furniture).",
         ]

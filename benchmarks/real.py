@@ -28,6 +28,7 @@ Measured in one run, through the engine's public API:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -361,15 +362,18 @@ def room_search(dataset: Dataset, engine: SearchEngine) -> tuple[dict, dict]:
     classes some region is labelled with (the dataset has no boxes: these stand in
     for box precision and recall), and the latencies. Returns the figures and the latencies.
     """
+    from engine.search import SearchEngine
+
     k = max(KS)
     recalls: dict[str, dict[str, dict[int, list[float]]]] = {
         mode: defaultdict(lambda: defaultdict(list)) for mode in ("whole", "regions")}
     whole_ms: list[float] = []
     regions_ms: dict[str, list[float]] = defaultdict(list)
     # Region labels with and without the detector, in the same run.
-    variants = {"window scorer alone": None}
+    variants = {"window scorer alone": SearchEngine(engine.stored, engine.extractor, engine.gallery,
+                                                    dataclasses.replace(engine.settings, use_detector=False))}
     if engine.detector is not None:
-        variants = {"with the detector": engine.detector, **variants}
+        variants = {"with the detector": engine, **variants}
     labels_right, classes_boxed, region_counts = defaultdict(list), defaultdict(list), defaultdict(list)
     for room, items in dataset.dev_rooms.items():
         classes = sorted({dataset.catalogue[pid] for pid in items})
@@ -378,16 +382,13 @@ def room_search(dataset: Dataset, engine: SearchEngine) -> tuple[dict, dict]:
         started = time.perf_counter()
         engine.search(room, k=10)
         whole_ms.append((time.perf_counter() - started) * 1000)
-        detector = engine.detector
-        for variant, variant_detector in variants.items():
-            engine.detector = variant_detector
+        for variant, variant_engine in variants.items():
             started = time.perf_counter()
-            matches = engine.search_regions(room, k=10, max_regions=MAX_REGIONS).matches
+            matches = variant_engine.search_regions(room, k=10, max_regions=MAX_REGIONS).matches
             regions_ms[variant].append((time.perf_counter() - started) * 1000)
             labels_right[variant] += [match.region.category in classes for match in matches]
             classes_boxed[variant] += [c in {match.region.category for match in matches} for c in classes]
             region_counts[variant].append(len(matches))
-        engine.detector = detector
         for c in classes:
             relevant = {pid for pid in items if dataset.catalogue[pid] == c}
             whole = _ranked_ids(engine.search(room, k=k, category=c))

@@ -21,6 +21,7 @@ photos differ more (lighting, occlusion, real rooms).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import statistics
 import time
@@ -82,10 +83,10 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
     for row, fits in zip(rows, candidate_fits(engine, scenes, folder)):
         row["candidate_fits"] = fits
     # The same without the trained window scorer: the ranking a catalogue with other categories gets.
-    scorer, engine.window_scorer = engine.window_scorer, None
-    untrained = [region_hit(obj, engine.search_regions(folder / scene.file, k=10, max_regions=max_regions))
+    untrained_engine = SearchEngine(engine.stored, engine.extractor, engine.gallery,
+                                    dataclasses.replace(engine.settings, use_window_scorer=False))
+    untrained = [region_hit(obj, untrained_engine.search_regions(folder / scene.file, k=10, max_regions=max_regions))
                  for scene in scenes for obj in scene.objects]
-    engine.window_scorer = scorer
     for row, (found, top10) in zip(rows, untrained):
         row["untrained_box_found"], row["untrained_top10"] = found, top10
     measured = {"rows": rows, "whole_ms": whole_ms, "region_ms": region_ms, "proposed": proposed, "scenes": scenes,

@@ -35,7 +35,7 @@ from engine.catalog import scan_catalog
 from engine.embed import embed_batch, normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.indexing import index_catalog
-from engine.search import DETECTION_MIN_SIDE, SearchEngine, merge_responses
+from engine.search import SearchEngine, merge_responses
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # "rotate 90° clockwise to display": how phones store portrait shots
@@ -120,7 +120,7 @@ def ours(engine: SearchEngine) -> Pipeline:
         )
     return Pipeline(
         f"ours: {engine.extractor.spec.name} {prep.size} px + detected pieces, draft decode",
-        lambda data: load_image(data, min_side=DETECTION_MIN_SIDE),
+        lambda data: load_image(data, min_side=engine.settings.detection_min_side, max_side=engine.settings.search_max_side),
         prep,
         functools.partial(embed_batch, engine.extractor),
         lambda vectors: merge_responses([engine.search_vector(vector, 10, "auto") for vector in vectors], 10),

@@ -103,7 +103,7 @@ class Detector:
     def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
         """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
         with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32). The network was trained at 512;
-        the callers run it smaller, for speed (``engine.regions.DETECTION_SIDE``, ``engine.search.MAIN_PIECE_SIDE``)."""
+        the callers run it smaller, for speed (``engine.regions.DETECTION_SIDE``, ``SearchSettings.main_piece_side``)."""
         if side % 32:
             raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
         resized = image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0)

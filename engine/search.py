@@ -26,35 +26,10 @@ from engine.errors import InvalidRequestError
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
 from engine.regions import PROPOSAL_SIDE, CatalogueVectors, Region, crop_region, is_product_shot, load_window_scorer, propose_regions
+from engine.settings import DEFAULT_SETTINGS, SearchSettings
 
-# Below this probability the predicted category is reported as unsure.
-UNSURE_PROBABILITY = 0.6
-# "auto" is a soft category-first search: every category with at least this probability is
-# searched, and hits rank by similarity + CATEGORY_PRIOR_WEIGHT * log(category probability).
-# A hard category-first search loses the product whenever the category is mispredicted, and real
-# photos are mispredicted far more often than renders; searching everything fills the results with
-# other categories. Chosen on real photos first (python -m benchmarks.real), then checked on
-# renders (python -m benchmarks.quality); figures in benchmarks/README.md.
-MIN_SEARCHED_PROBABILITY = 0.005
-CATEGORY_PRIOR_WEIGHT = 0.01
-# Cosine similarity under which even the best hit is not presented as similar. Calibrated by
-# python -m benchmarks.quality: ~1% of correct top-1 matches fall below it, no non-furniture image above.
-NO_MATCH_SIMILARITY = 0.60
-
-# A photo is also searched by the pieces of furniture the detector finds in it (engine.detector): its best
-# MAIN_PIECES scoring at least MAIN_PIECE_SCORE, found at MAIN_PIECE_SIDE px (the piece someone photographs is
-# large in the frame) in a decode of at least DETECTION_MIN_SIDE px (crops need the pixels). Chosen on the
-# real-photo benchmark's phone-like dev photos: R@1 0.53 -> 0.63, for about +100 ms a search.
-MAIN_PIECES = 2
-MAIN_PIECE_SCORE = 0.1
-MAIN_PIECE_SIDE = 320
-DETECTION_MIN_SIDE = 640
-# Work per request is bounded whatever the photo's size: a search decodes at least DETECTION_MIN_SIDE px and
-# at most SEARCH_MAX_SIDE; a region search at least the proposal pass's side and at most REGION_MAX_SIDE
-# (its boxes are still given in the photo's pixels).
-SEARCH_MAX_SIDE = 2048
+# A region search decodes the photo at least at the proposal pass's size (the upper bound is a setting).
 REGION_DECODE_SIDE = PROPOSAL_SIDE
-REGION_MAX_SIDE = 1280
 # Bounds on a request's counts, so that a typo cannot ask for a million results.
 MAX_RESULTS = 1000
 MAX_REGIONS = 12
@@ -145,7 +120,7 @@ class RegionSearch:
         return line
 
 
-def merge_responses(responses: list[SearchResponse], k: int) -> SearchResponse:
+def merge_responses(responses: list[SearchResponse], k: int, settings: SearchSettings = DEFAULT_SETTINGS) -> SearchResponse:
     """One response from searches of the same photo (whole, pieces): each product at its best similarity; the
     category, probabilities and notes of the search whose best hit is the best."""
     best: dict[str, SearchResult] = {}
@@ -155,7 +130,7 @@ def merge_responses(responses: list[SearchResponse], k: int) -> SearchResponse:
                 best[result.product_id] = result
     results = sorted(best.values(), key=lambda result: result.score, reverse=True)[:k]
     leading = max(responses, key=lambda response: response.results[0].score if response.results else -1.0)
-    close_match = bool(results) and results[0].score >= NO_MATCH_SIMILARITY
+    close_match = bool(results) and results[0].score >= settings.no_match_similarity
     notes = [note for note in leading.notes if not note.startswith("no close match")]
     if results and not close_match:
         notes.append(_no_match_note(results[0].score))
@@ -177,7 +152,9 @@ def _no_match_note(score: float) -> str:
     return f"no close match: the best hit has similarity {score:.2f}; the items shown are the nearest, not similar"
 
 
-def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[str], list[str]]:
+def choose_categories(
+    probabilities: dict[str, float], mode: str, settings: SearchSettings = DEFAULT_SETTINGS
+) -> tuple[list[str], list[str]]:
     """Which categories to search for ``mode`` ("auto", "all" or a category), and notes saying why."""
     ranked = sorted(probabilities, key=probabilities.get, reverse=True)
     if mode == "all":
@@ -186,9 +163,9 @@ def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[
         if mode not in probabilities:
             raise _unknown_category(mode, ranked)
         return [mode], [f"searched {mode}, as asked"]
-    searched = [ranked[0], *(name for name in ranked[1:] if probabilities[name] >= MIN_SEARCHED_PROBABILITY)]
+    searched = [ranked[0], *(name for name in ranked[1:] if probabilities[name] >= settings.min_searched_probability)]
     first = probabilities[ranked[0]]
-    if first >= UNSURE_PROBABILITY or len(ranked) == 1:
+    if first >= settings.unsure_probability or len(ranked) == 1:
         return searched, []
     second = probabilities[ranked[1]]
     return searched, [
@@ -200,8 +177,10 @@ def choose_categories(probabilities: dict[str, float], mode: str) -> tuple[list[
 class SearchEngine:
     """A loaded store plus the backbone that built it."""
 
-    def __init__(self, stored: StoredIndex, extractor: FeatureExtractor, gallery: Path | None = None):
+    def __init__(self, stored: StoredIndex, extractor: FeatureExtractor, gallery: Path | None = None,
+                 settings: SearchSettings = DEFAULT_SETTINGS):
         self.stored = stored
+        self.settings = settings
         self.extractor = extractor
         self.gallery = Path(gallery) if gallery else stored.gallery
         per_product: dict[str, int] = {}
@@ -212,13 +191,15 @@ class SearchEngine:
         labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
         self.catalogue = CatalogueVectors(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
-        self.window_scorer = load_window_scorer(extractor.spec.name, stored.classifier.categories)
+        self.window_scorer = (load_window_scorer(extractor.spec.name, stored.classifier.categories)
+                              if settings.use_window_scorer else None)
         # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
         knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
-        self.detector = load_detector() if knows else None
+        self.detector = load_detector() if knows and settings.use_detector else None
 
     @classmethod
-    def open(cls, store: str | Path, gallery: str | Path | None = None) -> SearchEngine:
+    def open(cls, store: str | Path, gallery: str | Path | None = None,
+             settings: SearchSettings = DEFAULT_SETTINGS) -> SearchEngine:
         """Load a store with the backbone recorded in its metadata.
 
         ``gallery`` overrides where the catalogue images are (if it moved).
@@ -226,7 +207,7 @@ class SearchEngine:
         or ``BackboneUnavailableError`` with an actionable message.
         """
         stored = open_store(store)
-        return cls(stored, load_backbone(stored.backbone.name), gallery)
+        return cls(stored, load_backbone(stored.backbone.name), gallery, settings)
 
     @property
     def categories(self) -> list[str]:
@@ -242,7 +223,7 @@ class SearchEngine:
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """Decode (any supported input) and embed one image; returns a unit vector."""
-        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=SEARCH_MAX_SIDE)
+        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=self.settings.search_max_side)
         return embed_images(self.extractor, [decoded])[0]
 
     def search(self, image: ImageInput, k: int = 10, category: str = "auto") -> SearchResponse:
@@ -259,19 +240,19 @@ class SearchEngine:
         self.check_category(category)
         if self.detector is None:
             return self.search_vector(self.embed(image), k, category)
-        decoded = load_image(image, min_side=DETECTION_MIN_SIDE, max_side=SEARCH_MAX_SIDE)
+        decoded = load_image(image, min_side=self.settings.detection_min_side, max_side=self.settings.search_max_side)
         vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
         responses = [self.search_vector(vector, k, category) for vector in vectors]
-        return merge_responses(responses, k) if len(responses) > 1 else responses[0]
+        return merge_responses(responses, k, self.settings) if len(responses) > 1 else responses[0]
 
     def main_pieces(self, decoded: Image.Image, category: str = "auto") -> list[Image.Image]:
-        """Crops of the (up to ``MAIN_PIECES``) pieces of furniture ``search`` searches besides the whole photo:
+        """Crops of the (up to ``settings.main_pieces``) pieces of furniture ``search`` searches besides the whole photo:
         the detector's best, of ``category`` when one is asked; none without a detector."""
         if self.detector is None:
             return []
-        found = self.detector.detect(decoded, MAIN_PIECE_SCORE, MAIN_PIECE_SIDE)
+        found = self.detector.detect(decoded, self.settings.main_piece_score, self.settings.main_piece_side)
         pieces = [piece for piece in found if category in ("auto", "all") or piece.category == category]
-        return [crop_region(decoded, piece.box) for piece in pieces[:MAIN_PIECES]]
+        return [crop_region(decoded, piece.box) for piece in pieces[: self.settings.main_pieces]]
 
     def search_regions(
         self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto"
@@ -289,7 +270,7 @@ class SearchEngine:
         check_count("max_regions", max_regions, MAX_REGIONS)
         self.check_category(category)
         targeted = category not in ("auto", "all")
-        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=REGION_MAX_SIDE)
+        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
         regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
                                   category if targeted else None, self.detector)
@@ -318,10 +299,10 @@ class SearchEngine:
         check_count("k", k, MAX_RESULTS)
         probabilities = dict(zip(self.categories, self.stored.classifier.predict_proba(vector)[0].tolist()))
         predicted = max(probabilities, key=probabilities.get)
-        searched, notes = choose_categories(probabilities, category)
+        searched, notes = choose_categories(probabilities, category, self.settings)
         prior = probabilities if category == "auto" else None
         results = self._nearest_products(vector, searched, k, prior)
-        close_match = bool(results) and results[0].score >= NO_MATCH_SIMILARITY
+        close_match = bool(results) and results[0].score >= self.settings.no_match_similarity
         if results and not close_match:
             notes.append(_no_match_note(results[0].score))
         return SearchResponse(predicted, probabilities, searched, results, close_match, notes)
@@ -340,7 +321,7 @@ class SearchEngine:
             for row, distance in zip(matches.keys.tolist(), matches.distances.tolist()):
                 item = self.stored.items[row]
                 score = 1.0 - float(distance)
-                rank = score + (CATEGORY_PRIOR_WEIGHT * math.log(prior[item.category]) if prior else 0.0)
+                rank = score + (self.settings.category_prior_weight * math.log(prior[item.category]) if prior else 0.0)
                 if item.product_id not in best or rank > best[item.product_id][0]:
                     best[item.product_id] = (
                         rank,

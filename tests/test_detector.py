@@ -11,7 +11,7 @@ import pytest
 from engine.detector import STRIDE, _same_padding, _upsample2, decode, load_detector
 from engine.images import load_image
 from engine.regions import DETECTION_SIDE
-from engine.search import MAIN_PIECE_SIDE
+from engine.settings import DEFAULT_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_decoding_keeps_local_maxima_and_boxes_them_around_their_cell():
     assert detections[2, 4].item() == 0  # the suppressed neighbour is not among them
 
 
-@pytest.mark.parametrize("side", [DETECTION_SIDE, MAIN_PIECE_SIDE])
+@pytest.mark.parametrize("side", [DETECTION_SIDE, DEFAULT_SETTINGS.main_piece_side])
 def test_the_shipped_detector_boxes_rendered_furniture_and_nothing_in_a_cheetah(side):
     detector = load_detector()
     assert detector is not None

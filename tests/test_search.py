@@ -174,3 +174,17 @@ def test_pieces_and_whole_photo_merge_to_each_products_best():
     assert [(r.product_id, r.score) for r in merged.results] == [("c1", 0.8), ("c2", 0.7)]
     assert merged.category == "chair" and merged.close_match and merged.notes == []
     assert merged.searched == ["table", "chair"]
+
+
+def test_settings_change_the_search_without_patching(built_store, search_engine):
+    import dataclasses
+
+    from engine.settings import DEFAULT_SETTINGS
+
+    gallery, store = built_store
+    query = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    strict = SearchEngine.open(store, settings=dataclasses.replace(DEFAULT_SETTINGS, no_match_similarity=1.01))
+    assert not strict.search(query, k=3).close_match
+    assert search_engine.search(query, k=3).close_match
+    plain = SearchEngine.open(store, settings=dataclasses.replace(DEFAULT_SETTINGS, use_window_scorer=False))
+    assert plain.window_scorer is None and search_engine.settings is DEFAULT_SETTINGS
