@@ -27,10 +27,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """Start app.py on a small catalogue with no index yet; yield (url, tmp folder)."""
-    root = tmp_path_factory.mktemp("app")
+def start_app(root: Path, **settings: str) -> tuple[subprocess.Popen, str]:
+    """Start app.py on a small catalogue (no index yet) under ``root``; environment overrides in ``settings``."""
     gallery = make_gallery(root / "gallery")
     port = free_port()
     env = dict(
@@ -39,6 +37,7 @@ def app_server(tmp_path_factory):
         FURNITURE_STORE=str(root / "store"),
         GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",
+        **settings,
     )
     log = open(root / "app.log", "w")
     process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -47,17 +46,22 @@ def app_server(tmp_path_factory):
     while time.time() < deadline:
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return process, url
         except (urllib.error.URLError, ConnectionError):
             assert process.poll() is None, (root / "app.log").read_text()
             time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("app did not start:\n" + (root / "app.log").read_text())
+    process.kill()
+    pytest.fail("app did not start:\n" + (root / "app.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The app on a small catalogue with no index yet; yield (url, tmp folder)."""
+    root = tmp_path_factory.mktemp("app")
+    process, url = start_app(root)
     yield url, root
     process.terminate()
     process.wait(timeout=20)
-    log.close()
 
 
 def wait_until_indexed(client, photo, timeout=180):
@@ -177,3 +181,23 @@ def test_api_edges_get_messages(app_server):
                        4, "auto", api_name="/search_crop")
     with pytest.raises(Exception, match="Click one of the results"):
         client.predict(4, "auto", api_name="/more_like_this")
+
+
+def test_uploads_expire(tmp_path):
+    """An uploaded photo is deleted once its lifetime is over (FURNITURE_UPLOAD_LIFETIME_S; an hour by default)."""
+    from gradio_client import Client
+
+    cache = tmp_path / "cache"
+    process, url = start_app(tmp_path, FURNITURE_UPLOAD_LIFETIME_S="3", GRADIO_TEMP_DIR=str(cache))
+    try:
+        photo = tmp_path / "my-photo.jpg"
+        draw_furniture("lamp", (200, 40, 40), 1, size=400).save(photo)
+        wait_until_indexed(Client(url, verbose=False), photo)
+        assert list(cache.rglob("my-photo.jpg")), "the upload should be in Gradio's cache while in use"
+        deadline = time.time() + 30
+        while list(cache.rglob("my-photo.jpg")) and time.time() < deadline:
+            time.sleep(1)
+        assert not list(cache.rglob("my-photo.jpg"))
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
