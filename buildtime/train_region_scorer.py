@@ -1,4 +1,4 @@
-"""Train the window scorer that ranks region proposals (``engine.regions.WindowScorer``).
+"""Train the window scorer that ranks region proposals (``engine.window_scorer.WindowScorer``).
 
     python -m buildtime.train_region_scorer [--scenes 600] [--store index_store/default]
 
@@ -32,7 +32,7 @@ import torch
 
 from buildtime.scenes import ROOT, box_iou, candidate_boxes, load_or_compose
 from engine.indexing import index_catalog, index_is_current
-from engine.regions import (
+from engine.window_scorer import (
     TwoLayerNetwork,
     WindowScorer,
     appearance_projection,

@@ -16,20 +16,16 @@ from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
 from engine.embed import dot_products
 from engine.regions import (
-    TwoLayerNetwork,
-    WindowScorer,
     _distinct,
     _distinct_regions,
     candidate_windows,
     crop_region,
     is_product_shot,
-    load_window_scorer,
     moved_edges,
     proposal_feature_map,
     propose_regions,
-    scorer_path,
-    window_feature_names,
 )
+from engine.window_scorer import TwoLayerNetwork, WindowScorer, load_window_scorer, scorer_path, window_feature_names
 from tests.conftest import draw_furniture, product_colour
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +155,7 @@ def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     scorer = WindowScorer(names, rng.normal(size=8).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32),
                           rng.normal(size=inputs).astype(np.float32), np.ones(inputs, np.float32),
                           random_network(rng, inputs, 1), random_network(rng, inputs, 4))
-    monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
+    monkeypatch.setattr("engine.window_scorer.SCORER_DIR", tmp_path)
     scorer.save(scorer_path("some_backbone"))
     assert [p.name for p in tmp_path.iterdir()] == ["region_scorer_some_backbone.npz"]  # no temporary left behind
     loaded = load_window_scorer("some_backbone", ["chair", "lamp"])
@@ -185,7 +181,7 @@ def test_moved_edges_stay_inside_the_photo():
 
 
 def test_an_unreadable_scorer_file_means_contrast_ranking(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.regions.SCORER_DIR", tmp_path)
+    monkeypatch.setattr("engine.window_scorer.SCORER_DIR", tmp_path)
     scorer_path("some_backbone").write_bytes(b"not an npz file")
     assert load_window_scorer("some_backbone", ["chair", "lamp"]) is None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.regions import appearance_projection, scorer_inputs
+from engine.window_scorer import appearance_projection, scorer_inputs
 from buildtime.train_region_scorer import OBJECT_WEIGHT, TrainingWindows, edge_offsets, fit_scorer, window_weights
 
 
