@@ -41,7 +41,8 @@ from benchmarks.common import (
     non_furniture_images,
     percentile,
 )
-from engine.backbones import BACKBONES, DEFAULT_BACKBONE, FeatureExtractor, load_backbone, pool_features
+from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE
+from engine.backbones import FeatureExtractor, load_backbone, pool_features
 from engine.catalog import scan_catalog
 from engine.classify import CategoryClassifier, fit_classifier
 from engine.embed import normalise

@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 
 from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
-from engine.backbones import DEFAULT_BACKBONE, load_backbone
+from engine.backbone_specs import DEFAULT_BACKBONE
+from engine.backbones import load_backbone
 from engine.catalog import scan_catalog
 from engine.embed import embed_batch, normalise
 from engine.images import Preprocessing, load_image, preprocess

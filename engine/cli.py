@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from engine.backbones import BACKBONES
+from engine.backbone_specs import BACKBONES
 from engine.catalog import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
 from engine.index_store import open_store, read_meta
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the previous index (if any) is untouched", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     if args.command == "search":
         print(f"done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return status

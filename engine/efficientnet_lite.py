@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from engine.backbone_specs import LiteVariant
+
 BN_EPS = 1e-3  # TensorFlow's default, which the checkpoints were trained with
 STEM_CHANNELS = 32  # fixed for every Lite variant
 HEAD_CHANNELS = 1280  # fixed for every Lite variant
@@ -53,24 +55,6 @@ BASE_STAGES = (
     StageConfig(4, 5, 2, 6, 112, 192),
     StageConfig(1, 3, 1, 6, 192, 320),
 )
-
-
-@dataclass(frozen=True)
-class LiteVariant:
-    """Compound-scaling coefficients of one EfficientNet-Lite model (``index`` is the N in LiteN)."""
-
-    index: int
-    width: float
-    depth: float
-    image_size: int
-    dropout: float
-
-
-VARIANTS = {
-    "efficientnet_lite0": LiteVariant(0, 1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": LiteVariant(1, 1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": LiteVariant(2, 1.1, 1.2, 260, 0.3),
-}
 
 
 def round_channels(channels: int, width: float) -> int:

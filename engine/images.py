@@ -13,7 +13,6 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from engine.backbone_specs import Preprocessing
 from engine.errors import SearchError
 
 try:
@@ -34,22 +34,6 @@ else:
 FULL_SIZE = "furniture_search_full_size"
 # Letterbox fill: catalogue photos are shot on white, so padding with white adds nothing new.
 PAD_COLOUR = (255, 255, 255)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a backbone wants its input image.
-
-    ``fit`` says how a non-square image becomes ``size`` x ``size``:
-    ``"pad"`` keeps the whole image and letterboxes it on white,
-    ``"crop"`` resizes the shorter side and takes the centre,
-    ``"squash"`` resizes both sides, distorting the aspect ratio.
-    """
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    fit: str = "pad"
 
 
 def fit_square(image: Image.Image, size: int, fit: str) -> Image.Image:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from engine.backbones import BACKBONES, BackboneSpec
+from engine.backbone_specs import BACKBONES, BackboneSpec
 from engine.catalog import CatalogItem
 from engine.classify import CategoryClassifier
 from engine.errors import SearchError

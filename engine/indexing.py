@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.backbones import DEFAULT_BACKBONE, BackboneSpec, get_spec, load_backbone
+from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
+from engine.backbones import load_backbone
 from engine.catalog import CatalogError, CatalogItem, file_digest, scan_catalog
 from engine.classify import fit_classifier
 from engine.embed import embed_images

@@ -11,15 +11,8 @@ from PIL import Image
 from torchvision.models import resnet50
 
 from engine import backbones
-from engine.backbones import (
-    BACKBONES,
-    DEFAULT_BACKBONE,
-    BackboneUnavailableError,
-    get_spec,
-    imagenet_labels,
-    load_backbone,
-    pool_features,
-)
+from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE, get_spec
+from engine.backbones import BackboneUnavailableError, imagenet_labels, load_backbone, pool_features
 from engine.images import preprocess
 
 DATA = Path(__file__).parent / "data"
@@ -155,3 +148,15 @@ def test_pool_features() -> None:
     assert 3.0 < gem < 6.0  # GeM lies between average and max pooling
     with pytest.raises(ValueError):
         pool_features(fmap, "median")
+
+
+def test_the_registry_and_settings_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.backbone_specs, engine.settings, engine.errors; "
+            "assert 'torch' not in sys.modules, 'torch was imported'; "
+            "print(engine.backbone_specs.get_spec('efficientnet_lite0').preprocessing.size)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "224"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine import index_store
-from engine.backbones import get_spec
+from engine.backbone_specs import get_spec
 from engine.classify import fit_classifier
 from engine.embed import normalise
 from engine.index_store import (

@@ -4,7 +4,7 @@ import shutil
 from PIL import Image
 
 from engine.index_store import load_index, read_meta
-from engine.backbones import get_spec
+from engine.backbone_specs import get_spec
 from engine.indexing import index_catalog, index_is_current
 from tests.conftest import draw_furniture
 
