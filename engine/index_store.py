@@ -183,7 +183,7 @@ class StoreMeta:
         """Parse and check ``meta.json``; ``CorruptIndexError`` naming ``path`` for anything malformed."""
 
         def broken(why: str) -> CorruptIndexError:
-            return CorruptIndexError(f"{path} is damaged ({why}); repair the store with python -m engine index")
+            return CorruptIndexError(f"{path} is damaged ({why}); {REPAIR_HINT}")
 
         try:
             data = json.loads(text)
@@ -225,6 +225,7 @@ class StoreMeta:
         return cls(FORMAT_VERSION, data["created"], data["backbone"], data["gallery"], data["categories"], items, skipped)
 
 
+REPAIR_HINT = "repair the store with python -m engine index"
 REPAIR = "repair it with: python -m engine index --gallery <catalogue folder> --store {store}"
 
 
@@ -257,7 +258,7 @@ def read_version_meta(folder: Path) -> StoreMeta:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise CorruptIndexError(f"cannot read {path} ({error}); repair the store with python -m engine index") from None
+        raise CorruptIndexError(f"cannot read {path} ({error}); {REPAIR_HINT}") from None
     return StoreMeta.from_json(text, path)
 
 
@@ -299,12 +300,12 @@ def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec) -> np.nd
         vectors = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         why = "not a NumPy array file" if "pickle" in str(error) else str(error)
-        raise CorruptIndexError(f"cannot read {path} ({why}); repair the store with python -m engine index") from None
+        raise CorruptIndexError(f"cannot read {path} ({why}); {REPAIR_HINT}") from None
     expected = (len(meta.items), backbone.feature_dim)
     if vectors.dtype != np.float32 or vectors.shape != expected or not np.isfinite(vectors).all():
         raise CorruptIndexError(
             f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, expected finite float32 {expected}; "
-            "repair the store with python -m engine index"
+            f"{REPAIR_HINT}"
         )
     return vectors
 

@@ -107,14 +107,18 @@ def index_catalog(
     backbone = backbone or stored_backbone(store) or DEFAULT_BACKBONE
     spec = get_spec(backbone)
     catalog = scan_catalog(gallery)
+    stored, repaired = None, ""
     try:
-        previous_count = len(open_store(store).items)
-        repaired = ""
+        stored = open_store(store)
     except IndexNotFoundError:
-        previous_count, repaired = 0, ""
+        pass
     except SearchError as error:
-        previous_count, repaired = 0, str(error)
-    previous = _previous_vectors(store, spec)
+        repaired = str(error)
+    previous_count = len(stored.items) if stored else 0
+    if stored is not None and stored.backbone == spec:
+        previous = {item.digest: stored.vectors[item.row] for item in stored.items}
+    else:  # a damaged store (salvage what is intact), or another backbone (nothing to reuse)
+        previous = _previous_vectors(store, spec)
 
     skipped = list(catalog.skipped)
     readable: list[tuple[CatalogItem, str]] = []
