@@ -188,7 +188,7 @@ def first_scenes_line(rows: list[dict], first_files: list[str]) -> list[str]:
 
 def report(measured: dict, count: int, max_regions: int) -> str:
     """The markdown report."""
-    from engine.regions import CANDIDATES
+    from engine.window_features import CANDIDATES
 
     rows = measured["rows"]
     whole, region = statistics.median(measured["whole_ms"]), statistics.median(measured["region_ms"])

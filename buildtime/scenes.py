@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 if TYPE_CHECKING:
-    from engine.regions import WindowCandidates
+    from engine.window_features import WindowCandidates
     from engine.search import SearchEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,7 +269,7 @@ def load_or_compose(gallery: Path, count: int, folder: Path = SCENES_DIR, seed: 
 def candidate_boxes(engine: SearchEngine, path: Path) -> tuple[WindowCandidates, list[Box]]:
     """The photo's candidate windows (as region search ranks them) and their boxes in photo pixels."""
     from engine.images import load_image
-    from engine.regions import candidate_windows, cells_to_pixels, proposal_feature_map
+    from engine.window_features import candidate_windows, cells_to_pixels, proposal_feature_map
 
     cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(path))
     candidates = candidate_windows(cells, engine.catalogue)

@@ -6,7 +6,7 @@ The training photos are room scenes composed exactly like the scenes benchmark's
 (``buildtime/scenes.py``: held-out views of catalogue products pasted into a
 drawn room, exact boxes) but from other seeds (21, 22, ...; the benchmark uses 5),
 200 per seed, cached under ``build/region_training/``. Each scene's candidate
-windows get ``engine.regions.candidate_windows``'s features plus their embedding
+windows get ``engine.window_features.candidate_windows``'s features plus their embedding
 projected on the catalogue's 16 main directions and, as the target,
 their IoU with the nearest true box mapped to [0, 1] (IoU 0.3 -> 0, 0.7 -> 1).
 A two-layer network (64 hidden units) is fitted to that with a logistic loss, the

@@ -3,19 +3,10 @@
 Where the catalogue has chairs, sofas, beds or tables, a detector trained on real
 photos (``engine.detector``) boxes those first, each embedded from the cells of the
 proposal pass (step 1) its box covers. The rest (lamps, pieces it missed, other
-catalogues' categories) runs offline on that one pass of the backbone that embeds the catalogue:
+catalogues' categories) comes from that one pass of the backbone that embeds the catalogue:
 
-1. The photo at ``PROPOSAL_SIDE`` px on its longer side (aspect kept) gives the
-   embedding layer's feature map, one 1280-d cell per 32 x 32 px.
-2. Objectness per cell, the product of two cues: how unlike the photo's border
-   the cell looks (walls and floors reach the border) and how much it looks like
-   the catalogue: its best cosine similarity to any catalogue image, above the
-   photo's median cell.
-3. Every axis-aligned window of cells gets a contrast score: its mean
-   objectness minus the mean in a one-cell ring around it, times sqrt(area).
-   The ``CANDIDATES`` best windows that do not overlap a better one by more than
-   ``CANDIDATE_IOU`` are average-pooled (via an integral image), L2-normalised
-   and classified with the catalogue's ``CategoryClassifier``.
+1-3. ``engine.window_features``: the photo's feature map, objectness per 32 px cell, and the
+   distinct high-contrast windows of cells with the numbers that describe each.
 4. A ``WindowScorer`` ranks the candidates: a small two-layer network over ~45
    numbers per window (objectness inside, in rings and along each edge, size,
    position, the pooled window's category probabilities and best similarity to
@@ -31,29 +22,23 @@ catalogues' categories) runs offline on that one pass of the backbone that embed
    crop of it, for half the added latency). The scorer's second network then
    moves each kept window's edges off the 32 px cell grid towards the object's.
 
-The boxes are in pixels of the original photo.
+Boxes are (x0, y0, x1, y1), in pixels of the original photo.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 
 from engine.backbones import FeatureExtractor
-from engine.classify import CategoryClassifier
 from engine.detector import Detector
-from engine.embed import dot_products, normalise
-from engine.window_scorer import WindowScorer, window_feature_names
+from engine.embed import normalise
+from engine.window_features import STRIDE, CatalogueVectors, candidate_windows, cells_to_pixels, proposal_feature_map
+from engine.window_scorer import WindowScorer
 
-# Longer side of the proposal pass; a multiple of the 32 px stride. 640 gives a 20-cell grid: at 448 (14 cells)
-# no candidate window fitted 5 of 6 lamps of the scenes benchmark (a window fitted 17% of lamps, now 67%).
-PROPOSAL_SIDE = 640
-STRIDE = 32
 # Regions overlapping a better one by more than this IoU are dropped...
 NMS_IOU = 0.4
 # ...and, with a trained scorer, so are those of the same category lying this much (intersection over the
@@ -70,21 +55,12 @@ DETECTION_SCORE = 0.2
 DETECTION_SIDE = 384
 # Regions below this share of the best region's score are not proposed.
 RELATIVE_SCORE = 0.25
-# Border cells an object may touch without being taken for background.
-BORDER_TOLERANCE = 3
 # Largest per-channel standard deviation (0-255) of a "plain" photo border, as in studio shots.
 PLAIN_BORDER_STD = 12.0
 # Context added around a region before it is searched, as a share of its width and height.
 CROP_MARGIN = 0.1
-# Width in cells of the ring around a window whose objectness it must exceed.
-RING = 1
-# Candidate windows pooled, classified and scored per photo (of 25,200 on the 20 x 15 grid), taken in
-# contrast order, skipping any that overlaps an already taken one by more than CANDIDATE_IOU: the top
-# windows by contrast alone are mostly shifted copies of a few windows and missed 29% of the objects.
-CANDIDATES = 500
-CANDIDATE_IOU = 0.7
-# Windows taken at a time by the suppression (see _distinct).
-SUPPRESSION_BLOCK = 512
+
+
 @dataclass(frozen=True)
 class Region:
     """A candidate piece of furniture: a box (x0, y0, x1, y1) in photo pixels, its category and a confidence in [0, 1].
@@ -98,254 +74,6 @@ class Region:
     category: str
     confidence: float
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class CatalogueVectors:
-    """What region proposal uses of a catalogue: its unit embeddings [N, C], each row's category index, its classifier."""
-
-    vectors: np.ndarray
-    labels: np.ndarray
-    classifier: CategoryClassifier
-
-    @property
-    def categories(self) -> list[str]:
-        return self.classifier.categories
-
-
-@dataclass(frozen=True)
-class WindowCandidates:
-    """The candidate windows of one photo, in contrast order, with what ranking them needs.
-
-    ``windows`` rows are (y0, x0, y1, x1) in cells, end-exclusive; ``features``
-    follow ``window_feature_names``; ``embeddings`` are unit average-pooled
-    features; ``probabilities`` the catalogue's category probabilities.
-    """
-
-    windows: np.ndarray
-    contrast: np.ndarray
-    inside: np.ndarray
-    features: np.ndarray
-    embeddings: np.ndarray
-    probabilities: np.ndarray
-
-
-def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image) -> tuple[torch.Tensor, float, float]:
-    """The proposal pass: feature map cells [h, w, C] of the photo, and the x and y scale from cells' pixels back to the photo's."""
-    width, height = image.size
-    scale = PROPOSAL_SIDE / max(width, height)
-    new_w = max(STRIDE, round(width * scale / STRIDE) * STRIDE)
-    new_h = max(STRIDE, round(height * scale / STRIDE) * STRIDE)
-    resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
-    prep = extractor.spec.preprocessing
-    batch = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div_(255.0)
-    batch = batch.sub_(torch.tensor(prep.mean).view(1, 3, 1, 1)).div_(torch.tensor(prep.std).view(1, 3, 1, 1))
-    with torch.inference_mode():
-        cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()
-    return cells, width / new_w, height / new_h
-
-
-def _objectness(unit_cells: np.ndarray, catalogue_similarity: np.ndarray) -> np.ndarray:
-    """Furniture likelihood per cell [h, w] in [0, 1] from the cells' unit features [h, w, C].
-
-    The product of two cues: how unlike the photo's border the cell looks (walls
-    and floors reach the border, furniture rarely fills it) and how much the cell
-    looks like furniture: its best cosine similarity to any catalogue image
-    (``catalogue_similarity`` [h, w, N]), above the photo's median cell. The
-    catalogue knows its own products far better than ImageNet's few furniture
-    classes do (those gave 32% box recall on the dev scenes against 45%).
-    """
-    border = np.concatenate([unit_cells[0], unit_cells[-1], unit_cells[1:-1, 0], unit_cells[1:-1, -1]])
-    # Distance to the most similar border cell; ignoring the closest few tolerates an object touching the border.
-    similarity = dot_products(unit_cells, border)
-    tolerance = min(BORDER_TOLERANCE, border.shape[0] - 1)
-    nearest = torch.from_numpy(similarity).topk(tolerance + 1, dim=-1).values[..., tolerance].numpy()
-    unlike_border = np.clip(1.0 - nearest, 0.0, None)
-    best = catalogue_similarity.max(axis=-1)
-    furniture = np.clip(best - np.median(best), 0.0, None)
-    objectness = unlike_border * furniture
-    return objectness / max(float(objectness.max()), 1e-6)
-
-
-@functools.lru_cache(maxsize=16)
-def _windows(grid_h: int, grid_w: int) -> np.ndarray:
-    """Every window of whole cells as rows (y0, x0, y1, x1), end-exclusive (cached per grid; read-only)."""
-    ys = [(y0, y1) for y0 in range(grid_h) for y1 in range(y0 + 1, grid_h + 1)]
-    xs = [(x0, x1) for x0 in range(grid_w) for x1 in range(x0 + 1, grid_w + 1)]
-    y = np.array(ys).repeat(len(xs), axis=0)
-    x = np.tile(np.array(xs), (len(ys), 1))
-    windows = np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1)
-    windows.flags.writeable = False
-    return windows
-
-
-def _box_sums(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Sums over (y0, x0, y1, x1) boxes of the map whose zero-padded integral image is ``integral``."""
-    y0, x0, y1, x1 = boxes.T
-    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-
-
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    """Areas in cells of (y0, x0, y1, x1) boxes."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def _box_means(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Means over boxes (0 for empty boxes, e.g. a strip beyond the photo's edge)."""
-    areas = _areas(boxes)
-    return np.where(areas > 0, _box_sums(integral, boxes) / np.maximum(areas, 1), 0.0)
-
-
-def _integral(values: np.ndarray, dtype: torch.dtype = torch.float64) -> np.ndarray:
-    """Zero-padded 2-D cumulative sum over the first two axes (torch's: 3x numpy's speed on [h, w, C])."""
-    padded = torch.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=dtype)
-    padded[1:, 1:] = torch.from_numpy(values).to(dtype).cumsum(0).cumsum(1)
-    return padded.numpy()
-
-
-def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: float) -> np.ndarray:
-    """Indices of the best-scoring windows, none overlapping a better kept one by more than ``max_iou``, at most ``count``.
-
-    Greedy non-maximum suppression (torchvision's, in C++), run on the windows
-    kept so far plus the next block in score order, so that it stops once
-    ``count`` are kept: over all 25,200 windows of a 20 x 15 grid it took 26 ms
-    to keep 500, most of it past the 500th.
-    """
-    order = np.argsort(-scores, kind="stable")
-    boxes = torch.from_numpy(windows[order][:, [1, 0, 3, 2]].astype(np.float32))
-    rank_scores = -torch.arange(len(order), dtype=torch.float32)  # ties keep the stable order
-    kept = torch.zeros(0, dtype=torch.int64)
-    for start in range(0, len(order), SUPPRESSION_BLOCK):
-        # Kept windows rank above the block and do not overlap each other, so all stay kept.
-        contenders = torch.cat([kept, torch.arange(start, min(start + SUPPRESSION_BLOCK, len(order)))])
-        kept = contenders[torchvision.ops.nms(boxes[contenders], rank_scores[contenders], max_iou)]
-        if len(kept) >= count:
-            break
-    return order[kept[:count].numpy()]
-
-
-def _grown(windows: np.ndarray, by: int, grid_h: int, grid_w: int) -> np.ndarray:
-    """Windows grown by ``by`` cells on every side, clipped to the grid."""
-    return np.stack([np.maximum(windows[:, 0] - by, 0), np.maximum(windows[:, 1] - by, 0),
-                     np.minimum(windows[:, 2] + by, grid_h), np.minimum(windows[:, 3] + by, grid_w)], axis=1)
-
-
-def _ring_means(integral: np.ndarray, windows: np.ndarray, inside: np.ndarray, width: int) -> np.ndarray:
-    """Mean objectness in the ring ``width`` cells wide around each window (clipped to the grid)."""
-    grid_h, grid_w = integral.shape[0] - 1, integral.shape[1] - 1
-    areas = _areas(windows)
-    outer = _grown(windows, width, grid_h, grid_w)
-    return (_box_sums(integral, outer) - inside * areas) / np.maximum(_areas(outer) - areas, 1.0)
-
-
-def _side_strips(windows: np.ndarray, grid_h: int, grid_w: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per side (top, bottom, left, right): the window's edge row/column and the one just outside it (empty at the grid's edge)."""
-    y0, x0, y1, x1 = windows.T
-    return [
-        (np.stack([y0, x0, y0 + 1, x1], 1), np.stack([np.maximum(y0 - 1, 0), x0, y0, x1], 1)),
-        (np.stack([y1 - 1, x0, y1, x1], 1), np.stack([y1, x0, np.minimum(y1 + 1, grid_h), x1], 1)),
-        (np.stack([y0, x0, y1, x0 + 1], 1), np.stack([y0, np.maximum(x0 - 1, 0), y1, x0], 1)),
-        (np.stack([y0, x1 - 1, y1, x1], 1), np.stack([y0, x1, y1, np.minimum(x1 + 1, grid_w)], 1)),
-    ]
-
-
-def _edge_strips(integral: np.ndarray, windows: np.ndarray, grid_h: int, grid_w: int) -> list[np.ndarray]:
-    """Per side: mean objectness on the window's edge row/column, just outside it, and the step.
-
-    A window that fits an object has object on all four edges and background just outside.
-    """
-    columns = []
-    for edge, outside in _side_strips(windows, grid_h, grid_w):
-        edge_mean, outside_mean = _box_means(integral, edge), _box_means(integral, outside)
-        columns += [edge_mean, outside_mean, edge_mean - outside_mean]
-    return columns
-
-
-def _cosines(a: np.ndarray, a_norms: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of [N, C] arrays ``a`` (whose row norms are ``a_norms``) and ``b`` (0 for zero rows)."""
-    norms = a_norms * np.linalg.norm(b, axis=1)
-    return np.where(norms > 0, np.einsum("ij,ij->i", a, b) / np.maximum(norms, 1e-12), 0.0)
-
-
-def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray, windows: np.ndarray,
-                     summed: np.ndarray, summed_norms: np.ndarray, best_similarity: np.ndarray) -> list[np.ndarray]:
-    """How much a window's surroundings look like its inside: a window cut through an object looks like
-    what lies past its cut edge, and grows more like a catalogue image when widened.
-
-    Columns: cosine of the window's summed features with its one-cell ring's, then with the strip just
-    outside each side (top, bottom, left, right), then the best catalogue similarity gained by growing the
-    window one cell on every side.
-    """
-    grid_h, grid_w = feature_integral.shape[0] - 1, feature_integral.shape[1] - 1
-    grown = _grown(windows, 1, grid_h, grid_w)
-    grown_sums = _box_sums(feature_integral, grown)
-    # A ring or strip beyond the grid's edge is empty: its float32 sum is rounding noise, not zero.
-    columns = [np.where(_areas(grown) > _areas(windows), _cosines(summed, summed_norms, grown_sums - summed), 0.0)]
-    columns += [np.where(_areas(outside) > 0, _cosines(summed, summed_norms, _box_sums(feature_integral, outside)), 0.0)
-                for _, outside in _side_strips(windows, grid_h, grid_w)]
-    grown_norms = np.maximum(np.linalg.norm(grown_sums, axis=1), 1e-12)
-    grown_best = (_box_sums(product_integral, grown) / grown_norms[:, None]).max(axis=1)
-    return [*columns, grown_best - best_similarity]
-
-
-def candidate_windows(cells: torch.Tensor, catalogue: CatalogueVectors) -> WindowCandidates:
-    """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
-    cell_features = cells.numpy()
-    norms = np.maximum(np.linalg.norm(cell_features, axis=-1, keepdims=True), 1e-12)
-    # Products with the catalogue are linear, so a window's are the sums of its cells' (as its embedding is
-    # the sum of its cells', normalised): one product per cell instead of one per candidate window.
-    cell_products = dot_products(cell_features, catalogue.vectors)
-    objectness = _objectness(cell_features / norms, cell_products / norms)
-    grid_h, grid_w = objectness.shape
-    windows = _windows(grid_h, grid_w)
-    areas = _areas(windows).astype(np.float64)
-    integral = _integral(objectness)
-    inside = _box_sums(integral, windows) / areas
-    ring = _ring_means(integral, windows, inside, RING)
-    # Contrast: a window hugging one object beats both its fragments and windows spanning two objects;
-    # the sqrt(area) factor breaks ties towards whole objects without drowning small ones.
-    contrast = np.clip(inside - ring, 0.0, None) * np.sqrt(areas)
-    positive = np.flatnonzero(contrast > 0)
-    picked = positive[_distinct(windows[positive], contrast[positive], CANDIDATES, CANDIDATE_IOU)]
-    categories = catalogue.categories
-    if picked.size == 0:
-        empty = np.zeros((0,))
-        return WindowCandidates(np.zeros((0, 4), int), empty, empty, np.zeros((0, len(window_feature_names(categories)))),
-                                np.zeros((0, cells.shape[-1]), np.float32), np.zeros((0, len(categories))))
-    chosen, chosen_inside = windows[picked], inside[picked]
-    # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
-    # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
-    # float32 integrals: sums of windows to ~1e-4 relative, at half the memory traffic of float64.
-    feature_integral, product_integral = _integral(cell_features, torch.float32), _integral(cell_products, torch.float32)
-    summed = _box_sums(feature_integral, chosen)
-    summed_norms = np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
-    pooled = (summed / summed_norms).astype(np.float32)
-    probabilities = catalogue.classifier.predict_proba(pooled)
-    ranked = np.sort(probabilities, axis=1)[:, ::-1]
-    second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
-    similarity = _box_sums(product_integral, chosen) / summed_norms
-    top5 = torch.from_numpy(similarity).topk(min(5, similarity.shape[1]), dim=1).values.numpy()[:, ::-1]
-    per_category = np.stack([similarity[:, catalogue.labels == c].max(axis=1, initial=-1.0)
-                             for c in range(len(categories))], axis=1)
-    rings = [ring[picked], _ring_means(integral, chosen, chosen_inside, RING + 1)]
-    height, width = (chosen[:, 2] - chosen[:, 0]) / grid_h, (chosen[:, 3] - chosen[:, 1]) / grid_w
-    columns = [
-        chosen_inside, rings[0], chosen_inside - rings[0], rings[1], chosen_inside - rings[1],
-        np.log(height), np.log(width), np.log(height * width),
-        chosen[:, 0] == 0, chosen[:, 2] == grid_h, (chosen[:, 1] == 0) | (chosen[:, 3] == grid_w),
-        (chosen[:, 0] + chosen[:, 2]) / (2 * grid_h),
-        *_edge_strips(integral, chosen, grid_h, grid_w),
-        ranked[:, 0], ranked[:, 0] - second, top5[:, -1], top5.mean(axis=1), top5[:, -1] - np.median(similarity, axis=1),
-        *_context_columns(feature_integral, product_integral, chosen, summed, summed_norms[:, 0], top5[:, -1]),
-    ]
-    features = np.column_stack([*columns, probabilities, per_category]).astype(np.float32)
-    return WindowCandidates(chosen, contrast[picked], chosen_inside, features, pooled, probabilities)
-
-
-def cells_to_pixels(window: np.ndarray, scale_x: float, scale_y: float) -> tuple[int, int, int, int]:
-    """A (y0, x0, y1, x1) window in cells as an (x0, y0, x1, y1) box in photo pixels."""
-    y0, x0, y1, x1 = window * STRIDE
-    return round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y)
 
 
 def propose_regions(

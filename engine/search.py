@@ -25,7 +25,8 @@ from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
-from engine.regions import PROPOSAL_SIDE, CatalogueVectors, Region, crop_region, is_product_shot, propose_regions
+from engine.regions import Region, crop_region, is_product_shot, propose_regions
+from engine.window_features import PROPOSAL_SIDE, CatalogueVectors
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
 from engine.window_scorer import load_window_scorer
 

@@ -8,23 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torchvision
 from PIL import Image
 
 from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
 from engine.embed import dot_products
-from engine.regions import (
-    _distinct,
-    _distinct_regions,
-    candidate_windows,
-    crop_region,
-    is_product_shot,
-    moved_edges,
-    proposal_feature_map,
-    propose_regions,
-)
+from engine.regions import _distinct_regions, crop_region, is_product_shot, moved_edges, propose_regions
+from engine.window_features import candidate_windows, proposal_feature_map
 from engine.window_scorer import TwoLayerNetwork, WindowScorer, load_window_scorer, scorer_path, window_feature_names
 from tests.conftest import draw_furniture, product_colour
 
@@ -64,22 +54,10 @@ def test_a_lamp_in_a_room_is_found(search_engine):
     assert found >= 6
 
 
-def test_suppression_stops_early_but_keeps_what_full_suppression_keeps():
-    # _distinct stops once it has enough windows; it must keep exactly what greedy suppression of all keeps first.
-    rng = np.random.default_rng(0)
-    corners = rng.integers(0, 15, size=(3000, 2))
-    windows = np.hstack([corners, corners + rng.integers(1, 6, size=(3000, 2))])
-    scores = rng.permutation(3000).astype(float)  # no ties: one right answer
-    boxes = torch.from_numpy(windows[:, [1, 0, 3, 2]].astype(np.float32))
-    everything = torchvision.ops.nms(boxes, torch.from_numpy(scores).float(), 0.7).numpy()
-    for count in (1, 40, 600, 5000):
-        assert _distinct(windows, scores, count, 0.7).tolist() == everything[:count].tolist()
-
-
 def test_a_second_box_of_the_same_piece_is_not_proposed_but_a_piece_in_front_of_it_is():
-    # Cells (y0, x0, y1, x1): a bed, a looser box around the same bed, a chair standing in front of the bed,
+    # Cells (x0, y0, x1, y1): a bed, a looser box around the same bed, a chair standing in front of the bed,
     # a lamp elsewhere; categories 0 = bed, 1 = chair, 2 = lamp.
-    windows = np.array([[4, 2, 10, 12], [3, 1, 11, 14], [6, 4, 10, 7], [2, 15, 9, 17]])
+    windows = np.array([[2, 4, 12, 10], [1, 3, 14, 11], [4, 6, 7, 10], [15, 2, 17, 9]])
     categories = np.array([0, 0, 1, 2])
     scores = np.array([0.9, 0.8, 0.7, 0.6])
     assert _distinct_regions(windows, categories, scores, 4) == [0, 2, 3]

@@ -1,0 +1,42 @@
+"""The proposal pass's cell grid: windows, their sums and their suppression."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision
+
+from engine.window_features import _box_sums, _distinct, _integral, _side_strips, _windows, cells_to_pixels
+
+
+def test_windows_are_x0_y0_x1_y1_in_cells_like_every_box():
+    # A grid 2 cells high and 3 wide: 3 row spans x 6 column spans, none past the grid.
+    windows = _windows(2, 3)
+    assert len(windows) == 18
+    assert windows[:, 2].max() == 3 and windows[:, 3].max() == 2
+    assert ((windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1])).all()
+    cells = np.arange(6, dtype=float).reshape(2, 3)  # [y, x]
+    # The top row's two right cells (1 and 2); the left column (0 and 3).
+    assert _box_sums(_integral(cells), np.array([[1, 0, 3, 1], [0, 0, 1, 2]])).tolist() == [3.0, 3.0]
+    assert cells_to_pixels(np.array([1, 0, 3, 1]), 2.0, 1.0) == (64, 0, 192, 32)
+
+
+def test_side_strips_lie_along_each_edge_and_just_outside_it():
+    # Window x 1..3, y 1..2 on a 4 x 5 grid (h x w): top, bottom, left, right.
+    (top, above), (bottom, below), (left, before), (right, after) = _side_strips(np.array([[1, 1, 3, 2]]), 4, 5)
+    assert top.tolist() == [[1, 1, 3, 2]] and above.tolist() == [[1, 0, 3, 1]]
+    assert bottom.tolist() == [[1, 1, 3, 2]] and below.tolist() == [[1, 2, 3, 3]]
+    assert left.tolist() == [[1, 1, 2, 2]] and before.tolist() == [[0, 1, 1, 2]]
+    assert right.tolist() == [[2, 1, 3, 2]] and after.tolist() == [[3, 1, 4, 2]]
+
+
+def test_suppression_stops_early_but_keeps_what_full_suppression_keeps():
+    # _distinct stops once it has enough windows; it must keep exactly what greedy suppression of all keeps first.
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, 15, size=(3000, 2))
+    windows = np.hstack([corners, corners + rng.integers(1, 6, size=(3000, 2))])
+    scores = rng.permutation(3000).astype(float)  # no ties: one right answer
+    boxes = torch.from_numpy(windows.astype(np.float32))
+    everything = torchvision.ops.nms(boxes, torch.from_numpy(scores).float(), 0.7).numpy()
+    for count in (1, 40, 600, 5000):
+        assert _distinct(windows, scores, count, 0.7).tolist() == everything[:count].tolist()
