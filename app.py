@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
-from engine.indexing import index_catalog, index_is_current
+from engine.indexing import open_current
 from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, check_count
 
 ROOT = Path(__file__).resolve().parent
@@ -110,9 +110,8 @@ def prepare_index() -> None:
         state.done, state.total = done, total
 
     try:
-        if not index_is_current(GALLERY, STORE):  # also False for a damaged store, which indexing repairs
-            index_catalog(GALLERY, STORE, progress=progress)
-        state.engine = SearchEngine.open(STORE, gallery=GALLERY)
+        # Loaded once when it is current; a missing, stale or damaged store is built, synced or repaired first.
+        state.engine = SearchEngine.from_store(open_current(GALLERY, STORE, progress=progress), gallery=GALLERY)
     except SearchError as error:
         state.error = f"The catalogue index could not be built: {error}"
     except Exception as error:  # a bug: say so on the page instead of "Loading…" forever

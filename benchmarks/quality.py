@@ -48,7 +48,7 @@ from engine.classify import CategoryClassifier, fit_classifier
 from engine.embed import normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.index_store import ALL
-from engine.search import choose_categories
+from engine.search import choose_categories, ranked_score
 from engine.settings import DEFAULT_SETTINGS
 
 KS = (1, 5, 10)
@@ -249,14 +249,14 @@ def evaluate(
         """Top-10 products, the similarity of each, and the predicted category, per query vector.
 
         Modes: "auto" is the product's (the likely categories, ranked by similarity plus
-        category_prior_weight * log(category probability), from engine.settings); "top1" is hard category-first
+        the prior's weight x log(category probability), by engine.search.ranked_score); "top1" is hard category-first
         search (the predicted category only); "all" searches every category by similarity.
         """
         similarity = product_scores(vectors @ catalogue_vectors.T, image_products, len(product_names))
         probabilities = clf.predict_proba(vectors)
         rank = similarity.copy()
         if mode == "auto":
-            rank += DEFAULT_SETTINGS.category_prior_weight * np.log(np.maximum(probabilities[:, product_category_index], 1e-30))
+            rank = ranked_score(similarity, probabilities[:, product_category_index])
         for row, probs in enumerate(probabilities):
             if mode == "top1":
                 searched = [categories[int(probs.argmax())]]

@@ -13,8 +13,9 @@ from engine.backbone_specs import BACKBONES
 from engine.catalog import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
 from engine.index_store import open_store, read_meta
-from engine.indexing import index_catalog, index_is_current
+from engine.indexing import catalogue_matches, index_catalog
 from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_count
+from engine.window_scorer import region_ranking
 
 
 def progress_bar(done: int, total: int) -> None:
@@ -98,12 +99,13 @@ def run_info(args: argparse.Namespace) -> int:
           f"{backbone.get('feature_dim')}-d, {preprocessing.get('size')} px {preprocessing.get('fit')})")
     print(f"catalogue: {meta.gallery}")
     try:
-        open_store(args.store)  # everything search loads, checked file by file
+        stored = open_store(args.store)  # everything search loads, checked file by file
     except SearchError as error:
         print(f"status:    damaged: {error}")
         return 1
-    up_to_date = index_is_current(meta.gallery, args.store)
+    up_to_date = catalogue_matches(stored, meta.gallery)
     print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
+    print(f"regions:   {region_ranking(meta.backbone_name, meta.categories)}")
     print(f"images:    {len(meta.items)} ({len(meta.skipped)} files skipped)")
     for category in meta.categories:
         images = sum(1 for item in meta.items if item.category == category)

@@ -26,6 +26,7 @@ from engine.images import ImageDecodeError, load_image
 from engine.index_store import (
     IndexedItem,
     IndexNotFoundError,
+    StoredIndex,
     check_compatible,
     current_version,
     load_vectors,
@@ -179,7 +180,14 @@ def index_catalog(
 def index_is_current(gallery: str | Path, store: str | Path) -> bool:
     """True when the store loads intact, is compatible with today's backbone code and matches the catalogue's files."""
     try:
-        stored = open_store(store)
+        return catalogue_matches(open_store(store), gallery)
+    except SearchError:
+        return False
+
+
+def catalogue_matches(stored: StoredIndex, gallery: str | Path) -> bool:
+    """True when the loaded store holds exactly the catalogue's current files and their fields."""
+    try:
         catalog = scan_catalog(gallery)
         skipped = {path for path, _ in stored.skipped}
         current = {
@@ -191,3 +199,16 @@ def index_is_current(gallery: str | Path, store: str | Path) -> bool:
         return False
     indexed = {(item.digest, *(getattr(item, f) for f in CATALOG_FIELDS)) for item in stored.items}
     return indexed == current
+
+
+def open_current(gallery: str | Path, store: str | Path, progress: Progress | None = None) -> StoredIndex:
+    """The store, loaded once when it is intact and matches the catalogue; otherwise built, synced or repaired
+    first (``index_catalog``) and then loaded."""
+    try:
+        stored = open_store(store)
+        if catalogue_matches(stored, gallery):
+            return stored
+    except SearchError:
+        pass  # missing or damaged: indexing builds or repairs it
+    index_catalog(gallery, store, progress=progress)
+    return open_store(store)

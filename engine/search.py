@@ -10,7 +10,7 @@ This is the engine's public API; the app and the CLI are thin layers over it::
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +28,15 @@ from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
 from engine.window_features import PROPOSAL_SIDE, CatalogueVectors
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
-from engine.window_scorer import load_window_scorer
+from engine.window_scorer import load_window_scorer, region_ranking
 
 # A region search decodes the photo at least at the proposal pass's size (the upper bound is a setting).
 REGION_DECODE_SIDE = PROPOSAL_SIDE
 # Bounds on a request's counts, so that a typo cannot ask for a million results.
 MAX_RESULTS = 1000
 MAX_REGIONS = 12
+
+log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
 
@@ -154,6 +156,14 @@ def _no_match_note(score: float) -> str:
     return f"no close match: the best hit has similarity {score:.2f}; the items shown are the nearest, not similar"
 
 
+def ranked_score(similarity, category_probability, settings: SearchSettings = DEFAULT_SETTINGS):
+    """What "auto" ranks a hit by: its similarity plus ``category_prior_weight`` x log(its category's probability).
+
+    Element-wise on NumPy arrays too, so that the benchmarks rank exactly as the engine does.
+    """
+    return similarity + settings.category_prior_weight * np.log(np.maximum(category_probability, 1e-30))
+
+
 def choose_categories(
     probabilities: dict[str, float], mode: str, settings: SearchSettings = DEFAULT_SETTINGS
 ) -> tuple[list[str], list[str]]:
@@ -195,6 +205,8 @@ class SearchEngine:
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = (load_window_scorer(extractor.spec.name, stored.classifier.categories)
                               if settings.use_window_scorer else None)
+        if settings.use_window_scorer and self.window_scorer is None:
+            log.warning("region search: %s", region_ranking(extractor.spec.name, stored.classifier.categories))
         # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
         knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
         self.detector = load_detector() if knows and settings.use_detector else None
@@ -208,7 +220,12 @@ class SearchEngine:
         Raises ``IndexNotFoundError``, ``StaleIndexError``, ``CorruptIndexError``
         or ``BackboneUnavailableError`` with an actionable message.
         """
-        stored = open_store(store)
+        return cls.from_store(open_store(store), gallery, settings)
+
+    @classmethod
+    def from_store(cls, stored: StoredIndex, gallery: str | Path | None = None,
+                   settings: SearchSettings = DEFAULT_SETTINGS) -> SearchEngine:
+        """An engine over an already loaded store, with the backbone recorded in its metadata."""
         return cls(stored, load_backbone(stored.backbone.name), gallery, settings)
 
     @property
@@ -323,7 +340,7 @@ class SearchEngine:
             for row, distance in zip(matches.keys.tolist(), matches.distances.tolist()):
                 item = self.stored.items[row]
                 score = 1.0 - float(distance)
-                rank = score + (self.settings.category_prior_weight * math.log(prior[item.category]) if prior else 0.0)
+                rank = float(ranked_score(score, prior[item.category], self.settings)) if prior else score
                 if item.product_id not in best or rank > best[item.product_id][0]:
                     best[item.product_id] = (
                         rank,

@@ -133,11 +133,28 @@ def scorer_path(backbone: str) -> Path:
 
 def load_window_scorer(backbone: str, categories: list[str]) -> WindowScorer | None:
     """The trained scorer for this backbone and these categories, or None (regions then use the contrast ranking)."""
+    scorer = _saved_scorer(backbone)
+    return scorer if scorer is not None and scorer.feature_names == window_feature_names(categories) else None
+
+
+def region_ranking(backbone: str, categories: list[str]) -> str:
+    """How region search ranks its candidate windows for a store of this backbone and these categories, in words
+    (``info`` prints it): the trained scorer, or the untrained ranking and why."""
+    scorer = _saved_scorer(backbone)
+    if scorer is None:
+        return f"untrained contrast ranking (no trained window scorer for {backbone}; fewer boxes found)"
+    if scorer.feature_names == window_feature_names(categories):
+        return "trained window scorer"
+    known = [name.split(":", 1)[1] for name in scorer.feature_names if name.startswith("probability:")]
+    return (f"untrained contrast ranking (the trained window scorer knows {', '.join(known)}, "
+            f"not this catalogue's {', '.join(categories)}; fewer boxes found)")
+
+
+def _saved_scorer(backbone: str) -> WindowScorer | None:
     path = scorer_path(backbone)
     if not path.is_file():
         return None
     try:
-        scorer = WindowScorer.load(path)
+        return WindowScorer.load(path)
     except (OSError, KeyError, ValueError):  # unreadable, or written by an older version: rank without it
         return None
-    return scorer if scorer.feature_names == window_feature_names(categories) else None

@@ -128,7 +128,7 @@ def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_pat
     monkeypatch.setattr(app, "state", app.IndexState())
     monkeypatch.setattr(app, "GALLERY", gallery)
     monkeypatch.setattr(app, "STORE", tmp_path / "store")
-    monkeypatch.setattr(app, "index_catalog", broken)
+    monkeypatch.setattr(app, "open_current", broken)
     app.prepare_index()
     assert app.state.engine is None
     assert app.index_status().startswith("⚠️") and "disk on fire" in app.index_status()

@@ -26,6 +26,8 @@ def test_index_search_info_round_trip(gallery, tmp_path, capsys):
     assert main(["info", "--store", str(store)]) == 0
     info = capsys.readouterr().out
     assert "efficientnet_lite0" in info and "up to date" in info and "chair" in info
+    # The test catalogue's categories are not the bundled one's: region search says it ranks without the scorer.
+    assert "regions:   untrained contrast ranking (the trained window scorer knows bed, chair, lamp, sofa, table" in info
 
 
 def test_search_folder_and_bad_files_in_one_process(built_store, tmp_path, capsys):

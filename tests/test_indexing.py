@@ -5,7 +5,8 @@ from PIL import Image
 
 from engine.index_store import load_index, read_meta
 from engine.backbone_specs import get_spec
-from engine.indexing import index_catalog, index_is_current
+import engine.indexing
+from engine.indexing import index_catalog, index_is_current, open_current
 from tests.conftest import draw_furniture
 
 
@@ -34,6 +35,18 @@ def test_update_embeds_only_what_changed(gallery, tmp_path):
     ids = {item.product_id for item in load_index(store, get_spec("efficientnet_lite0")).items}
     assert "lamp-9" in ids and "table-3" not in ids
 
+
+def test_open_current_loads_a_current_store_once_and_syncs_a_stale_one(gallery, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    loads = []
+    real_open_store = engine.indexing.open_store
+    monkeypatch.setattr(engine.indexing, "open_store", lambda path: loads.append(path) or real_open_store(path))
+    assert len(open_current(gallery, store).items) == 24  # built: tried, indexed, loaded
+    loads.clear()
+    open_current(gallery, store)
+    assert len(loads) == 1
+    draw_furniture("lamp", (10, 200, 30), 1).save(gallery / "lamp" / "lamp-9.jpg")
+    assert any(item.product_id == "lamp-9" for item in open_current(gallery, store).items)
 
 def test_unreadable_images_are_skipped_and_reported(gallery, tmp_path):
     (gallery / "chair" / "chair-0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

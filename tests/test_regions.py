@@ -15,7 +15,14 @@ from engine.cli import main
 from engine.embed import dot_products
 from engine.regions import _distinct_regions, crop_region, is_product_shot, moved_edges, propose_regions
 from engine.window_features import candidate_windows, proposal_feature_map
-from engine.window_scorer import TwoLayerNetwork, WindowScorer, load_window_scorer, scorer_path, window_feature_names
+from engine.window_scorer import (
+    TwoLayerNetwork,
+    WindowScorer,
+    load_window_scorer,
+    region_ranking,
+    scorer_path,
+    window_feature_names,
+)
 from tests.conftest import draw_furniture, product_colour
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +153,10 @@ def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     # Another catalogue's categories, or a backbone without a trained scorer: no scorer, contrast ranking.
     assert load_window_scorer("some_backbone", ["chair", "sofa"]) is None
     assert load_window_scorer("other_backbone", ["chair", "lamp"]) is None
+    # ... and `info` says which ranking a store gets, and why.
+    assert region_ranking("some_backbone", ["chair", "lamp"]) == "trained window scorer"
+    assert "knows chair, lamp, not this catalogue's chair, sofa" in region_ranking("some_backbone", ["chair", "sofa"])
+    assert "no trained window scorer for other_backbone" in region_ranking("other_backbone", ["chair", "lamp"])
 
 
 def test_moved_edges_stay_inside_the_photo():

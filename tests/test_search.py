@@ -5,7 +5,8 @@ from PIL import Image
 from engine.embed import normalise
 from engine.errors import InvalidRequestError
 from engine.images import ImageDecodeError
-from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories
+from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories, ranked_score
+from engine.settings import DEFAULT_SETTINGS
 
 
 def test_indexed_image_finds_itself_first(search_engine, built_store):
@@ -114,6 +115,17 @@ def test_category_prior_ranks_the_predicted_category_first(search_engine):
     assert response.category == "lamp"
     assert [r.category for r in response.results] == ["lamp"] * 4
 
+
+def test_auto_ranks_every_hit_by_the_one_ranked_score(search_engine):
+    # The engine's order is ranked_score's (which the quality benchmark uses on arrays) over every hit.
+    vector = search_engine.stored.vectors[0]
+    response = search_engine.search_vector(vector, k=12)
+    ranks = [float(ranked_score(r.score, response.probabilities[r.category])) for r in response.results]
+    assert ranks == sorted(ranks, reverse=True)
+    scores = np.array([r.score for r in response.results])
+    category_probabilities = np.array([response.probabilities[r.category] for r in response.results])
+    np.testing.assert_allclose(ranked_score(scores, category_probabilities), ranks)
+    assert ranked_score(0.5, 0.1) == pytest.approx(0.5 + DEFAULT_SETTINGS.category_prior_weight * np.log(0.1))
 
 def test_open_missing_store_is_a_clear_error(tmp_path):
     from engine.index_store import IndexNotFoundError
