@@ -1,0 +1,261 @@
+"""Benchmark: what a person waits for, from photo chosen to results in the browser (issue #12).
+
+    python -m benchmarks.app [--rounds 8] [--clients 30] [--searches 3] [--port 7898]
+
+Makes three 12-megapixel phone-like photos of room scenes (``benchmarks/scenes``), starts ``app.py`` on
+127.0.0.1 with the bundled catalogue, and measures, in one run:
+
+* **browser**: headless Chromium at 1280 px chooses a photo in the page's file input (which starts the
+  search, as on the page) and waits until the results are visible (every result image loaded), then until
+  the region boxes are (the marked photo loaded); ``--rounds`` photos, rotating over the three;
+* **page API, sequential**: ``/search_photo`` and ``/find_regions`` with the Gradio client, one at a time,
+  upload included (the browser uploads once per photo; the client once per call);
+* **page API under load**: ``--clients`` clients x ``--searches`` searches at once (results, then
+  regions), as ``benchmarks.load`` runs them without its 118 MP photo: searches per second, p50 / p95,
+  requests rejected as busy;
+* the app's resident memory after the sequential searches and at its peak under load;
+* **the engine alone** on the same photos in this process before the app starts, so that the page's
+  overhead is a number.
+
+Loopback only and bounded (at most 64 clients, every request times out). Results go to
+``benchmarks/results/app.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, percentile
+from benchmarks.load import (
+    DEFAULT_STORE,
+    PHONE_SIZE,
+    connect,
+    free_port,
+    is_rejection,
+    phone_photo,
+    resident_mb,
+    run_client,
+    sample_memory,
+    start_app,
+    wait_until_ready,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCENES = ("scene_000.jpg", "scene_001.jpg", "scene_002.jpg")
+
+# True once every result image of the page has loaded and the results differ from the ones before.
+_RESULTS_SHOWN = """previous => {
+    const results = document.querySelector('#results');
+    const images = results ? [...results.querySelectorAll('img')] : [];
+    return images.length > 0 && results.innerText !== previous && images.every(i => i.complete && i.naturalWidth > 0);
+}"""
+# True once the marked photo (the region boxes) shows a new, loaded image.
+_REGIONS_SHOWN = """previous => {
+    const image = document.querySelector('#regions img');
+    return image !== null && image.src !== previous && image.complete && image.naturalWidth > 0;
+}"""
+
+
+def engine_times(photos: list[Path], repeats: int = 3) -> dict[str, float]:
+    """The engine alone on the photos, in this process (all cores, as the app): median ms of each step."""
+    import os
+
+    import torch
+
+    from engine.search import SearchEngine
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = SearchEngine.open(DEFAULT_STORE, DEFAULT_GALLERY)
+    engine.search(photos[0])
+    times: dict[str, list[float]] = {"search": [], "search_regions": []}
+    for _ in range(repeats):
+        for photo in photos:
+            for name in times:
+                started = time.perf_counter()
+                getattr(engine, name)(photo)
+                times[name].append((time.perf_counter() - started) * 1000)
+    return {name: percentile(values, 50) for name, values in times.items()}
+
+
+def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) -> list[tuple[float, float]]:
+    """Per photo chosen in headless Chromium: seconds until the results are visible, and until the boxes are."""
+    from playwright.sync_api import sync_playwright
+
+    timings = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
+        for round_number in range(rounds + 1):  # the first round warms the page up and is not counted
+            photo = photos[round_number % len(photos)]
+            previous_results = page.evaluate("() => document.querySelector('#results')?.innerText ?? ''")
+            previous_regions = page.evaluate("() => document.querySelector('#regions img')?.src ?? ''")
+            started = time.perf_counter()
+            page.locator("#query-image input[type=file]").set_input_files(str(photo))
+            page.wait_for_function(_RESULTS_SHOWN, arg=previous_results, timeout=timeout_s * 1000, polling=10)
+            results = time.perf_counter() - started
+            page.wait_for_function(_REGIONS_SHOWN, arg=previous_regions, timeout=timeout_s * 1000, polling=10)
+            if round_number:
+                timings.append((results, time.perf_counter() - started))
+            # Clear the photo so that the next one is a new upload, as a person choosing another photo.
+            page.locator("#query-image button[aria-label='Clear']").first.click()
+        browser.close()
+    return timings
+
+
+def api_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) -> dict[str, list[float]]:
+    """Seconds per ``/search_photo`` and per ``/find_regions`` call, one at a time, upload included."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    times: dict[str, list[float]] = {"/search_photo": [], "/find_regions": []}
+    for round_number in range(rounds):
+        photo = photos[round_number % len(photos)]
+        for api_name in times:
+            started = time.perf_counter()
+            client.submit(handle_file(str(photo)), 8, "auto", api_name=api_name).result(timeout=timeout_s)
+            times[api_name].append(time.perf_counter() - started)
+    return times
+
+
+def under_load(url: str, photo: Path, clients: int, searches: int, timeout_s: float, pid: int) -> dict:
+    """``clients`` page clients x ``searches`` searches at once; throughput, latency, rejections, peak memory."""
+    stop = threading.Event()
+    samples: list[float] = []
+    sampler = threading.Thread(target=sample_memory, args=(pid, stop, samples), daemon=True)
+    sampler.start()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        connected = list(pool.map(connect, [url] * clients))
+        begun = time.perf_counter()
+        runs = [pool.submit(run_client, connected[n], n, photo, searches, timeout_s, begun) for n in range(clients)]
+        done = [search for run in runs for search in run.result()]
+    seconds = time.perf_counter() - begun
+    stop.set()
+    sampler.join()
+    ok = [s for s in done if not s.error]
+    rejected = [s for s in done if s.error and is_rejection(s.error)]
+    return {
+        "clients": clients, "searches_per_client": searches, "seconds": seconds,
+        "ok": len(ok), "rejected": len(rejected), "errors": len(done) - len(ok) - len(rejected),
+        "error_messages": sorted({s.error[:200] for s in done if s.error}),
+        "searches_per_s": len(ok) / seconds,
+        "results_s": {f"p{q}": percentile([s.results_s for s in ok], q) for q in (50, 95)} if ok else {},
+        "total_s": {f"p{q}": percentile([s.total_s for s in ok], q) for q in (50, 95)} if ok else {},
+        "peak_mb": max(samples, default=float("nan")),
+    }
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95)} if values else {}
+
+
+def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
+    ms = lambda seconds: f"{seconds * 1000:.0f} ms"  # noqa: E731
+    engine, load = s["engine_ms"], s["load"]
+    browser_results = [r for r, _ in s["browser_s"]]
+    browser_regions = [t for _, t in s["browser_s"]]
+    api = s["api_s"]
+    overhead = percentile(api["/search_photo"], 50) * 1000 / engine["search"]
+    lines = [
+        "# The app as a person uses it: photo chosen → results in the browser",
+        "",
+        machine_line(info),
+        f"Load average before the run: {load_before}. Command: `{command}`.",
+        "",
+        "Three 12 MP phone-like photos of room scenes (JPEG, ~"
+        f"{s['photo_mb']:.1f} MB), rotating; the app on 127.0.0.1, one search at a time on all cores.",
+        "",
+        "| what a person waits for | p50 | p95 | goal (#12) |",
+        "|---|---|---|---|",
+        f"| browser (headless Chromium, 1280 px): photo chosen → results visible ({len(browser_results)} photos) | "
+        f"{ms(percentile(browser_results, 50))} | {ms(percentile(browser_results, 95))} | p50 ≤ 120 ms |",
+        f"| browser: photo chosen → region boxes visible | {ms(percentile(browser_regions, 50))} | "
+        f"{ms(percentile(browser_regions, 95))} | ≤ 250 ms after the results |",
+        f"| page API `/search_photo`, one client, sequential (upload included) | {ms(percentile(api['/search_photo'], 50))} | "
+        f"{ms(percentile(api['/search_photo'], 95))} | ≤ 80 ms |",
+        f"| page API `/find_regions`, sequential (upload included) | {ms(percentile(api['/find_regions'], 50))} | "
+        f"{ms(percentile(api['/find_regions'], 95))} | |",
+        f"| {load['clients']} clients × {load['searches_per_client']} searches at once (results, then regions): "
+        f"one search, results | {load['results_s'].get('p50', float('nan')):.2f} s | "
+        f"{load['results_s'].get('p95', float('nan')):.2f} s | p95 ≤ 4 s |",
+        f"| the same: throughput, answered / rejected as busy / errors | {load['searches_per_s']:.2f} searches/s | "
+        f"{load['ok']} / {load['rejected']} / {load['errors']} | ≥ 10 searches/s |",
+        "",
+        "| the engine alone, same photos, this process (median) | |",
+        "|---|---|",
+        f"| `SearchEngine.search` | {engine['search']:.0f} ms |",
+        f"| `SearchEngine.search_regions` | {engine['search_regions']:.0f} ms |",
+        f"| page API `/search_photo` p50 ÷ engine search | {overhead:.2f}× |",
+        "",
+        f"App resident memory: {s['memory_mb']['after_sequential']:.0f} MB after the sequential searches, "
+        f"{load['peak_mb']:.0f} MB at the peak under load (goals ≤ 700 / ≤ 900 MB).",
+        "",
+    ]
+    if load["error_messages"]:
+        lines += ["Errors and rejections under load:", "", *[f"- {m}" for m in load["error_messages"]], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=8, help="photos chosen in the browser and API calls (at most 50)")
+    parser.add_argument("--clients", type=int, default=30, help="concurrent page clients (at most 64; 0: skip)")
+    parser.add_argument("--searches", type=int, default=3, help="searches per client (at most 10)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as failed")
+    parser.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "app.md")
+    args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= 50 or not 0 <= args.clients <= 64 or not 1 <= args.searches <= 10:
+        parser.error("--rounds 1-50, --clients 0-64, --searches 1-10 (this benchmark stays bounded)")
+    command = "python -m benchmarks.app" + "".join(
+        f" --{name} {getattr(args, name)}" for name in ("rounds", "clients", "searches")
+        if getattr(args, name) != parser.get_default(name))
+
+    info = machine_info()
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    work = Path(tempfile.mkdtemp(prefix="furniture-app-bench-"))
+    photos = [phone_photo(ROOT / "benchmarks" / "scenes" / name, PHONE_SIZE, work / f"phone-{name}") for name in SCENES]
+    engine = engine_times(photos)
+    print(f"engine alone: {engine}", flush=True)
+
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_app(port, DEFAULT_GALLERY, DEFAULT_STORE, work / "app.log")
+    try:
+        wait_until_ready(url, photos[0], process)
+        browser = browser_rounds(url, photos, args.rounds, args.timeout)
+        print(f"browser: {browser}", flush=True)
+        api = api_sequential(url, photos, args.rounds, args.timeout)
+        print(f"api: {api}", flush=True)
+        memory = {"after_sequential": resident_mb(process.pid)}
+        load = (under_load(url, photos[0], args.clients, args.searches, args.timeout, process.pid) if args.clients
+                else {"clients": 0, "searches_per_client": 0, "ok": 0, "rejected": 0, "errors": 0, "error_messages": [],
+                      "searches_per_s": float("nan"), "results_s": {}, "total_s": {}, "peak_mb": float("nan")})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "memory_mb": memory, "load": load,
+               "photo_mb": sum(p.stat().st_size for p in photos) / len(photos) / 1e6}
+    markdown = render_markdown(summary, info, load_before, command)
+    print(markdown)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(markdown, encoding="utf-8")
+    args.output.with_suffix(".json").write_text(
+        json.dumps({"machine": info, "load_before": load_before, "command": command, **summary,
+                    "summary": {"browser_results": quantiles([r for r, _ in browser]),
+                                "browser_regions": quantiles([t for _, t in browser]),
+                                **{name: quantiles(values) for name, values in api.items()}}}, indent=1),
+        encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
