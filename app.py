@@ -304,9 +304,10 @@ def search_region(image_path: str | None, region_embeddings: list, choice: str, 
     return render(engine.search_vector(region_embeddings[int(number) - 1], k=result_count(k), category=category))
 
 
-def photo_for_crop(image_path: str | None):
-    """The current photo, upright and at display size, as the hand-crop editor's background."""
-    if not image_path:
+def photo_for_crop(image_path: str | None, editor_open: bool = True):
+    """The current photo, upright and at display size, as the hand-crop editor's background; only while the
+    editor is open (its copy of a 12 MP photo would otherwise be made, beside the search, for every upload)."""
+    if not image_path or not editor_open:
         return None
     try:
         return page_file(load_image(image_path, min_side=DISPLAY_SIDE, max_side=CROP_SIDE), "crop")
@@ -386,6 +387,10 @@ CSS = """
 
 
 def build_app() -> gr.Blocks:
+    # The catalogue's images and the photos written for the page are served from where they lie: Gradio would
+    # otherwise hash and copy every result image into its cache on every search (python -m benchmarks.app).
+    PAGE_FILES.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([GALLERY, PAGE_FILES])
     # Uploads live UPLOAD_LIFETIME_S; Gradio also empties its cache of them when the app restarts.
     lifetime = (min(600, UPLOAD_LIFETIME_S), UPLOAD_LIFETIME_S)
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
@@ -410,7 +415,7 @@ def build_app() -> gr.Blocks:
                 marked = gr.Image(label="Furniture found (click a box to search it)", type="filepath", interactive=False,
                                   visible=False, height=300, elem_id="regions")
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
-                with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand"):
+                with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand") as crop_by_hand:
                     gr.Markdown("Tap the picture icon on the left, then ⛶ crop; drag the corners around the piece, confirm, and search.")
                     editor = CropEditor(
                         label="Your photo, to crop",
@@ -458,8 +463,12 @@ def build_app() -> gr.Blocks:
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         marked.select(picked_box, region_boxes, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         results.select(more_like_this, [rows, k, category], [image, *outputs], **one)
-        # The hand-crop editor always holds the current photo (uploaded, example or picked result).
-        image.change(photo_for_crop, image, editor, show_progress="hidden")
+        # The open hand-crop editor holds the current photo (uploaded, example or picked result).
+        editor_open = gr.State(False)
+        crop_by_hand.expand(lambda: True, None, editor_open).then(photo_for_crop, [image, editor_open], editor,
+                                                                  show_progress="hidden")
+        crop_by_hand.collapse(lambda: False, None, editor_open)
+        image.change(photo_for_crop, [image, editor_open], editor, show_progress="hidden")
         crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop", **one)
 
         def refresh_status():

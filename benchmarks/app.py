@@ -50,12 +50,16 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCENES = ("scene_000.jpg", "scene_001.jpg", "scene_002.jpg")
 
-# True once every result image of the page has loaded and the results differ from the ones before.
+# True once the results block has finished updating (Gradio marks a block "pending" while its event runs)
+# with a new set of images, every one of them loaded.
 _RESULTS_SHOWN = """previous => {
     const results = document.querySelector('#results');
-    const images = results ? [...results.querySelectorAll('img')] : [];
-    return images.length > 0 && results.innerText !== previous && images.every(i => i.complete && i.naturalWidth > 0);
+    if (!results || results.classList.contains('pending') || results.querySelector('.eta-bar, .progress-text')) return false;
+    const images = [...results.querySelectorAll('img')];
+    const sources = images.map(i => i.src).join(' ');
+    return images.length > 0 && sources !== previous && images.every(i => i.complete && i.naturalWidth > 0);
 }"""
+_RESULT_SOURCES = "() => [...document.querySelectorAll('#results img')].map(i => i.src).join(' ')"
 # True once the marked photo (the region boxes) shows a new, loaded image.
 _REGIONS_SHOWN = """previous => {
     const image = document.querySelector('#regions img');
@@ -96,7 +100,7 @@ def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) 
         page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
         for round_number in range(rounds + 1):  # the first round warms the page up and is not counted
             photo = photos[round_number % len(photos)]
-            previous_results = page.evaluate("() => document.querySelector('#results')?.innerText ?? ''")
+            previous_results = page.evaluate(_RESULT_SOURCES)
             previous_regions = page.evaluate("() => document.querySelector('#regions img')?.src ?? ''")
             started = time.perf_counter()
             page.locator("#query-image input[type=file]").set_input_files(str(photo))
@@ -105,8 +109,6 @@ def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) 
             page.wait_for_function(_REGIONS_SHOWN, arg=previous_regions, timeout=timeout_s * 1000, polling=10)
             if round_number:
                 timings.append((results, time.perf_counter() - started))
-            # Clear the photo so that the next one is a new upload, as a person choosing another photo.
-            page.locator("#query-image button[aria-label='Clear']").first.click()
         browser.close()
     return timings
 

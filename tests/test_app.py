@@ -99,6 +99,21 @@ def test_search_through_gradio_client(app_server):
         client.predict(handle_file(str(bad)), 4, "auto", api_name="/search_photo")
 
 
+def test_result_images_are_served_from_the_catalogue_not_copied(app_server):
+    """Gradio would hash and copy every result image into its cache on every search; the catalogue is static."""
+    from gradio_client import Client, handle_file
+
+    url, root = app_server
+    photo = root / "static-query.jpg"
+    draw_furniture("chair", (30, 90, 200), 2, size=400).save(photo)
+    wait_until_indexed(Client(url, verbose=False), photo)
+    _, _, gallery = Client(url, verbose=False, download_files=False).predict(
+        handle_file(str(photo)), 3, "auto", api_name="/search_photo")
+    catalogue = str((root / "gallery").resolve())
+    assert all(item["image"]["path"].startswith(catalogue) for item in gallery)
+    served = urllib.request.urlopen(gallery[0]["image"]["url"], timeout=5).read()
+    assert served == open(gallery[0]["image"]["path"], "rb").read()
+
 def test_no_file_outside_the_catalogue_is_served(app_server):
     url, _ = app_server
     for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "engine" / "search.py")):

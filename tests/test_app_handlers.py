@@ -62,6 +62,12 @@ def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready
         app.search_region(str(photo), embeddings, "9. lamp (50%)", 4, "auto")
 
 
+def test_the_crop_editor_copy_is_made_only_while_the_editor_is_open(tmp_path):
+    photo = room_photo(tmp_path / "room.jpg")
+    assert app.photo_for_crop(str(photo), False) is None
+    copy = Image.open(app.photo_for_crop(str(photo), True))
+    assert max(copy.size) <= app.CROP_SIDE and copy.size[0] > copy.size[1]
+
 @pytest.mark.parametrize("k", ["abc", None, 0, -3, 10_000, [1]])
 def test_bad_result_counts_get_a_message(ready, built_store, k):
     gallery, _ = built_store
