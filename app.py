@@ -151,9 +151,12 @@ def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
 # glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.
 # Gradio runs handlers on a pool of up to 40 threads, so each search could leave its working memory in
 # another arena: +710 MB under 10 page clients (python -m benchmarks.load). Two arenas, and the freed
-# memory handed back after each search, keep the app near its size at rest (benchmarks/README.md).
+# memory handed back once the page is idle, keep the app near its size at rest (benchmarks/README.md).
+# Handing it back after every search cost each search 30-50 ms of page faults (python -m benchmarks.app).
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform.startswith("linux") else None
 _M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+# Seconds without a search after which freed memory goes back to the system.
+IDLE_TRIM_S = 2.0
 
 
 def limit_heap_growth() -> None:
@@ -162,20 +165,51 @@ def limit_heap_growth() -> None:
         _LIBC.mallopt(_M_ARENA_MAX, 2)
 
 
+class IdleTrim:
+    """Counts the searches running; once none has run for ``IDLE_TRIM_S``, hands freed memory back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._finished = 0  # searches finished so far: a timer trims only if none finished after it was set
+
+    def started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._finished += 1
+            finished = self._finished
+        timer = threading.Timer(IDLE_TRIM_S, self._trim_if_idle, args=(finished,))
+        timer.daemon = True
+        timer.start()
+
+    def _trim_if_idle(self, finished: int) -> None:
+        with self._lock:
+            idle = self._running == 0 and self._finished == finished
+        if idle and _LIBC is not None:
+            _LIBC.malloc_trim(0)
+
+
+idle_trim = IdleTrim()
+
+
 def handler(title: str):
     """Decorator for the page's search handlers: the engine's ``SearchError`` becomes the page's error box
-    with its message, and the memory a search freed goes back to the system."""
+    with its message; the memory searches freed goes back to the system once the page is idle."""
 
     def decorate(function):
         @functools.wraps(function)
         def run(*args, **kwargs):
+            idle_trim.started()
             try:
                 return function(*args, **kwargs)
             except SearchError as error:
                 raise gr.Error(str(error), title=title) from None
             finally:
-                if _LIBC is not None:
-                    _LIBC.malloc_trim(0)
+                idle_trim.finished()
 
         return run
 

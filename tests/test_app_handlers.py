@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 import struct
 import zlib
 
@@ -138,3 +139,24 @@ def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_pat
     app.prepare_index()
     assert app.state.engine is None
     assert app.index_status().startswith("⚠️") and "disk on fire" in app.index_status()
+
+
+def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
+    trims = []
+
+    class FakeLibc:
+        def malloc_trim(self, pad):
+            trims.append(pad)
+
+    monkeypatch.setattr(app, "_LIBC", FakeLibc())
+    monkeypatch.setattr(app, "IDLE_TRIM_S", 0.2)
+    idle = app.IdleTrim()
+    for _ in range(3):  # a burst of searches: one trim, after the last
+        idle.started()
+        idle.finished()
+    idle.started()  # a search still running at the end of the burst's idle time: no trim yet
+    time.sleep(0.5)
+    assert trims == []
+    idle.finished()
+    time.sleep(0.5)
+    assert trims == [0]
