@@ -3,7 +3,7 @@
 Run with ``python app.py`` (port 7860; ``GRADIO_SERVER_NAME=0.0.0.0`` to listen on
 all interfaces). ``FURNITURE_GALLERY`` and ``FURNITURE_STORE`` point it at another
 catalogue and index folder. All logic lives in ``engine``; this file only wires
-it to the page.
+it to the page, and mounts the page on the HTTP API (``http_api``: ``POST /api/search``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import uvicorn
 from gradio.data_classes import FileData
 from PIL import Image, ImageDraw, ImageFont
 
@@ -30,6 +31,7 @@ from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import open_current
 from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, check_count
+from http_api import ApiContext, SearchSlot, create_api
 
 ROOT = Path(__file__).resolve().parent
 GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
@@ -194,6 +196,8 @@ class IdleTrim:
 
 
 idle_trim = IdleTrim()
+# Page and HTTP API searches take turns in one slot (see main).
+search_slot = SearchSlot()
 
 
 def handler(title: str):
@@ -205,7 +209,8 @@ def handler(title: str):
         def run(*args, **kwargs):
             idle_trim.started()
             try:
-                return function(*args, **kwargs)
+                with search_slot:
+                    return function(*args, **kwargs)
             except SearchError as error:
                 raise gr.Error(str(error), title=title) from None
             finally:
@@ -515,6 +520,15 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+def create_server():
+    """The page mounted on the HTTP API's FastAPI app (``http_api``): one process, one port, one search slot."""
+    demo = build_app()
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    server = create_api(ApiContext(engine=lambda: state.engine, status=index_status, slot=search_slot))
+    return gr.mount_gradio_app(server, demo, path="", max_file_size=MAX_FILE_BYTES,
+                               allowed_paths=[str(GALLERY), str(EXAMPLES_DIR)], css=CSS)
+
+
 def main() -> None:
     # One search at a time, on all cores: region search (the slow part, run after the whole-photo results
     # are shown) then adds ~110 ms instead of ~155 ms with one-thread searches side by side, for a peak of
@@ -522,15 +536,11 @@ def main() -> None:
     # with all cores each would spin-wait on each other (a query 2.6x slower).
     limit_heap_growth()
     threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
-    demo = build_app()
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size=MAX_FILE_BYTES,
-        allowed_paths=[str(GALLERY), str(EXAMPLES_DIR)],
-        css=CSS,
-    )
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    print(f"Visual furniture search on http://{host}:{port} (HTTP API: /api/search, docs at /api/docs)", flush=True)
+    # Open event streams of the page would otherwise hold a graceful shutdown for ever.
+    uvicorn.run(create_server(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

@@ -195,11 +195,12 @@ class SearchEngine:
         self.settings = settings
         self.extractor = extractor
         self.gallery = Path(gallery) if gallery else stored.gallery
-        per_product: dict[str, int] = {}
+        # Each product's image rows, in index order.
+        self.product_rows: dict[str, list[int]] = {}
         for item in stored.items:
-            per_product[item.product_id] = per_product.get(item.product_id, 0) + 1
+            self.product_rows.setdefault(item.product_id, []).append(item.row)
         # Search this many times k so that collapsing images into products still leaves k products.
-        self._oversample = max(per_product.values(), default=1)
+        self._oversample = max(map(len, self.product_rows.values()), default=1)
         labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
         self.catalogue = CatalogueVectors(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.

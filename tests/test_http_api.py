@@ -1,0 +1,173 @@
+"""The HTTP API for shops: in-process with FastAPI's test client (fast), then against the running app."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from http_api import ApiContext, SearchSlot, ServiceUnavailableError, create_api
+from tests.conftest import draw_furniture
+from tests.test_app_handlers import huge_png, room_photo
+
+
+def jpeg(category: str, colour=(30, 90, 200), variant: int = 0, size: int = 400) -> bytes:
+    buffer = io.BytesIO()
+    draw_furniture(category, colour, variant, size=size).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(search_engine):
+    return TestClient(create_api(ApiContext(engine=lambda: search_engine, status=lambda: "ready", slot=SearchSlot())))
+
+
+def test_search_answers_with_the_cli_json_and_image_urls(client, search_engine):
+    answer = client.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"), "image/jpeg")}, data={"k": "3"})
+    assert answer.status_code == 200
+    line = answer.json()
+    assert line["query"] == "chair.jpg" and line["category"] == "chair"
+    assert len(line["results"]) == 3
+    first = line["results"][0]
+    assert {"id", "name", "category", "score", "path", "image"} <= set(first)
+    assert first["image"].startswith("/gradio_api/file=") and first["image"].endswith(".jpg")
+
+
+def test_regions_and_a_category_by_name(client, tmp_path):
+    photo = room_photo(tmp_path / "room.jpg", 1600, 800).read_bytes()
+    line = client.post("/api/search", files={"image": ("room.jpg", photo)},
+                       data={"regions": "true", "max_regions": "3", "k": "2"}).json()
+    assert 1 <= len(line["regions"]) <= 3
+    assert all(len(region["results"]) == 2 and region["results"][0]["image"] for region in line["regions"])
+    line = client.post("/api/search", files={"image": ("room.jpg", photo)}, data={"category": "lamp", "k": "2"}).json()
+    assert line["searched"] == ["lamp"] and all(r["category"] == "lamp" for r in line["results"])
+
+
+@pytest.mark.parametrize("data, upload, status, message", [
+    ({}, ("notes.txt", b"just some text"), 400, "not a supported image"),
+    ({}, ("broken.jpg", b"\xff\xd8\xff\xe0 broken"), 400, "damaged or incomplete"),
+    ({"k": "abc"}, None, 400, "k must be a whole number"),
+    ({"k": "0"}, None, 400, "k must be a whole number"),
+    ({"max_regions": "-1", "regions": "true"}, None, 400, "max_regions must be a whole number"),
+    ({"category": "wardrobe"}, None, 400, "unknown category 'wardrobe'"),
+])
+def test_bad_requests_get_json_errors_with_our_messages(client, data, upload, status, message):
+    answer = client.post("/api/search", files={"image": upload or ("chair.jpg", jpeg("chair"))}, data=data)
+    assert answer.status_code == status
+    assert answer.json()["status"] == status and message in answer.json()["error"]
+
+
+def test_too_large_files_and_pixel_bombs_are_refused(client, tmp_path, monkeypatch):
+    bomb = huge_png(tmp_path / "bomb.png").read_bytes()
+    answer = client.post("/api/search", files={"image": ("bomb.png", bomb)})
+    assert answer.status_code == 413 and "too large" in answer.json()["error"]
+    monkeypatch.setattr("http_api.MAX_FILE_BYTES", 1000)
+    answer = client.post("/api/search", files={"image": ("big.jpg", jpeg("chair"))})
+    assert answer.status_code == 413 and "too large" in answer.json()["error"]
+
+
+def test_no_image_is_a_clear_error(client):
+    answer = client.post("/api/search", data={"k": "3"})
+    assert answer.status_code == 422  # FastAPI's own check of a missing form field, with its field name
+    assert "image" in json.dumps(answer.json())
+
+
+def test_items_describe_a_product_or_say_it_is_unknown(client, search_engine):
+    product_id = search_engine.stored.items[0].product_id
+    item = client.get(f"/api/items/{product_id}").json()
+    assert item["id"] == product_id and item["images"] and all(url.startswith("/gradio_api/file=") for url in item["images"])
+    missing = client.get("/api/items/no-such-product")
+    assert missing.status_code == 404 and "no product" in missing.json()["error"]
+
+
+def test_not_ready_yet_is_503_with_the_status(search_engine):
+    loading = TestClient(create_api(ApiContext(engine=lambda: None, status=lambda: "⏳ Loading the catalogue index…",
+                                               slot=SearchSlot())))
+    answer = loading.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))})
+    assert answer.status_code == 503 and answer.json()["error"] == "Loading the catalogue index…"
+    assert answer.headers["retry-after"] == "5"
+
+
+def test_the_search_slot_lets_a_bounded_number_wait():
+    slot = SearchSlot(max_waiting=1, timeout_s=5)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with slot:
+            entered.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=lambda: slot.__enter__() and slot.__exit__())
+    waiter.start()
+    deadline = threading.Event()
+    deadline.wait(0.2)  # the waiter is now waiting: a third caller is told the service is busy
+    with pytest.raises(ServiceUnavailableError, match="busy"):
+        with slot:
+            pass
+    release.set()
+    holder.join(5)
+    waiter.join(5)
+    assert not waiter.is_alive()
+    with SearchSlot(max_waiting=1, timeout_s=0.1) as held:  # a slot taken for too long: busy, not a stall
+        with pytest.raises(ServiceUnavailableError, match="busy"):
+            with held:
+                pass
+
+
+@pytest.mark.slow
+def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
+    from gradio_client import Client
+
+    from tests.test_app import start_app, wait_until_indexed
+
+    process, url = start_app(tmp_path)
+    try:
+        photo = tmp_path / "lamp.jpg"
+        photo.write_bytes(jpeg("lamp", (200, 40, 40), 1))
+        wait_until_indexed(Client(url, verbose=False), photo)
+
+        def post(fields: dict[str, str], image: bytes) -> tuple[int, dict]:
+            boundary = uuid.uuid4().hex
+            parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                     for name, value in fields.items()]
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="photo.jpg"\r\n'
+                         f"Content-Type: image/jpeg\r\n\r\n".encode() + image + b"\r\n")
+            body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+            request = urllib.request.Request(f"{url}/api/search", data=body, method="POST",
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        status, line = post({"k": "2"}, photo.read_bytes())
+        assert status == 200 and line["category"] == "lamp"
+        image = urllib.request.urlopen(url + line["results"][0]["image"], timeout=10).read()
+        assert image == open(line["results"][0]["path"], "rb").read()
+        status, line = post({}, b"not an image")
+        assert status == 400 and "not a supported image" in line["error"]
+        # A burst of 24 at once: each answered or told the service is busy, never an error or a stall.
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            answers = list(pool.map(lambda _: post({"k": "3"}, photo.read_bytes()), range(24)))
+        assert {status for status, _ in answers} <= {200, 503}
+        assert sum(status == 200 for status, _ in answers) >= 8
+        assert all("busy" in line["error"] for status, line in answers if status == 503)
+        with urllib.request.urlopen(f"{url}/api/docs", timeout=10) as docs:
+            assert docs.status == 200
+        with urllib.request.urlopen(f"{url}/api/openapi.json", timeout=10) as spec:
+            assert "/api/search" in json.loads(spec.read())["paths"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
