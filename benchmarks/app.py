@@ -14,6 +14,8 @@ Makes three 12-megapixel phone-like photos of room scenes (``benchmarks/scenes``
 * **page API under load**: ``--clients`` clients x ``--searches`` searches at once (results, then
   regions), as ``benchmarks.load`` runs them without its 118 MP photo: searches per second, p50 / p95,
   requests rejected as busy;
+* **HTTP API** (``POST /api/search``, ``http_api``): sequential, without and with regions, and the same
+  burst of clients (whole-photo searches): answered, told "busy" (503), errors;
 * the app's resident memory after the sequential searches and at its peak under load;
 * **the engine alone** on the same photos in this process before the app starts, so that the page's
   overhead is a number.
@@ -130,6 +132,55 @@ def api_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) 
     return times
 
 
+def http_post(url: str, photo: Path, fields: dict[str, str], timeout_s: float) -> tuple[int, dict]:
+    """``POST /api/search`` with ``photo`` as a multipart upload; the status and the JSON answer."""
+    import httpx
+
+    with photo.open("rb") as handle:
+        answer = httpx.post(f"{url}/api/search", files={"image": (photo.name, handle, "image/jpeg")}, data=fields,
+                            timeout=timeout_s)
+    return answer.status_code, answer.json()
+
+
+def http_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) -> dict[str, list[float]]:
+    """Seconds per ``POST /api/search``, one at a time, without and with regions."""
+    times: dict[str, list[float]] = {"search": [], "regions": []}
+    for round_number in range(rounds):
+        photo = photos[round_number % len(photos)]
+        for name, fields in (("search", {"k": "8"}), ("regions", {"k": "8", "regions": "true"})):
+            started = time.perf_counter()
+            status, answer = http_post(url, photo, fields, timeout_s)
+            if status != 200:
+                raise SystemExit(f"POST /api/search answered {status}: {answer}")
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def http_burst(url: str, photo: Path, clients: int, searches: int, timeout_s: float) -> dict:
+    """``clients`` HTTP clients x ``searches`` whole-photo searches at once: throughput, latency, busy answers."""
+
+    def client(_: int) -> list[tuple[int, float]]:
+        done = []
+        for _ in range(searches):
+            started = time.perf_counter()
+            try:
+                status, _answer = http_post(url, photo, {"k": "8"}, timeout_s)
+            except Exception:  # a timeout or a dropped connection: counted as an error
+                status = -1
+            done.append((status, time.perf_counter() - started))
+        return done
+
+    begun = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        done = [answer for answers in pool.map(client, range(clients)) for answer in answers]
+    seconds = time.perf_counter() - begun
+    ok = [took for status, took in done if status == 200]
+    return {"clients": clients, "searches_per_client": searches, "seconds": seconds, "ok": len(ok),
+            "busy": sum(status == 503 for status, _ in done),
+            "errors": sum(status not in (200, 503) for status, _ in done),
+            "searches_per_s": len(ok) / seconds, "latency_s": quantiles(ok)}
+
+
 def under_load(url: str, photo: Path, clients: int, searches: int, timeout_s: float, pid: int) -> dict:
     """``clients`` page clients x ``searches`` searches at once; throughput, latency, rejections, peak memory."""
     stop = threading.Event()
@@ -163,7 +214,7 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
     ms = lambda seconds: f"{seconds * 1000:.0f} ms"  # noqa: E731
-    engine, load = s["engine_ms"], s["load"]
+    engine, load, http, burst = s["engine_ms"], s["load"], s["http_s"], s["http_burst"]
     browser_results = [r for r, _ in s["browser_s"]]
     browser_regions = [t for _, t in s["browser_s"]]
     api = s["api_s"]
@@ -192,12 +243,21 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"{load['results_s'].get('p95', float('nan')):.2f} s | p95 ≤ 4 s |",
         f"| the same: throughput, answered / rejected as busy / errors | {load['searches_per_s']:.2f} searches/s | "
         f"{load['ok']} / {load['rejected']} / {load['errors']} | ≥ 10 searches/s |",
+        f"| HTTP API `POST /api/search`, sequential (upload included) | {ms(percentile(http['search'], 50))} | "
+        f"{ms(percentile(http['search'], 95))} | (page API ≤ 80 ms) |",
+        f"| HTTP API with `regions=true`, sequential | {ms(percentile(http['regions'], 50))} | "
+        f"{ms(percentile(http['regions'], 95))} | |",
+        f"| HTTP API, {burst['clients']} clients × {burst['searches_per_client']} searches at once: one search | "
+        f"{burst['latency_s'].get('p50', float('nan')):.2f} s | {burst['latency_s'].get('p95', float('nan')):.2f} s | |",
+        f"| the same: throughput, answered / busy (503) / errors | {burst['searches_per_s']:.2f} searches/s | "
+        f"{burst['ok']} / {burst['busy']} / {burst['errors']} | |",
         "",
         "| the engine alone, same photos, this process (median) | |",
         "|---|---|",
         f"| `SearchEngine.search` | {engine['search']:.0f} ms |",
         f"| `SearchEngine.search_regions` | {engine['search_regions']:.0f} ms |",
         f"| page API `/search_photo` p50 ÷ engine search | {overhead:.2f}× |",
+        f"| HTTP API `POST /api/search` p50 ÷ engine search | {percentile(http['search'], 50) * 1000 / engine['search']:.2f}× |",
         "",
         f"App resident memory: {s['memory_mb']['after_sequential']:.0f} MB after the sequential searches, "
         f"{load['peak_mb']:.0f} MB at the peak under load (goals ≤ 700 / ≤ 900 MB).",
@@ -239,15 +299,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"browser: {browser}", flush=True)
         api = api_sequential(url, photos, args.rounds, args.timeout)
         print(f"api: {api}", flush=True)
+        http = http_sequential(url, photos, args.rounds, args.timeout)
+        print(f"http: {http}", flush=True)
         memory = {"after_sequential": resident_mb(process.pid)}
         load = (under_load(url, photos[0], args.clients, args.searches, args.timeout, process.pid) if args.clients
                 else {"clients": 0, "searches_per_client": 0, "ok": 0, "rejected": 0, "errors": 0, "error_messages": [],
                       "searches_per_s": float("nan"), "results_s": {}, "total_s": {}, "peak_mb": float("nan")})
+        burst = http_burst(url, photos[0], max(args.clients, 1), args.searches, args.timeout)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
-    summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "memory_mb": memory, "load": load,
+    summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "http_s": http, "http_burst": burst,
+               "memory_mb": memory, "load": load,
                "photo_mb": sum(p.stat().st_size for p in photos) / len(photos) / 1e6}
     markdown = render_markdown(summary, info, load_before, command)
     print(markdown)
@@ -257,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps({"machine": info, "load_before": load_before, "command": command, **summary,
                     "summary": {"browser_results": quantiles([r for r, _ in browser]),
                                 "browser_regions": quantiles([t for _, t in browser]),
-                                **{name: quantiles(values) for name, values in api.items()}}}, indent=1),
+                                **{name: quantiles(values) for name, values in api.items()},
+                                **{f"http_{name}": quantiles(values) for name, values in http.items()}}}, indent=1),
         encoding="utf-8")
 
 
