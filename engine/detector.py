@@ -16,7 +16,10 @@ box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph doe
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from PIL import Image
 DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
 STRIDE = 4  # input pixels per output cell
 TOP_DETECTIONS = 100
+# Inputs whose detections are kept (see Detector.__init__).
+RECENT_INPUTS = 8
 # COCO class index (of the 80 used by the detector) -> the catalogue category it shows.
 COCO_CATEGORIES = {56: "chair", 57: "sofa", 59: "bed", 60: "table"}  # chair, couch, bed, dining table
 
@@ -64,6 +69,10 @@ class Detector:
     def __init__(self, operations: list, arrays: dict[str, np.ndarray]):
         self.operations = operations
         self.tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
+        # The decoded detections of the last few inputs, keyed by a digest of the network's input: the page's
+        # whole-photo search and its region search run the detector on the same photo at the same side.
+        self._recent: OrderedDict[bytes, list] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path = DETECTOR_PATH) -> Detector:
@@ -106,13 +115,21 @@ class Detector:
         the callers run it smaller, for speed (``engine.regions.DETECTION_SIDE``, ``SearchSettings.main_piece_side``)."""
         if side % 32:
             raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
-        resized = image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0)
-        batch = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1)[None]
-        with torch.inference_mode():
-            heatmap, sizes = self.network(batch)
-            # Only the furniture classes' maps: a twentieth of the decoding work, and no sofa lost to 100 cups.
-            classes = list(COCO_CATEGORIES)
-            decoded = decode(heatmap[:, classes], sizes)[0].tolist()
+        resized = np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0))
+        # Only the furniture classes' maps: a twentieth of the decoding work, and no sofa lost to 100 cups.
+        classes = list(COCO_CATEGORIES)
+        key = hashlib.blake2b(resized.tobytes(), digest_size=16).digest()
+        with self._recent_lock:
+            decoded = self._recent.get(key)
+        if decoded is None:
+            batch = torch.from_numpy(resized.astype(np.float32)).permute(2, 0, 1)[None]
+            with torch.inference_mode():
+                heatmap, sizes = self.network(batch)
+                decoded = decode(heatmap[:, classes], sizes)[0].tolist()
+            with self._recent_lock:
+                self._recent[key] = decoded
+                while len(self._recent) > RECENT_INPUTS:
+                    self._recent.popitem(last=False)
         scale = (image.width / side, image.height / side)
         found = []
         for x0, y0, x1, y1, score, index in decoded:

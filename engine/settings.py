@@ -27,12 +27,14 @@ class SearchSettings:
     # benchmarks.quality: ~1% of correct top-1 matches fall below it, no non-furniture image above.
     no_match_similarity: float = 0.60
     # A photo is also searched by the pieces of furniture the detector finds in it: its best main_pieces
-    # scoring at least main_piece_score, found at main_piece_side px (the piece someone photographs is large
-    # in the frame) in a decode of at least detection_min_side px (crops need the pixels). Chosen on the
-    # real-photo benchmark's phone-like dev photos: R@1 0.53 -> 0.63, for about +100 ms a search.
+    # scoring at least main_piece_score, found at main_piece_side px in a decode of at least
+    # detection_min_side px (crops need the pixels). Chosen on the real-photo benchmark's phone-like dev
+    # photos: R@1 0.53 -> 0.63, for about +100 ms a search. The side is region search's
+    # (engine.regions.DETECTION_SIDE), so that the page's region search reuses the search's detector pass
+    # (at 320 px R@1 was no better: benchmarks/README.md).
     main_pieces: int = 2
     main_piece_score: float = 0.1
-    main_piece_side: int = 320
+    main_piece_side: int = 384
     detection_min_side: int = 640
     # Work per request is bounded whatever the photo's size: a search decodes at most search_max_side px,
     # a region search at most region_max_side (its boxes are still given in the photo's pixels).
