@@ -385,8 +385,20 @@ def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectDa
     if not isinstance(index, int) or not 0 <= index < len(rows or []):
         raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
-    row = rows[index]
-    return (str(engine.item_path(engine.stored.items[row])), *render(engine.search_item(row, k=result_count(k), category=category)))
+    item = engine.stored.items[rows[index]]
+    response = engine.search_item(item.row, k=result_count(k), category=category)
+    return str(engine.item_path(item)), gr.Markdown(product_details(item), visible=True), *render(response)
+
+
+def product_details(item) -> str:
+    """The picked product: its name and category, a link to its page and its credits where the manifest has them."""
+    parts = [f"**{item.name}** · {item.category}"]
+    if item.url.startswith(("https://", "http://")):
+        parts.append(f"[product page ↗]({item.url})")
+    credit = " · ".join(value for value in (f"by {item.creator}" if item.creator else "", item.license) if value)
+    if credit:
+        parts.append(credit)
+    return "Picked: " + " · ".join(parts) + " — below, more like it."
 
 
 def credits_markdown() -> str:
@@ -418,8 +430,18 @@ def example_photos(limit: int = 6) -> list[str]:
 
 CSS = """
 #results .caption-label { white-space: normal; font-size: 0.8rem; }
-/* Two result columns on a phone instead of four. */
-@media (max-width: 640px) { #results .grid-container { --grid-cols: 2 !important; } }
+/* Phone first: the photo (small), the controls, then straight to the results; the found furniture, the
+   crop editor, the examples and the category bars after them. The two columns dissolve into one list. */
+@media (max-width: 640px) {
+  #results .grid-container { --grid-cols: 2 !important; }
+  #main-row { flex-direction: column !important; flex-wrap: nowrap !important; }
+  #photo-column, #results-column { display: contents !important; }
+  #query-image { order: 1; } #search-controls { order: 2; } #find-similar { order: 3; }
+  #summary { order: 4; } #picked { order: 4; } #results { order: 5; } #regions { order: 6; } #region-choice { order: 7; }
+  #crop-by-hand { order: 8; } #examples { order: 9; } #confidences { order: 10; }
+  #query-image, #regions { height: 220px !important; }
+  #region-choice .wrap { flex-wrap: nowrap; overflow-x: auto; }
+}
 /* The hand-crop editor only crops: no painting, and no clearing away the photo. */
 #crop-editor button:is([aria-label="Brush"], [aria-label="Erase"], [aria-label="Color"], [aria-label="Brush Size"], [aria-label="Clear canvas"]) { display: none !important; }
 """
@@ -435,8 +457,8 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
         gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.")
         status = gr.Markdown(index_status())
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=280):
+        with gr.Row(equal_height=False, elem_id="main-row"):
+            with gr.Column(scale=2, min_width=280, elem_id="photo-column"):
                 image = PhotoInput(
                     label="Your photo",
                     type="filepath",
@@ -444,13 +466,13 @@ def build_app() -> gr.Blocks:
                     elem_id="query-image",
                     height=360,
                 )
-                with gr.Row():
+                with gr.Row(elem_id="search-controls"):
                     # Custom values: an API caller may name a category before the index has loaded the list;
                     # the engine checks the name.
                     category = gr.Dropdown(["auto", "all"], value="auto", label="Category", min_width=120,
                                            allow_custom_value=True)
                     k = CountInput(1, 24, value=8, step=1, label="Results", min_width=120)
-                button = gr.Button("Find similar", variant="primary")
+                button = gr.Button("Find similar", variant="primary", elem_id="find-similar")
                 marked = gr.Image(label="Furniture found (click a box to search it)", type="filepath", interactive=False,
                                   visible=False, height=300, elem_id="regions")
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
@@ -470,10 +492,11 @@ def build_app() -> gr.Blocks:
                     )
                     crop_button = gr.Button("Search the crop", elem_id="search-crop")
                 if example_photos():
-                    gr.Examples(example_photos(), inputs=[image], label="Try a photo")
-            with gr.Column(scale=3, min_width=280):
-                confidences = gr.Label(label="Predicted category", num_top_classes=3)
-                summary = gr.Markdown()
+                    gr.Examples(example_photos(), inputs=[image], label="Try a photo", elem_id="examples")
+            with gr.Column(scale=3, min_width=280, elem_id="results-column"):
+                confidences = gr.Label(label="Predicted category", num_top_classes=3, elem_id="confidences")
+                summary = gr.Markdown(elem_id="summary")
+                picked = gr.Markdown(visible=False, elem_id="picked")
                 results = gr.Gallery(
                     label="Similar products (click one for more like it)",
                     columns=4,
@@ -501,7 +524,8 @@ def build_app() -> gr.Blocks:
             find_regions, [image, k, category], region_outputs, **one)
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         marked.select(picked_box, region_boxes, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
-        results.select(more_like_this, [rows, k, category], [image, *outputs], **one)
+        results.select(more_like_this, [rows, k, category], [image, picked, *outputs], **one)
+        image.input(None, None, picked, js="() => ''")  # a new photo: no product is picked any more
         # The open hand-crop editor holds the current photo (uploaded, example or picked result).
         editor_open = gr.State(False)
         crop_by_hand.expand(lambda: True, None, editor_open).then(photo_for_crop, [image, editor_open], editor,

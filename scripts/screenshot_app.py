@@ -16,7 +16,7 @@ VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", regions: bool = False) -> list[Path]:
     """Upload ``photo``, wait for results (and the marked regions if ``regions``), save one full-page PNG
-    per viewport; returns their paths."""
+    per viewport and the phone's first screen; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with sync_playwright() as playwright:
@@ -33,6 +33,10 @@ def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", reg
             path = out / f"{prefix}-{name}.png"
             page.screenshot(path=str(path), full_page=True)
             saved.append(path)
+            if name == "phone":  # what a person sees without scrolling
+                page.evaluate("window.scrollTo(0, 0)")
+                saved.append(out / f"{prefix}-{name}-first-screen.png")
+                page.screenshot(path=str(saved[-1]))
             page.close()
         browser.close()
     return saved

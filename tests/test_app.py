@@ -144,6 +144,10 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
             results.first.wait_for(timeout=60_000)
             assert results.count() >= 4
             assert "chair" in page.locator("#results").inner_text()
+            # Phone first: the first results and the predicted category on the first screen, without scrolling.
+            page.evaluate("window.scrollTo(0, 0)")
+            assert results.first.bounding_box()["y"] + 60 < height
+            assert page.locator("#summary").bounding_box()["y"] < results.first.bounding_box()["y"]
             page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
             page.close()
         browser.close()

@@ -160,3 +160,22 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
     idle.finished()
     time.sleep(0.5)
     assert trims == [0]
+
+
+def test_a_picked_result_shows_its_product_and_more_like_it(ready):
+    rows = [item.row for item in ready.stored.items[:3]]
+    path, details, _, summary, items, new_rows = app.more_like_this(rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    item = ready.stored.items[rows[1]]
+    assert path.endswith(item.path) and details.visible and item.name in details.value
+    assert len(items) == 4 and new_rows[0] == item.row  # the picked image finds itself first
+
+
+def test_product_details_link_the_product_page_and_credit_the_creator():
+    from types import SimpleNamespace
+
+    shop = SimpleNamespace(name="Oak chair", category="chair", url="https://shop.example/oak-chair",
+                           creator="Doug C", license="CC0")
+    assert app.product_details(shop) == ("Picked: **Oak chair** · chair · [product page ↗](https://shop.example/oak-chair)"
+                                         " · by Doug C · CC0 — below, more like it.")
+    odd = SimpleNamespace(name="Lamp", category="lamp", url="javascript:alert(1)", creator="", license="")
+    assert app.product_details(odd) == "Picked: **Lamp** · lamp — below, more like it."
