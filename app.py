@@ -430,20 +430,20 @@ def example_photos(limit: int = 6) -> list[str]:
 
 CSS = """
 #results .caption-label { white-space: normal; font-size: 0.8rem; }
-/* Phone first: the photo (small), the controls, then straight to the results; the found furniture, the
-   crop editor, the examples and the category bars after them. The two columns dissolve into one list. */
+/* Phone first: the photo (small), then straight to the results (an upload searches by itself); the found
+   furniture, the controls, the crop editor, the examples and the category bars after them. The two columns
+   dissolve into one list, reordered. */
 @media (max-width: 640px) {
   #results .grid-container { --grid-cols: 2 !important; }
   #main-row { flex-direction: column !important; flex-wrap: nowrap !important; }
   #photo-column, #results-column { display: contents !important; }
-  #query-image { order: 1; } #search-controls { order: 2; } #find-similar { order: 3; }
-  #summary { order: 4; } #picked { order: 4; } #results { order: 5; } #regions { order: 6; } #region-choice { order: 7; }
-  #crop-by-hand { order: 8; } #examples { order: 9; } #confidences { order: 10; }
-  #query-image, #regions { height: 220px !important; }
-  #region-choice .wrap { flex-wrap: nowrap; overflow-x: auto; }
+  #query-image { order: 1; } #summary, #picked { order: 2; } #results { order: 3; } #regions { order: 4; }
+  #photo-column > .form:has(#region-choice), #region-choice { order: 5; }
+  #search-controls { order: 6; } #find-similar { order: 7; } #crop-by-hand { order: 8; } #examples { order: 9; }
+  #results-column > .form:has(#confidences), #confidences { order: 10; }
+  #query-image, #regions { height: 200px !important; }
+  #intro h1 { font-size: 1.5rem; margin-bottom: 0; } #intro p { display: none; }
 }
-/* The hand-crop editor only crops: no painting, and no clearing away the photo. */
-#crop-editor button:is([aria-label="Brush"], [aria-label="Erase"], [aria-label="Color"], [aria-label="Brush Size"], [aria-label="Clear canvas"]) { display: none !important; }
 """
 
 
@@ -455,7 +455,8 @@ def build_app() -> gr.Blocks:
     # Uploads live UPLOAD_LIFETIME_S; Gradio also empties its cache of them when the app restarts.
     lifetime = (min(600, UPLOAD_LIFETIME_S), UPLOAD_LIFETIME_S)
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
-        gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.")
+        gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.",
+                    elem_id="intro")
         status = gr.Markdown(index_status())
         with gr.Row(equal_height=False, elem_id="main-row"):
             with gr.Column(scale=2, min_width=280, elem_id="photo-column"):
