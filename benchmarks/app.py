@@ -2,12 +2,13 @@
 
     python -m benchmarks.app [--rounds 8] [--clients 30] [--searches 3] [--port 7898]
 
-Makes three 12-megapixel phone-like photos of room scenes (``benchmarks/scenes``), starts ``app.py`` on
-127.0.0.1 with the bundled catalogue, and measures, in one run:
+Makes 12-megapixel phone-like photos of three room scenes (``benchmarks/scenes``), a different one for every
+request (each with a small mark of its own: the app keeps the detections of the photos it saw last), starts
+``app.py`` on 127.0.0.1 with the bundled catalogue, and measures, in one run:
 
 * **browser**: headless Chromium at 1280 px chooses a photo in the page's file input (which starts the
   search, as on the page) and waits until the results are visible (every result image loaded), then until
-  the region boxes are (the marked photo loaded); ``--rounds`` photos, rotating over the three;
+  the region boxes are (the marked photo loaded), for ``--rounds`` photos;
 * **page API, sequential**: ``/search_photo`` and ``/find_regions`` with the Gradio client, one at a time,
   upload included (the browser uploads once per photo; the client once per call), result images not
   downloaded (the answer holds their URLs);
@@ -41,7 +42,7 @@ from benchmarks.load import (
     connect,
     free_port,
     is_rejection,
-    phone_photo,
+    photo_series,
     resident_mb,
     run_client,
     sample_memory,
@@ -52,6 +53,8 @@ from benchmarks.load import (
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCENES = ("scene_000.jpg", "scene_001.jpg", "scene_002.jpg")
+# Photos the engine alone is timed on (the first a warm-up).
+ENGINE_PHOTOS = 5
 
 # True once the results show a new set of images, every one of them loaded. (The block is marked "pending"
 # again while the region search runs, which refines the results; a person sees the first ones meanwhile.)
@@ -68,8 +71,9 @@ _REGIONS_SHOWN = """previous => {
 }"""
 
 
-def engine_times(photos: list[Path], repeats: int = 3) -> dict[str, float]:
-    """The engine alone on the photos, in this process (all cores, as the app): median ms of each step."""
+def engine_times(photos: list[Path]) -> dict[str, float]:
+    """The engine alone, in this process (all cores, as the app): median ms of a search of each photo (after the
+    first, a warm-up) and of the region search right after it, which reuses its detections as on the page."""
     import os
 
     import torch
@@ -80,17 +84,17 @@ def engine_times(photos: list[Path], repeats: int = 3) -> dict[str, float]:
     engine = SearchEngine.open(DEFAULT_STORE, DEFAULT_GALLERY)
     engine.search(photos[0])
     times: dict[str, list[float]] = {"search": [], "search_regions": []}
-    for _ in range(repeats):
-        for photo in photos:
-            for name in times:
-                started = time.perf_counter()
-                getattr(engine, name)(photo)
-                times[name].append((time.perf_counter() - started) * 1000)
+    for photo in photos[1:]:
+        for name in times:
+            started = time.perf_counter()
+            getattr(engine, name)(photo)
+            times[name].append((time.perf_counter() - started) * 1000)
     return {name: percentile(values, 50) for name, values in times.items()}
 
 
-def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) -> list[tuple[float, float]]:
-    """Per photo chosen in headless Chromium: seconds until the results are visible, and until the boxes are."""
+def browser_rounds(url: str, photos: list[Path], timeout_s: float) -> list[tuple[float, float]]:
+    """Per photo chosen in headless Chromium (the first warms the page up and is not counted): seconds until the
+    results are visible, and until the boxes are."""
     from playwright.sync_api import sync_playwright
 
     timings = []
@@ -99,8 +103,7 @@ def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
-        for round_number in range(rounds + 1):  # the first round warms the page up and is not counted
-            photo = photos[round_number % len(photos)]
+        for round_number, photo in enumerate(photos):
             previous_results = page.evaluate(_RESULT_SOURCES)
             previous_regions = page.evaluate("() => document.querySelector('#regions img')?.src ?? ''")
             started = time.perf_counter()
@@ -114,7 +117,7 @@ def browser_rounds(url: str, photos: list[Path], rounds: int, timeout_s: float) 
     return timings
 
 
-def api_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) -> dict[str, list[float]]:
+def api_sequential(url: str, photos: list[Path], timeout_s: float) -> dict[str, list[float]]:
     """Seconds per ``/search_photo`` and per ``/find_regions`` call, one at a time, upload included, result images
     not downloaded."""
     from gradio_client import Client, handle_file
@@ -123,8 +126,7 @@ def api_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) 
     # caller's choice; the browser figures include it).
     client = Client(url, verbose=False, download_files=False)
     times: dict[str, list[float]] = {"/search_photo": [], "/find_regions": []}
-    for round_number in range(rounds):
-        photo = photos[round_number % len(photos)]
+    for photo in photos:  # the page's two calls for each photo
         for api_name in times:
             started = time.perf_counter()
             client.submit(handle_file(str(photo)), 8, "auto", api_name=api_name).result(timeout=timeout_s)
@@ -142,12 +144,11 @@ def http_post(url: str, photo: Path, fields: dict[str, str], timeout_s: float) -
     return answer.status_code, answer.json()
 
 
-def http_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float) -> dict[str, list[float]]:
-    """Seconds per ``POST /api/search``, one at a time, without and with regions."""
+def http_sequential(url: str, photos: list[Path], timeout_s: float) -> dict[str, list[float]]:
+    """Seconds per ``POST /api/search``, one at a time, alternately without and with regions, each photo new."""
     times: dict[str, list[float]] = {"search": [], "regions": []}
-    for round_number in range(rounds):
-        photo = photos[round_number % len(photos)]
-        for name, fields in (("search", {"k": "8"}), ("regions", {"k": "8", "regions": "true"})):
+    for number, photo in enumerate(photos):
+        for name, fields in [(("search", {"k": "8"}), ("regions", {"k": "8", "regions": "true"}))[number % 2]]:
             started = time.perf_counter()
             status, answer = http_post(url, photo, fields, timeout_s)
             if status != 200:
@@ -156,12 +157,13 @@ def http_sequential(url: str, photos: list[Path], rounds: int, timeout_s: float)
     return times
 
 
-def http_burst(url: str, photo: Path, clients: int, searches: int, timeout_s: float) -> dict:
-    """``clients`` HTTP clients x ``searches`` whole-photo searches at once: throughput, latency, busy answers."""
+def http_burst(url: str, photos: list[Path], clients: int, searches: int, timeout_s: float) -> dict:
+    """``clients`` HTTP clients x ``searches`` whole-photo searches at once (a photo each): throughput, latency,
+    busy answers."""
 
-    def client(_: int) -> list[tuple[int, float]]:
+    def client(number: int) -> list[tuple[int, float]]:
         done = []
-        for _ in range(searches):
+        for photo in photos[number * searches : (number + 1) * searches]:
             started = time.perf_counter()
             try:
                 status, _answer = http_post(url, photo, {"k": "8"}, timeout_s)
@@ -181,7 +183,7 @@ def http_burst(url: str, photo: Path, clients: int, searches: int, timeout_s: fl
             "searches_per_s": len(ok) / seconds, "latency_s": quantiles(ok)}
 
 
-def under_load(url: str, photo: Path, clients: int, searches: int, timeout_s: float, pid: int) -> dict:
+def under_load(url: str, photos: list[Path], clients: int, searches: int, timeout_s: float, pid: int) -> dict:
     """``clients`` page clients x ``searches`` searches at once; throughput, latency, rejections, peak memory."""
     stop = threading.Event()
     samples: list[float] = []
@@ -190,7 +192,8 @@ def under_load(url: str, photo: Path, clients: int, searches: int, timeout_s: fl
     with ThreadPoolExecutor(max_workers=clients) as pool:
         connected = list(pool.map(connect, [url] * clients))
         begun = time.perf_counter()
-        runs = [pool.submit(run_client, connected[n], n, photo, searches, timeout_s, begun) for n in range(clients)]
+        runs = [pool.submit(run_client, connected[n], n, photos[n * searches : (n + 1) * searches], timeout_s, begun)
+                for n in range(clients)]
         done = [search for run in runs for search in run.result()]
     seconds = time.perf_counter() - begun
     stop.set()
@@ -225,8 +228,8 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         machine_line(info),
         f"Load average before the run: {load_before}. Command: `{command}`.",
         "",
-        "Three 12 MP phone-like photos of room scenes (JPEG, ~"
-        f"{s['photo_mb']:.1f} MB), rotating; the app on 127.0.0.1, one search at a time on all cores.",
+        "12 MP phone-like photos of three room scenes (JPEG, ~"
+        f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1, one search at a time on all cores.",
         "",
         "| what a person waits for | p50 | p95 | goal (#12) |",
         "|---|---|---|---|",
@@ -252,10 +255,10 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"| the same: throughput, answered / busy (503) / errors | {burst['searches_per_s']:.2f} searches/s | "
         f"{burst['ok']} / {burst['busy']} / {burst['errors']} | |",
         "",
-        "| the engine alone, same photos, this process (median) | |",
+        "| the engine alone, photos like these, this process (median) | |",
         "|---|---|",
         f"| `SearchEngine.search` | {engine['search']:.0f} ms |",
-        f"| `SearchEngine.search_regions` | {engine['search_regions']:.0f} ms |",
+        f"| `SearchEngine.search_regions`, right after the search (as the page runs them) | {engine['search_regions']:.0f} ms |",
         f"| page API `/search_photo` p50 ÷ engine search | {overhead:.2f}× |",
         f"| HTTP API `POST /api/search` p50 ÷ engine search | {percentile(http['search'], 50) * 1000 / engine['search']:.2f}× |",
         "",
@@ -286,33 +289,42 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     work = Path(tempfile.mkdtemp(prefix="furniture-app-bench-"))
-    photos = [phone_photo(ROOT / "benchmarks" / "scenes" / name, PHONE_SIZE, work / f"phone-{name}") for name in SCENES]
-    engine = engine_times(photos)
+    # A photo of its own for every request (the app keeps the detections of the last few photos it saw, and
+    # people send different photos), made from three room scenes.
+    burst = max(args.clients, 1) * args.searches
+    count = 1 + ENGINE_PHOTOS + (args.rounds + 1) + args.rounds + 2 * args.rounds + args.clients * args.searches + burst
+    series = [photo_series(ROOT / "benchmarks" / "scenes" / name, PHONE_SIZE, work, -(-count // len(SCENES)))
+              for name in SCENES]
+    supply = iter([photo for photos in zip(*series) for photo in photos])
+    take = lambda number: [next(supply) for _ in range(number)]  # noqa: E731
+    ready_photo = take(1)[0]
+    engine = engine_times(take(ENGINE_PHOTOS))
     print(f"engine alone: {engine}", flush=True)
 
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_app(port, DEFAULT_GALLERY, DEFAULT_STORE, work / "app.log")
     try:
-        wait_until_ready(url, photos[0], process)
-        browser = browser_rounds(url, photos, args.rounds, args.timeout)
+        wait_until_ready(url, ready_photo, process)
+        browser = browser_rounds(url, take(args.rounds + 1), args.timeout)
         print(f"browser: {browser}", flush=True)
-        api = api_sequential(url, photos, args.rounds, args.timeout)
+        api = api_sequential(url, take(args.rounds), args.timeout)
         print(f"api: {api}", flush=True)
-        http = http_sequential(url, photos, args.rounds, args.timeout)
+        http = http_sequential(url, take(2 * args.rounds), args.timeout)
         print(f"http: {http}", flush=True)
         memory = {"after_sequential": resident_mb(process.pid)}
-        load = (under_load(url, photos[0], args.clients, args.searches, args.timeout, process.pid) if args.clients
+        load = (under_load(url, take(args.clients * args.searches), args.clients, args.searches, args.timeout,
+                           process.pid) if args.clients
                 else {"clients": 0, "searches_per_client": 0, "ok": 0, "rejected": 0, "errors": 0, "error_messages": [],
                       "searches_per_s": float("nan"), "results_s": {}, "total_s": {}, "peak_mb": float("nan")})
-        burst = http_burst(url, photos[0], max(args.clients, 1), args.searches, args.timeout)
+        burst = http_burst(url, take(burst), max(args.clients, 1), args.searches, args.timeout)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
     summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "http_s": http, "http_burst": burst,
                "memory_mb": memory, "load": load,
-               "photo_mb": sum(p.stat().st_size for p in photos) / len(photos) / 1e6}
+               "photo_mb": ready_photo.stat().st_size / 1e6}
     markdown = render_markdown(summary, info, load_before, command)
     print(markdown)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 Starts ``app.py`` on 127.0.0.1 (the bundled catalogue and its store), then, all at once:
 
 * ``--clients`` page API clients, each running ``--searches`` searches one after the other the way the
-  page does (``/search_photo`` then ``/find_regions``) with a 12-megapixel phone-sized photo;
+  page does (``/search_photo`` then ``/find_regions``), each with a 12-megapixel phone-sized photo of its own;
 * one client sending a 118-megapixel photo (unless ``--no-big-photo``);
 * a probe fetching the page (``GET /``) every 0.2 s: does the page still answer?
 * a sampler reading the app's resident memory every 0.2 s.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks.common import DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, ROOT, machine_info, machine_line, percentile
 
@@ -41,6 +42,8 @@ PHONE_SIZE = (4032, 3024)  # 12 MP
 BIG_SIZE = (12544, 9408)  # 118 MP, the photo that froze the page for 40 s (issue #11)
 # Seconds after the burst before memory is read "after": longer than the app's idle time before it trims.
 IDLE_WAIT_S = 3.0
+# Photos the engine alone is timed on.
+ENGINE_PHOTOS = 6
 
 
 @dataclass
@@ -61,6 +64,23 @@ def phone_photo(source: Path, size: tuple[int, int], path: Path, quality: int = 
     noise = Image.effect_noise(size, 24).convert("RGB").filter(ImageFilter.GaussianBlur(0.6))
     Image.blend(image, noise, 0.08).save(path, quality=quality)
     return path
+
+
+def photo_series(source: Path, size: tuple[int, int], folder: Path, count: int) -> list[Path]:
+    """``count`` distinct phone-like photos made from ``source``: each carries a small mark of its own, so that no
+    search reuses the detections the app kept from another (people send different photos)."""
+    base = phone_photo(source, size, folder / f"base-{source.stem}.jpg")
+    photo = Image.open(base).convert("RGB")
+    rng = random.Random(source.stem)
+    paths = []
+    for number in range(count):
+        marked = photo.copy()
+        x, y = rng.randrange(size[0] - size[0] // 20), rng.randrange(size[1] - size[1] // 20)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        ImageDraw.Draw(marked).rectangle((x, y, x + size[0] // 20, y + size[1] // 20), fill=colour)
+        paths.append(folder / f"{source.stem}-{number:03d}.jpg")
+        marked.save(paths[-1], quality=85)
+    return paths
 
 
 def free_port() -> int:
@@ -121,11 +141,12 @@ def connect(url: str):
         return error
 
 
-def run_client(client, number: int, photo: Path, searches: int, timeout: float, begun: float) -> list[Search]:
+def run_client(client, number: int, photos: list[Path], timeout: float, begun: float) -> list[Search]:
+    """One page client searching ``photos`` one after the other."""
     if isinstance(client, Exception):
         return [Search(number, 0.0, 0.0, 0.0, f"connect: {client}")]
     done = []
-    for _ in range(searches):
+    for photo in photos:
         started = time.perf_counter() - begun
         try:
             results, total = page_search(client, photo, timeout)
@@ -164,17 +185,18 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
         stop.wait(0.2)
 
 
-def engine_times(store: Path, gallery: Path, photo: Path, repeats: int = 5) -> dict[str, float]:
-    """The engine alone on the same photo, in this process: median ms of a search and of a region search."""
+def engine_times(store: Path, gallery: Path, photos: list[Path]) -> dict[str, float]:
+    """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
+    timed) and of the region search right after it (as the page runs them: it reuses the search's detections)."""
     import torch
 
     from engine.search import SearchEngine
 
     torch.set_num_threads(os.cpu_count() or 1)
     engine = SearchEngine.open(store, gallery)
-    engine.search(photo)
-    times = {"search": [], "search_regions": []}
-    for _ in range(repeats):
+    engine.search(photos[0])
+    times: dict[str, list[float]] = {"search": [], "search_regions": []}
+    for photo in photos[1:]:
         for name in times:
             started = time.perf_counter()
             getattr(engine, name)(photo)
@@ -280,11 +302,13 @@ def main(argv: list[str] | None = None) -> None:
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     work = Path(tempfile.mkdtemp(prefix="furniture-load-"))
     source = next(iter(sorted(DEFAULT_QUERIES.glob("chair/*.jpg"))))
-    photo = phone_photo(source, PHONE_SIZE, work / "phone-12mp.jpg")
+    # One photo per search (and a few for the engine alone, and to wait for the app with).
+    photos = photo_series(source, PHONE_SIZE, work, args.clients * args.searches + ENGINE_PHOTOS + 1)
+    photo, engine_photos, photos = photos[0], photos[1 : ENGINE_PHOTOS + 1], photos[ENGINE_PHOTOS + 1 :]
     big_photo = None if args.no_big_photo else phone_photo(source, BIG_SIZE, work / "photo-118mp.jpg", quality=60)
     print(f"photos: {photo.stat().st_size / 1e6:.1f} MB"
           + (f", {big_photo.stat().st_size / 1e6:.1f} MB (118 MP)" if big_photo else ""), flush=True)
-    engine = engine_times(args.store, args.gallery, photo)
+    engine = engine_times(args.store, args.gallery, engine_photos)
     print(f"engine alone: {engine}", flush=True)
 
     port = args.port or free_port()
@@ -302,9 +326,9 @@ def main(argv: list[str] | None = None) -> None:
         with ThreadPoolExecutor(max_workers=args.clients + 1) as pool:
             clients = list(pool.map(connect, [url] * (args.clients + 1)))
             burst_started, begun = time.time(), time.perf_counter()
-            big = pool.submit(run_client, clients[-1], -1, big_photo, 1, args.timeout, begun) if big_photo else None
-            runs = [pool.submit(run_client, clients[n], n, photo, args.searches, args.timeout, begun)
-                    for n in range(args.clients)]
+            big = pool.submit(run_client, clients[-1], -1, [big_photo], args.timeout, begun) if big_photo else None
+            runs = [pool.submit(run_client, clients[n], n, photos[n * args.searches : (n + 1) * args.searches],
+                                args.timeout, begun) for n in range(args.clients)]
             searches = [search for run in runs for search in run.result()]
             big_searches = big.result() if big else []
         seconds = time.perf_counter() - begun

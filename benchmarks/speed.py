@@ -125,7 +125,7 @@ def ours(engine: SearchEngine) -> Pipeline:
         prep,
         functools.partial(embed_batch, engine.extractor),
         lambda vectors: merge_responses([engine.search_vector(vector, 10, "auto") for vector in vectors], 10),
-        engine.main_pieces,
+        lambda image: (engine.detector.forget(), engine.main_pieces(image))[1],  # a new photo each time: no kept detections
     )
 
 

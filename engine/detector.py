@@ -79,6 +79,11 @@ class Detector:
         with np.load(path) as stored:
             return cls(json.loads(str(stored["operations"])), {k: stored[k] for k in stored.files if k != "operations"})
 
+    def forget(self) -> None:
+        """Drop the kept detections (benchmarks timing the network call this before each photo)."""
+        with self._recent_lock:
+            self._recent.clear()
+
     def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heat maps [N, 80, h, w] (sigmoid) and box distances [N, 4, h, w] (left, top, right, bottom, input pixels)
         for a batch [N, 3, H, W] of RGB in 0-255."""
