@@ -249,7 +249,7 @@ def render_markdown(summary: dict, info: dict, load_before: str) -> str:
         f"Load average before the run: {load_before}. Command: `python -m benchmarks.load --clients {s['clients']} "
         f"--searches {s['searches_per_client']}{'' if s['big_photo'] else ' --no-big-photo'}`.",
         "",
-        f"{s['clients']} clients × {s['searches_per_client']} searches (a 12 MP photo; each search as the page makes it: "
+        f"{s['clients']} clients × {s['searches_per_client']} searches (a 12 MP photo of its own each; each search as the page makes it: "
         "results, then regions), all started at once on 127.0.0.1"
         + (", with one 118 MP photo sent at the same moment." if s["big_photo"] else "."),
         "",
