@@ -40,6 +40,7 @@ from benchmarks.load import (
     DEFAULT_STORE,
     PHONE_SIZE,
     connect,
+    engine_times,
     free_port,
     is_rejection,
     photo_series,
@@ -69,27 +70,6 @@ _REGIONS_SHOWN = """previous => {
     const image = document.querySelector('#regions img');
     return image !== null && image.src !== previous && image.complete && image.naturalWidth > 0;
 }"""
-
-
-def engine_times(photos: list[Path]) -> dict[str, float]:
-    """The engine alone, in this process (all cores, as the app): median ms of a search of each photo (after the
-    first, a warm-up) and of the region search right after it, which reuses its detections as on the page."""
-    import os
-
-    import torch
-
-    from engine.search import SearchEngine
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    engine = SearchEngine.open(DEFAULT_STORE, DEFAULT_GALLERY)
-    engine.search(photos[0])
-    times: dict[str, list[float]] = {"search": [], "search_regions": []}
-    for photo in photos[1:]:
-        for name in times:
-            started = time.perf_counter()
-            getattr(engine, name)(photo)
-            times[name].append((time.perf_counter() - started) * 1000)
-    return {name: percentile(values, 50) for name, values in times.items()}
 
 
 def browser_rounds(url: str, photos: list[Path], timeout_s: float) -> list[tuple[float, float]]:
@@ -298,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     supply = iter([photo for photos in zip(*series) for photo in photos])
     take = lambda number: [next(supply) for _ in range(number)]  # noqa: E731
     ready_photo = take(1)[0]
-    engine = engine_times(take(ENGINE_PHOTOS))
+    engine = engine_times(DEFAULT_STORE, DEFAULT_GALLERY, take(ENGINE_PHOTOS))
     print(f"engine alone: {engine}", flush=True)
 
     port = args.port or free_port()
