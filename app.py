@@ -444,6 +444,8 @@ CSS = """
   #query-image, #regions { height: 200px !important; }
   #intro h1 { font-size: 1.5rem; margin-bottom: 0; } #intro p { display: none; }
 }
+/* The hand-crop editor only crops: no painting, and no clearing away the photo. */
+#crop-editor button:is([aria-label="Brush"], [aria-label="Erase"], [aria-label="Color"], [aria-label="Brush Size"], [aria-label="Clear canvas"]) { display: none !important; }
 """
 
 

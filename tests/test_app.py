@@ -149,6 +149,12 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
             assert results.first.bounding_box()["y"] + 60 < height
             assert page.locator("#summary").bounding_box()["y"] < results.first.bounding_box()["y"]
             page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
+            if width == 1280:
+                # Opening "Crop by hand" brings the photo into the editor, which offers cropping only.
+                page.get_by_text("Crop by hand").click()
+                page.locator("#crop-editor canvas, #crop-editor img").first.wait_for(timeout=30_000)
+                for tool in ("Brush", "Erase"):
+                    assert not page.locator(f'#crop-editor button[aria-label="{tool}"]').is_visible()
             page.close()
         browser.close()
 
