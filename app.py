@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import open_current
+from engine.explain import MatchExplanation, heat_overlay
 from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, check_count
 from http_api import ApiContext, SearchSlot, create_api
 
@@ -53,7 +54,9 @@ a 1280-number description of its look. A small classifier trained on the catalog
 the category; then the most similar catalogue photos of that category are found with a
 cosine vector index (usearch). When the category is unclear the runner-up, or every
 category, is searched too. Several photos of one product count once, by its best photo.
-Click a result to search for more like it.
+Click a result to search for more like it; the page then also shows why it matched your photo:
+the parts of each image whose features look most like the other image as a whole are painted warm
+(what the search saw as similar, not a guarantee that those parts are the same).
 
 **Several pieces in one photo.** A small detector trained on real photos (COCO) boxes the
 chairs, sofas, beds and tables; the search above also searches the largest of them on their own.
@@ -379,15 +382,38 @@ def search_crop(edited: dict | None, k: int, category: str):
 
 
 @handler("Cannot search this result")
-def more_like_this(rows: list[int], k: int, category: str, selected: gr.SelectData | None = None):
-    """Search again with a clicked result's catalogue photo."""
+def more_like_this(image_path: str | None, rows: list[int], k: int, category: str,
+                   selected: gr.SelectData = None):  # Gradio fills in the click only for a plain SelectData hint
+    """Search again with a clicked result's catalogue photo; show the product, and why it matched the photo
+    searched before (heat maps, ``engine.explain``)."""
     index = getattr(selected, "index", None)
     if not isinstance(index, int) or not 0 <= index < len(rows or []):
         raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
     item = engine.stored.items[rows[index]]
+    why = gr.Image(visible=False)
+    if image_path:
+        why = gr.Image(page_file(why_picture(engine.explain_match(image_path, item.row)), "why"), visible=True)
     response = engine.search_item(item.row, k=result_count(k), category=category)
-    return str(engine.item_path(item)), gr.Markdown(product_details(item), visible=True), *render(response)
+    return str(engine.item_path(item)), gr.Markdown(product_details(item), visible=True), why, *render(response)
+
+
+# Height of each half of the "why this match" picture.
+WHY_HEIGHT = 240
+
+
+def why_picture(explanation: MatchExplanation) -> Image.Image:
+    """The photo and the product side by side, each with the parts that look like the other painted warm."""
+    halves = []
+    for image, heat in ((explanation.photo, explanation.photo_heat), (explanation.product, explanation.product_heat)):
+        shown = image.copy()
+        shown.thumbnail((WHY_HEIGHT * 2, WHY_HEIGHT))
+        halves.append(heat_overlay(shown, heat))
+    gap = 8
+    picture = Image.new("RGB", (halves[0].width + gap + halves[1].width, WHY_HEIGHT), "white")
+    picture.paste(halves[0], (0, (WHY_HEIGHT - halves[0].height) // 2))
+    picture.paste(halves[1], (halves[0].width + gap, (WHY_HEIGHT - halves[1].height) // 2))
+    return picture
 
 
 def product_details(item) -> str:
@@ -500,6 +526,9 @@ def build_app() -> gr.Blocks:
                 confidences = gr.Label(label="Predicted category", num_top_classes=3, elem_id="confidences")
                 summary = gr.Markdown(elem_id="summary")
                 picked = gr.Markdown(visible=False, elem_id="picked")
+                why = gr.Image(label="Why it matched your photo: the warm parts of each look like the other, to the search "
+                               "(similarity, not a guarantee)", type="filepath", interactive=False, visible=False,
+                               height=WHY_HEIGHT, elem_id="why")
                 results = gr.Gallery(
                     label="Similar products (click one for more like it)",
                     columns=4,
@@ -527,8 +556,9 @@ def build_app() -> gr.Blocks:
             find_regions, [image, k, category], region_outputs, **one)
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         marked.select(picked_box, region_boxes, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
-        results.select(more_like_this, [rows, k, category], [image, picked, *outputs], **one)
-        image.input(None, None, picked, js="() => ''")  # a new photo: no product is picked any more
+        results.select(more_like_this, [image, rows, k, category], [image, picked, why, *outputs], **one)
+        # A new photo: no product is picked any more.
+        image.input(lambda: (gr.Markdown(visible=False), gr.Image(visible=False)), None, [picked, why], queue=False)
         # The open hand-crop editor holds the current photo (uploaded, example or picked result).
         editor_open = gr.State(False)
         crop_by_hand.expand(lambda: True, None, editor_open).then(photo_for_crop, [image, editor_open], editor,

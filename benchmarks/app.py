@@ -239,6 +239,7 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         "|---|---|",
         f"| `SearchEngine.search` | {engine['search']:.0f} ms |",
         f"| `SearchEngine.search_regions`, right after the search (as the page runs them) | {engine['search_regions']:.0f} ms |",
+        f"| `SearchEngine.explain_match` (a result's \"why this match\" heat maps) | {engine['explain_match']:.0f} ms |",
         f"| page API `/search_photo` p50 ÷ engine search | {overhead:.2f}× |",
         f"| HTTP API `POST /api/search` p50 ÷ engine search | {percentile(http['search'], 50) * 1000 / engine['search']:.2f}× |",
         "",

@@ -187,7 +187,8 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
 
 def engine_times(store: Path, gallery: Path, photos: list[Path]) -> dict[str, float]:
     """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
-    timed) and of the region search right after it (as the page runs them: it reuses the search's detections)."""
+    timed), of the region search right after it (as the page runs them: it reuses the search's detections) and of
+    explaining a match with it."""
     import torch
 
     from engine.search import SearchEngine
@@ -195,11 +196,13 @@ def engine_times(store: Path, gallery: Path, photos: list[Path]) -> dict[str, fl
     torch.set_num_threads(os.cpu_count() or 1)
     engine = SearchEngine.open(store, gallery)
     engine.search(photos[0])
-    times: dict[str, list[float]] = {"search": [], "search_regions": []}
+    steps = {"search": engine.search, "search_regions": engine.search_regions,
+             "explain_match": lambda photo: engine.explain_match(photo, 0)}  # "why this match" for a result
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for photo in photos[1:]:
-        for name in times:
+        for name, step in steps.items():
             started = time.perf_counter()
-            getattr(engine, name)(photo)
+            step(photo)
             times[name].append((time.perf_counter() - started) * 1000)
     return {name: percentile(values, 50) for name, values in times.items()}
 

@@ -23,6 +23,7 @@ from engine.backbones import FeatureExtractor, load_backbone
 from engine.detector import COCO_CATEGORIES, load_detector
 from engine.embed import embed_images
 from engine.errors import InvalidRequestError
+from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
@@ -308,10 +309,22 @@ class SearchEngine:
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
         return RegionSearch(False, matches, (width, height))
 
-    def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
-        """"More like this": search with an indexed image's stored vector."""
+    def explain_match(self, image: ImageInput, row: int) -> MatchExplanation:
+        """Why catalogue image ``row`` matched ``image``: heat maps of the parts of each that look like the other
+        (``engine.explain``). Raises ``ImageDecodeError`` for bad images."""
+        self._check_row(row)
+        photo = load_image(image, min_side=EXPLAIN_SIDE, max_side=self.settings.search_max_side)
+        photo_vector = embed_images(self.extractor, [photo])[0]
+        product = load_image(self.item_path(self.stored.items[row]), min_side=EXPLAIN_SIDE)
+        return explain_match(self.extractor, photo, photo_vector, product, self.stored.vectors[row])
+
+    def _check_row(self, row: int) -> None:
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.items):
             raise InvalidRequestError(f"no catalogue image number {row!r}; pick one of the results shown")
+
+    def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
+        """"More like this": search with an indexed image's stored vector."""
+        self._check_row(row)
         return self.search_vector(self.stored.vectors[row], k, category)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto") -> SearchResponse:

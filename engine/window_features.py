@@ -82,10 +82,12 @@ class WindowCandidates:
     probabilities: np.ndarray
 
 
-def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image) -> tuple[torch.Tensor, float, float]:
-    """The proposal pass: feature map cells [h, w, C] of the photo, and the x and y scale from cells' pixels back to the photo's."""
+def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image,
+                         side: int = PROPOSAL_SIDE) -> tuple[torch.Tensor, float, float]:
+    """The proposal pass: feature map cells [h, w, C] of the photo at ``side`` px on its longer side, and the x and
+    y scale from cells' pixels back to the photo's."""
     width, height = image.size
-    scale = PROPOSAL_SIDE / max(width, height)
+    scale = side / max(width, height)
     new_w = max(STRIDE, round(width * scale / STRIDE) * STRIDE)
     new_h = max(STRIDE, round(height * scale / STRIDE) * STRIDE)
     resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)

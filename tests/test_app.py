@@ -150,6 +150,10 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
             assert page.locator("#summary").bounding_box()["y"] < results.first.bounding_box()["y"]
             page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
             if width == 1280:
+                # A click on a result: the product, why it matched the photo, and more like it.
+                results.first.click()
+                page.locator("#why img").first.wait_for(timeout=60_000)
+                assert "Picked:" in page.locator("#picked").inner_text()
                 # Opening "Crop by hand" brings the photo into the editor, which offers cropping only.
                 page.get_by_text("Crop by hand").click()
                 page.locator("#crop-editor canvas, #crop-editor img").first.wait_for(timeout=30_000)
@@ -205,7 +209,7 @@ def test_api_edges_get_messages(app_server):
         client.predict({"background": handle_file(str(bomb)), "layers": [], "composite": handle_file(str(bomb))},
                        4, "auto", api_name="/search_crop")
     with pytest.raises(Exception, match="Click one of the results"):
-        client.predict(4, "auto", api_name="/more_like_this")
+        client.predict(None, 4, "auto", api_name="/more_like_this")
 
 
 def test_uploads_expire(tmp_path):

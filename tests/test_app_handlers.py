@@ -94,9 +94,9 @@ def test_a_category_by_name(ready, built_store):
 
 def test_more_like_this_without_a_selection(ready):
     with pytest.raises(gr.Error, match="Click one of the results"):
-        app.more_like_this([0, 1], 4, "auto", None)
+        app.more_like_this(None, [0, 1], 4, "auto", None)
     with pytest.raises(gr.Error, match="Click one of the results"):
-        app.more_like_this([], 4, "auto", gr.SelectData(None, {"index": 0, "value": None}))
+        app.more_like_this(None, [], 4, "auto", gr.SelectData(None, {"index": 0, "value": None}))
 
 
 def test_the_crop_path_has_the_pixel_limit_and_our_messages(ready, tmp_path):
@@ -162,12 +162,17 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
     assert trims == [0]
 
 
-def test_a_picked_result_shows_its_product_and_more_like_it(ready):
+def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready, tmp_path):
+    photo = room_photo(tmp_path / "room.jpg", 1200, 600)
     rows = [item.row for item in ready.stored.items[:3]]
-    path, details, _, summary, items, new_rows = app.more_like_this(rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    path, details, why, _, summary, items, new_rows = app.more_like_this(
+        str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
     item = ready.stored.items[rows[1]]
     assert path.endswith(item.path) and details.visible and item.name in details.value
+    assert why.visible and Image.open(why.value["path"]).height == app.WHY_HEIGHT
     assert len(items) == 4 and new_rows[0] == item.row  # the picked image finds itself first
+    _, _, why, *_ = app.more_like_this(None, rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    assert not why.visible  # no photo searched before: nothing to explain
 
 
 def test_product_details_link_the_product_page_and_credit_the_creator():
