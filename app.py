@@ -382,11 +382,15 @@ def search_crop(edited: dict | None, k: int, category: str):
 
 
 @handler("Cannot search this result")
-def more_like_this(image_path: str | None, rows: list[int], k: int, category: str,
-                   selected: gr.SelectData = None):  # Gradio fills in the click only for a plain SelectData hint
+def more_like_this(image_path: str | None, rows: list[int], k: int, category: str, selected: gr.EventData = None):
     """Search again with a clicked result's catalogue photo; show the product, and why it matched the photo
-    searched before (heat maps, ``engine.explain``)."""
-    index = getattr(selected, "index", None)
+    searched before (heat maps, ``engine.explain``).
+
+    ``selected`` is the click. Gradio fills it in only for a plain event-data hint (not ``... | None``), and
+    builds a ``SelectData`` from it by subscripting the data, which an API call without a click does not
+    have; hence the raw ``EventData`` and its data read here.
+    """
+    index = (getattr(selected, "_data", None) or {}).get("index")
     if not isinstance(index, int) or not 0 <= index < len(rows or []):
         raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
