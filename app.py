@@ -467,7 +467,7 @@ CSS = """
   #results .grid-container { --grid-cols: 2 !important; }
   #main-row { flex-direction: column !important; flex-wrap: nowrap !important; }
   #photo-column, #results-column { display: contents !important; }
-  #query-image { order: 1; } #summary, #picked { order: 2; } #results { order: 3; } #regions { order: 4; }
+  #query-image { order: 1; } #summary, #picked, #why { order: 2; } #results { order: 3; } #regions { order: 4; }
   #photo-column > .form:has(#region-choice), #region-choice { order: 5; }
   #search-controls { order: 6; } #find-similar { order: 7; } #crop-by-hand { order: 8; } #examples { order: 9; }
   #results-column > .form:has(#confidences), #confidences { order: 10; }
