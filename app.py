@@ -31,7 +31,7 @@ from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import open_current
 from engine.explain import MatchExplanation, heat_overlay
-from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, check_count
+from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, parse_count
 from http_api import ApiContext, SearchSlot, create_api
 
 ROOT = Path(__file__).resolve().parent
@@ -226,12 +226,7 @@ def handler(title: str):
 
 def result_count(k) -> int:
     """The "Results" value as a whole number; the page API may send anything (a float, text, None)."""
-    if isinstance(k, float) and k.is_integer():
-        k = int(k)
-    elif isinstance(k, str) and k.strip().isdigit():
-        k = int(k)
-    check_count("Results", k, MAX_RESULTS)
-    return k
+    return parse_count("Results", k, MAX_RESULTS)
 
 
 @handler("Cannot search this image")

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, ImageDecodeError
-from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_count
+from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, parse_count
 
 # Requests that may wait for the search slot; more are told the service is busy.
 MAX_WAITING = 16
@@ -94,12 +94,6 @@ def file_url(path: str) -> str:
     return f"/gradio_api/file={quote(path)}"
 
 
-def _count(name: str, value: str, limit: int) -> int:
-    number = int(value) if value.strip().isdigit() else value
-    check_count(name, number, limit)
-    return number
-
-
 def _with_links(results: list[dict], engine: SearchEngine) -> list[dict]:
     """The CLI's result records plus each one's image URL and, where the manifest has them, its product page,
     creator and licence."""
@@ -136,8 +130,8 @@ def create_api(context: ApiContext) -> FastAPI:
                max_regions: str = Form("4", description=f"with regions: at most this many, 1-{MAX_REGIONS}")) -> dict:
         """Search the catalogue with a photo: the CLI's JSON, with result image URLs."""
         engine = ready()
-        count = _count("k", k, MAX_RESULTS)
-        region_count = _count("max_regions", max_regions, MAX_REGIONS)
+        count = parse_count("k", k, MAX_RESULTS)
+        region_count = parse_count("max_regions", max_regions, MAX_REGIONS)
         engine.check_category(category)
         data = image.file.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:

@@ -149,6 +149,17 @@ def check_count(name: str, value: object, limit: int) -> None:
         raise InvalidRequestError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
 
 
+def parse_count(name: str, value: object, limit: int) -> int:
+    """A count sent by a form or an API caller (a whole number, a float such as 8.0, or digits as text) as an int;
+    ``InvalidRequestError`` for anything else or out of 1 to ``limit``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    check_count(name, value, limit)
+    return value
+
+
 def _unknown_category(name: str, categories: list[str]) -> UnknownCategoryError:
     return UnknownCategoryError(f"unknown category {name!r}; choose auto, all or one of: {', '.join(categories)}")
 
