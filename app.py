@@ -27,6 +27,7 @@ import uvicorn
 from gradio.data_classes import FileData
 from PIL import Image, ImageDraw, ImageFont
 
+from engine.colours import NAMED_COLOURS, colours_present, rgb_to_hex
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import open_current
@@ -58,6 +59,11 @@ Click a result to search for more like it; the page then also shows why it match
 the parts of each image whose features look most like the other image as a whole are painted warm
 (what the search saw as similar, not a guarantee that those parts are the same).
 
+**Same look, other colour.** Each catalogue image's product colours (its pixels that are not the
+backdrop, grouped into a few colours) are found when the catalogue is indexed. The chips above the
+results are the colours among them; picking one ranks the 50 products nearest in look by look plus
+how much of each is that colour.
+
 **Several pieces in one photo.** A small detector trained on real photos (COCO) boxes the
 chairs, sofas, beds and tables; the search above also searches the largest of them on their own.
 For the boxes shown under your photo, the embedding network, run once on a larger copy, fills in
@@ -68,6 +74,7 @@ product filling the frame, or on a plain background, is searched whole.
 """
 
 WHOLE_PHOTO = "Whole photo"
+ANY_COLOUR = "Any colour"
 
 
 class PhotoInput(gr.Image):
@@ -141,16 +148,29 @@ def ready_engine() -> SearchEngine:
     return state.engine
 
 
-def render(response: SearchResponse) -> tuple[dict, str, list, list[int]]:
-    """Turn a response into the page's label, summary, result thumbnails and result rows."""
+# How many page outputs ``render`` fills: the label, summary, results, result rows, colour chips, vectors.
+RENDERED = 6
+
+
+def render(response: SearchResponse, new_colours: bool = True) -> tuple:
+    """Turn a response into the page's label, summary, result thumbnails, result rows, colour chips and the
+    embeddings searched (kept for refining by colour). The chips are the colours among the results, offered
+    afresh for a new search (``new_colours``), kept when these results are a colour refinement."""
     confidences = dict(sorted(response.probabilities.items(), key=lambda kv: -kv[1])[:3])
     searched = "all categories" if response.searched == ["all"] else ", ".join(response.searched)
     lines = [f"**Predicted: {response.category}** ({response.probabilities[response.category]:.0%}) · searched {searched}"]
     if not response.close_match:
         lines.append("**No close match in this catalogue.** These are the nearest items, but they do not look alike.")
     lines += [f"- {note}" for note in response.notes if not note.startswith("no close match")]
+    if response.colour:
+        lines.append(f"- refined by colour: the same look in {response.colour} first")
     items = [(r.path, f"{r.name} · {r.category} · {r.score:.2f}") for r in response.results]
-    return confidences, "\n".join(lines), items, [r.row for r in response.results]
+    # The colour is set again for a refinement: the region search, run just after a search, may have reset it.
+    chips = gr.Radio(value=response.colour or ANY_COLOUR)
+    if new_colours:
+        names = colours_present([r.colours for r in response.results])
+        chips = gr.Radio(choices=[ANY_COLOUR, *names], value=ANY_COLOUR, visible=bool(names))
+    return confidences, "\n".join(lines), items, [r.row for r in response.results], chips, response.vectors
 
 
 # glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.
@@ -289,7 +309,7 @@ def find_regions(image_path: str | None, k: int, category: str):
     here for when it is picked.
     """
     hidden = (gr.Image(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [], [])
-    unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    unchanged = (gr.skip(),) * RENDERED
     if not image_path or state.engine is None:
         return (*hidden, *unchanged)
     try:
@@ -331,7 +351,7 @@ def search_region(image_path: str | None, region_embeddings: list, choice: str, 
     (and what the CLI prints).
     """
     if not image_path or not region_embeddings or not choice:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * RENDERED
     engine = ready_engine()
     if choice == WHOLE_PHOTO:
         return render(engine.search(image_path, k=result_count(k), category=category))
@@ -365,6 +385,17 @@ class CropEditor(gr.ImageEditor):
         if file is None:
             return None
         return file.path if isinstance(file, FileData) else bytes(file)
+
+
+@handler("Cannot refine by this colour")
+def refine_by_colour(vectors: list, colour: str | None, k: int, category: str):
+    """Search the embeddings of the results shown again, the same look in the colour picked first
+    ("Any colour": as searched)."""
+    if not vectors:
+        raise InvalidRequestError("Search a photo first, then pick one of the colours found among the results.")
+    chosen = None if colour in (None, "", ANY_COLOUR) else colour
+    response = ready_engine().search_vectors(vectors, k=result_count(k), category=category, colour=chosen)
+    return render(response, new_colours=False)
 
 
 @handler("Cannot search this crop")
@@ -420,6 +451,8 @@ def product_details(item) -> str:
     parts = [f"**{item.name}** · {item.category}"]
     if item.url.startswith(("https://", "http://")):
         parts.append(f"[product page ↗]({item.url})")
+    if item.source_url.startswith(("https://", "http://")):
+        parts.append(f"[image source ↗]({item.source_url})")
     credit = " · ".join(value for value in (f"by {item.creator}" if item.creator else "", item.license) if value)
     if credit:
         parts.append(credit)
@@ -455,6 +488,13 @@ def example_photos(limit: int = 6) -> list[str]:
 
 CSS = """
 #results .caption-label { white-space: normal; font-size: 0.8rem; }
+/* Colour chips: a swatch instead of the radio dot; the picked chip is outlined. */
+#colour-chips input[type=radio] { display: none; }
+#colour-chips label { padding: 3px 10px; }
+#colour-chips label:has(input:checked) { outline: 2px solid var(--color-accent); }
+#colour-chips label::before { content: ""; display: inline-block; width: 0.9em; height: 0.9em; border-radius: 50%;
+  margin-right: 0.35em; vertical-align: -0.1em; border: 1px solid #0004; background: var(--chip, transparent); }
+#colour-chips label:first-child::before { display: none; }
 /* Phone first: the photo (small), then straight to the results (an upload searches by itself); the found
    furniture, the controls, the crop editor, the examples and the category bars after them. The two columns
    dissolve into one list, reordered. */
@@ -462,16 +502,23 @@ CSS = """
   #results .grid-container { --grid-cols: 2 !important; }
   #main-row { flex-direction: column !important; flex-wrap: nowrap !important; }
   #photo-column, #results-column { display: contents !important; }
-  #query-image { order: 1; } #summary, #picked, #why { order: 2; } #results { order: 3; } #regions { order: 4; }
+  #query-image { order: 1; } #summary, #picked, #why, #results-column > .form:has(#colour-chips) { order: 2; }
+  #results { order: 3; } #regions { order: 4; }
   #photo-column > .form:has(#region-choice), #region-choice { order: 5; }
   #search-controls { order: 6; } #find-similar { order: 7; } #crop-by-hand { order: 8; } #examples { order: 9; }
   #results-column > .form:has(#confidences), #confidences { order: 10; }
   #query-image, #regions { height: 200px !important; }
+  #colour-chips .wrap { gap: 6px !important; } #colour-chips label { font-size: 0.85rem; padding: 2px 8px; }
   #intro h1 { font-size: 1.5rem; margin-bottom: 0; } #intro p { display: none; }
 }
 /* The hand-crop editor only crops: no painting, and no clearing away the photo. */
 #crop-editor button:is([aria-label="Brush"], [aria-label="Erase"], [aria-label="Color"], [aria-label="Brush Size"], [aria-label="Clear canvas"]) { display: none !important; }
 """
+
+
+# Each colour chip's swatch: the name's reference colour (engine.colours).
+CSS += "".join(f'#colour-chips label:has(input[value="{name}"]) {{ --chip: {rgb_to_hex(rgb)}; }}\n'
+               for name, rgb in NAMED_COLOURS.items())
 
 
 def build_app() -> gr.Blocks:
@@ -528,6 +575,8 @@ def build_app() -> gr.Blocks:
                 why = gr.Image(label="Why it matched your photo: the warm parts of each look like the other, to the search "
                                "(similarity, not a guarantee)", type="filepath", interactive=False, visible=False,
                                height=WHY_HEIGHT, elem_id="why")
+                colour_choice = gr.Radio([ANY_COLOUR], value=ANY_COLOUR, label="Same look, other colour",
+                                         visible=False, elem_id="colour-chips")
                 results = gr.Gallery(
                     label="Similar products (click one for more like it)",
                     columns=4,
@@ -539,12 +588,13 @@ def build_app() -> gr.Blocks:
         rows = gr.State([])
         region_embeddings = gr.State([])
         region_boxes = gr.State([])  # (box on the marked photo, label) per region
+        query_vectors = gr.State([])  # the embeddings the results shown were searched with
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Accordion("Catalogue credits and licences", open=False):
             gr.Markdown(credits_markdown())
 
-        outputs = [confidences, summary, results, rows]
+        outputs = [confidences, summary, results, rows, colour_choice, query_vectors]
         # Whole-photo search first (quick, and the API's /search_photo), then the regions refine it.
         region_outputs = [marked, region, region_embeddings, region_boxes, *outputs]
         # Every search shares one queue slot ("search"): one search at a time for the whole page (see main).
@@ -564,6 +614,7 @@ def build_app() -> gr.Blocks:
                                                                   show_progress="hidden")
         crop_by_hand.collapse(lambda: False, None, editor_open)
         image.change(photo_for_crop, [image, editor_open], editor, show_progress="hidden")
+        colour_choice.input(refine_by_colour, [query_vectors, colour_choice, k, category], outputs, **one)
         crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop", **one)
 
         def refresh_status():

@@ -2,10 +2,11 @@
 
     curl -F image=@photo.jpg http://127.0.0.1:7860/api/search
     curl -F image=@room.jpg -F regions=true -F k=5 http://127.0.0.1:7860/api/search
+    curl -F image=@photo.jpg -F colour=mustard http://127.0.0.1:7860/api/search
     curl http://127.0.0.1:7860/api/items/PRODUCT_ID
 
 ``POST /api/search`` answers with the CLI's JSON line (``python -m engine search``), each result with the
-URL of its image (and its product page, creator and licence where the manifest has them);
+URL of its image (and its product page, image source, creator and licence where the manifest has them);
 ``GET /api/items/{id}`` describes one product; the OpenAPI description is at ``/api/docs``. The limits
 are the page's (file size, pixels, result counts); an error is JSON ``{"error": message, "status": code}``
 with the message a person can act on. Searches share one slot with the page's (``SearchSlot``), so a
@@ -22,9 +23,10 @@ from urllib.parse import quote
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from engine.colours import colours_json
 from engine.errors import InvalidRequestError, SearchError
 from engine.images import MAX_FILE_BYTES, ImageDecodeError
-from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, parse_count
+from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_colour, parse_count
 
 # Requests that may wait for the search slot; more are told the service is busy.
 MAX_WAITING = 16
@@ -101,8 +103,8 @@ def _with_links(results: list[dict], engine: SearchEngine) -> list[dict]:
     for result in results:
         item = engine.stored.items[engine.product_rows[result["id"]][0]]
         extra = {"image": file_url(result["path"])}
-        extra.update({name: value for name, value in (("url", item.url), ("creator", item.creator),
-                                                       ("license", item.license)) if value})
+        extra.update({name: value for name, value in (("url", item.url), ("source_url", item.source_url),
+                                                       ("creator", item.creator), ("license", item.license)) if value})
         linked.append({**result, **extra})
     return linked
 
@@ -127,24 +129,28 @@ def create_api(context: ApiContext) -> FastAPI:
                k: str = Form("10", description=f"results per search, 1-{MAX_RESULTS}"),
                category: str = Form("auto", description="auto, all, or a category name"),
                regions: bool = Form(False, description="find the pieces of furniture and search each"),
-               max_regions: str = Form("4", description=f"with regions: at most this many, 1-{MAX_REGIONS}")) -> dict:
+               max_regions: str = Form("4", description=f"with regions: at most this many, 1-{MAX_REGIONS}"),
+               colour: str = Form("", description="same look in this colour first: a name (red, navy ...) or #hex")
+               ) -> dict:
         """Search the catalogue with a photo: the CLI's JSON, with result image URLs."""
         engine = ready()
         count = parse_count("k", k, MAX_RESULTS)
         region_count = parse_count("max_regions", max_regions, MAX_REGIONS)
         engine.check_category(category)
+        check_colour(colour)
         data = image.file.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
             return error_response(f"the image is too large ({MAX_FILE_BYTES // 1_000_000} MB at most)", 413)
         name = image.filename or "image"
         with context.slot:
             if regions:
-                found = engine.search_regions(data, k=count, max_regions=region_count, category=category)
+                found = engine.search_regions(data, k=count, max_regions=region_count, category=category,
+                                              colour=colour)
                 line = found.to_json(name)
                 for region in line["regions"]:
                     region["results"] = _with_links(region["results"], engine)
             else:
-                line = engine.search(data, k=count, category=category).to_json(name)
+                line = engine.search(data, k=count, category=category, colour=colour).to_json(name)
         line["results"] = _with_links(line["results"], engine)
         return line
 
@@ -158,7 +164,9 @@ def create_api(context: ApiContext) -> FastAPI:
         first = engine.stored.items[rows[0]]
         return {
             "id": product_id, "name": first.name, "category": first.category, "url": first.url,
+            "source_url": first.source_url,
             "creator": first.creator, "license": first.license,
+            "colours": colours_json(first.colours),
             "images": [file_url(str(engine.item_path(engine.stored.items[row]))) for row in rows],
         }
 

@@ -6,7 +6,8 @@ A catalogue is a folder laid out as either
     <category>/<product_id>/<images>   several images of one product
 
 with an optional ``manifest.csv`` or ``manifest.json`` at its root that adds
-per-product fields (``name``, ``url``, ``creator``, ``license``, ``source``).
+per-product fields (``name``, ``url`` (its product page), ``creator``, ``license``, ``source``,
+``source_url`` (where the image or its 3D model comes from)).
 Files that are not images by extension are reported, never fatal; whether an
 image actually decodes is found out when it is embedded.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from engine.errors import SearchError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-MANIFEST_FIELDS = ("name", "url", "creator", "license", "source")
+MANIFEST_FIELDS = ("name", "url", "creator", "license", "source", "source_url")
 # Files a catalogue folder commonly holds that are not catalogue images and not worth reporting.
 IGNORED_NAMES = {"manifest.csv", "manifest.json", "README.md", "CREDITS.md", ".DS_Store", "Thumbs.db"}
 
@@ -45,6 +46,7 @@ class CatalogItem:
     creator: str = ""
     license: str = ""
     source: str = ""
+    source_url: str = ""
 
 
 @dataclass

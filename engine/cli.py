@@ -14,7 +14,7 @@ from engine.catalog import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
 from engine.index_store import open_store, read_meta
 from engine.indexing import catalogue_matches, index_catalog
-from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_count
+from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_colour, check_count
 from engine.window_scorer import region_ranking
 
 
@@ -31,7 +31,8 @@ def run_index(args: argparse.Namespace) -> int:
     if report.repaired:
         print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it, reusing every intact vector")
     print(f"indexed {report.images} images into {report.store} with {report.backbone} in {report.seconds:.1f} s")
-    print(f"  embedded {report.embedded}, reused {report.reused} unchanged, removed {report.removed}")
+    coloured = f" (colours computed for {report.coloured})" if report.coloured else ""
+    print(f"  embedded {report.embedded}, reused {report.reused} unchanged{coloured}, removed {report.removed}")
     for category, images in report.images_per_category.items():
         print(f"  {category:<12} {report.products_per_category[category]:>5} products {images:>6} images")
     if report.skipped:
@@ -69,6 +70,7 @@ def run_search(args: argparse.Namespace) -> int:
     check_count("--k", args.k, MAX_RESULTS)
     if args.regions:
         check_count("--max-regions", args.max_regions, MAX_REGIONS)
+    check_colour(args.colour)
     queries = query_paths(args.images)
     engine = SearchEngine.open(args.store, gallery=args.gallery)
     engine.check_category(args.category)
@@ -76,9 +78,10 @@ def run_search(args: argparse.Namespace) -> int:
     for shown, path in queries:
         try:
             if args.regions:
-                line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category).to_json(shown)
+                line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category,
+                                             colour=args.colour).to_json(shown)
             else:
-                line = engine.search(path, k=args.k, category=args.category).to_json(shown)
+                line = engine.search(path, k=args.k, category=args.category, colour=args.colour).to_json(shown)
         except SearchError as error:
             failures += 1
             line = {"query": shown, "error": str(error)}
@@ -127,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--store", required=True)
     search.add_argument("--k", type=int, default=10, help="number of products per query (default 10)")
     search.add_argument("--category", default="auto", help="auto (default), all, or a category name")
+    search.add_argument("--colour", "--color", metavar="NAME_OR_HEX",
+                        help="same look in this colour first: a name (red, mustard, navy, ...) or a hex code (#2d55a0)")
     search.add_argument("--gallery", help="where the catalogue images are, if moved since indexing")
     search.add_argument("--regions", action="store_true",
                         help="find each piece of furniture in the photo and search it on its own (adds \"regions\")")

@@ -4,7 +4,7 @@ A store folder holds complete, immutable versions and a pointer to the live one:
 
     <store>/CURRENT                  name of the live version (replaced atomically)
     <store>/versions/<version>/
-        meta.json                    backbone spec, items (product, category, path, digest)
+        meta.json                    backbone spec, items (product, category, path, digest, colours)
         vectors.npy                  every item's embedding, so updates never re-embed old images
         classifier.npz               the category classifier
         all.usearch, <category>.usearch   cosine HNSW indexes; keys are row numbers of vectors.npy
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -30,9 +31,13 @@ from usearch.index import Index
 from engine.backbone_specs import BACKBONES, BackboneSpec
 from engine.catalog import CatalogItem
 from engine.classify import CategoryClassifier
+from engine.colours import COLOUR_METHOD, Colour
 from engine.errors import SearchError
 
-FORMAT_VERSION = 1
+# 2: items carry their product's dominant colours. A format-1 store is stale, and indexing updates it
+# without re-embedding (its vectors are reused, the colours computed).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 ALL = "all"  # name of the index over every category
 
 
@@ -54,6 +59,7 @@ class IndexedItem(CatalogItem):
 
     row: int
     digest: str  # content hash of the image file when it was embedded
+    colours: tuple[Colour, ...] = ()  # the product's dominant colours in this image (engine.colours)
 
 
 @dataclass
@@ -138,6 +144,7 @@ def save_index(
         categories=list(classifier.categories),
         items=list(items),
         skipped=[tuple(entry) for entry in skipped],
+        colour_method=COLOUR_METHOD,
     )
     # meta.json last: a version folder without it is an unfinished write.
     _atomic_write_text(folder / "meta.json", meta.to_json())
@@ -168,6 +175,7 @@ class StoreMeta:
     categories: list[str]
     items: list[IndexedItem]
     skipped: list[tuple[str, str]]
+    colour_method: int = 0  # engine.colours.COLOUR_METHOD the items' colours were computed with (0: none)
 
     @property
     def backbone_name(self) -> str:
@@ -191,8 +199,8 @@ class StoreMeta:
             raise broken(f"not valid JSON: {error}") from None
         if not isinstance(data, dict):
             raise broken(f"expected a JSON object, found {type(data).__name__}")
-        if data.get("format_version") != FORMAT_VERSION:
-            # An older or newer layout: not damage, but this code cannot read it.
+        if data.get("format_version") not in READABLE_FORMATS:
+            # A newer or unknown layout: not damage, but this code cannot read it.
             raise StaleIndexError(
                 f"the index uses store format {data.get('format_version')}, this version reads {FORMAT_VERSION}; "
                 "rebuild it with python -m engine index"
@@ -205,24 +213,47 @@ class StoreMeta:
             raise broken("the backbone has no name")
         if not all(isinstance(c, str) and c for c in data["categories"]):
             raise broken("a category name is not a string")
-        fields = {f.name: f.type for f in dataclasses.fields(IndexedItem)}
+        fields = {f.name for f in dataclasses.fields(IndexedItem)}
+        if data["format_version"] == 1:
+            fields.discard("colours")
         items = []
         for row, entry in enumerate(data["items"]):
-            if not isinstance(entry, dict) or set(entry) != set(fields):
+            if not isinstance(entry, dict) or set(entry) != fields:
                 raise broken(f"item {row} does not have exactly the fields {', '.join(sorted(fields))}")
             if not isinstance(entry["row"], int) or entry["row"] != row:
                 raise broken(f"item {row} says it is row {entry['row']!r}")
-            if not all(isinstance(entry[name], str) for name in fields if name != "row"):
+            if not all(isinstance(entry[name], str) for name in fields - {"row", "colours"}):
                 raise broken(f"item {row} has a field that is not text")
             if entry["category"] not in data["categories"]:
                 raise broken(f"item {row} is in category {entry['category']!r}, which the store does not list")
-            items.append(IndexedItem(**entry))
+            colours = _read_colours(entry.get("colours", []))
+            if colours is None:
+                raise broken(f"item {row} has colours that are not a list of {{hex, share}} entries")
+            items.append(IndexedItem(**{**entry, "colours": colours}))
         skipped = []
         for entry in data["skipped"]:
             if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)):
                 raise broken("a skipped-file entry is not a [path, reason] pair")
             skipped.append((entry[0], entry[1]))
-        return cls(FORMAT_VERSION, data["created"], data["backbone"], data["gallery"], data["categories"], items, skipped)
+        colour_method = data.get("colour_method", 0)
+        if not isinstance(colour_method, int):
+            raise broken("'colour_method' is not a whole number")
+        return cls(data["format_version"], data["created"], data["backbone"], data["gallery"], data["categories"],
+                   items, skipped, colour_method)
+
+
+def _read_colours(entries: object) -> tuple[Colour, ...] | None:
+    """An item's stored colours, or None when they are malformed."""
+    if not isinstance(entries, list):
+        return None
+    colours = []
+    for entry in entries:
+        if not (isinstance(entry, dict) and set(entry) == {"hex", "share"} and isinstance(entry["hex"], str)
+                and re.fullmatch(r"#[0-9a-f]{6}", entry["hex"]) and isinstance(entry["share"], (int, float))
+                and 0 <= entry["share"] <= 1):
+            return None
+        colours.append(Colour(entry["hex"], float(entry["share"])))
+    return tuple(colours)
 
 
 REPAIR_HINT = "repair the store with python -m engine index"
@@ -318,6 +349,13 @@ def load_index(store: str | Path, backbone: BackboneSpec) -> StoredIndex:
     """
     folder = current_version(store)
     meta = read_version_meta(folder)
+    if meta.format_version != FORMAT_VERSION or meta.colour_method != COLOUR_METHOD:
+        what = (f"store format {meta.format_version}, without product colours" if meta.format_version != FORMAT_VERSION
+                else f"product colours of method {meta.colour_method}, this version computes method {COLOUR_METHOD}")
+        raise StaleIndexError(
+            f"the index in {store} was built by an older version ({what}); "
+            f"{REPAIR.format(store=store).replace('repair it', 'update it')} (its vectors are reused)"
+        )
     check_compatible(meta, backbone)
     vectors = load_vectors(folder, meta, backbone)
     damaged = f"the index in {store} is damaged ({{}}); {REPAIR.format(store=store)}"

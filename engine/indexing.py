@@ -1,8 +1,9 @@
 """Build or update a store from a catalogue folder.
 
 Indexing is a sync: images whose content is unchanged since the last build
-keep their stored vectors, new or changed ones are embedded, removed ones are
-dropped. Switching backbone re-embeds everything.
+keep their stored vectors and colours, new or changed ones are embedded and
+their product's dominant colours computed, removed ones are dropped. Switching
+backbone re-embeds everything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from engine.backbones import load_backbone
 from engine.catalog import CatalogError, CatalogItem, file_digest, scan_catalog
 from engine.classify import fit_classifier
+from engine.colours import COLOUR_METHOD, Colour, dominant_colours
 from engine.embed import embed_images
 from engine.errors import SearchError
 from engine.images import ImageDecodeError, load_image
@@ -57,11 +59,16 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     repaired: str = ""  # what was wrong with the store before this run ("" if nothing)
+    coloured: int = 0  # reused images whose colours were computed (their store had none, or an older method's)
 
 
-def _previous_vectors(store: Path, spec: BackboneSpec) -> dict[str, np.ndarray]:
-    """Vectors a rebuild may reuse, keyed by image digest: the live version's, or when that is damaged the newest
-    intact older version's; empty when none was built with ``spec`` as defined today."""
+Previous = dict[str, tuple[np.ndarray, tuple[Colour, ...]]]  # image digest -> (vector, colours)
+
+
+def _previous_vectors(store: Path, spec: BackboneSpec) -> Previous:
+    """Vectors and colours a rebuild may reuse, keyed by image digest: the live version's, or when that is
+    damaged or of an older format the newest intact version's; empty when none was built with ``spec`` as
+    defined today."""
     versions = store / "versions"
     folders = []
     try:
@@ -77,7 +84,8 @@ def _previous_vectors(store: Path, spec: BackboneSpec) -> dict[str, np.ndarray]:
             vectors = load_vectors(folder, meta, spec)
         except SearchError:
             continue
-        return {item.digest: vectors[item.row] for item in meta.items}
+        current = meta.colour_method == COLOUR_METHOD  # colours of another method are recomputed
+        return {item.digest: (vectors[item.row], item.colours if current else ()) for item in meta.items}
     return {}
 
 
@@ -117,7 +125,7 @@ def index_catalog(
         repaired = str(error)
     previous_count = len(stored.items) if stored else 0
     if stored is not None and stored.backbone == spec:
-        previous = {item.digest: stored.vectors[item.row] for item in stored.items}
+        previous = {item.digest: (stored.vectors[item.row], item.colours) for item in stored.items}
     else:  # a damaged store (salvage what is intact), or another backbone (nothing to reuse)
         previous = _previous_vectors(store, spec)
 
@@ -129,35 +137,44 @@ def index_catalog(
         except OSError as error:
             skipped.append((item.path, f"cannot be read ({error.strerror or error})"))
     to_embed = [i for i, (_, digest) in enumerate(readable) if digest not in previous]
+    # Images from a store without colours (format 1) or with another method's: only their colours are computed.
+    to_colour = [i for i, (_, digest) in enumerate(readable) if digest in previous and not previous[digest][1]]
     new_vectors: dict[int, np.ndarray] = {}
-    if to_embed:
-        extractor = load_backbone(backbone)
-        for start in range(0, len(to_embed), batch_size):
-            chunk, images = [], []
-            for i in to_embed[start : start + batch_size]:
-                try:
-                    images.append(load_image(catalog.root / readable[i][0].path, min_side=spec.preprocessing.size))
-                    chunk.append(i)
-                except ImageDecodeError as error:
-                    skipped.append((readable[i][0].path, str(error)))
+    new_colours: dict[int, tuple[Colour, ...]] = {}
+    extractor = load_backbone(backbone) if to_embed else None
+    work = to_embed + to_colour
+    for start in range(0, len(work), batch_size):
+        chunk, images = [], []
+        for i in work[start : start + batch_size]:
+            try:
+                image = load_image(catalog.root / readable[i][0].path, min_side=spec.preprocessing.size)
+            except ImageDecodeError as error:
+                skipped.append((readable[i][0].path, str(error)))
+                continue
+            new_colours[i] = dominant_colours(image)
+            if readable[i][1] not in previous:
+                images.append(image)
+                chunk.append(i)
+        if images:
             for i, vector in zip(chunk, embed_images(extractor, images, batch_size)):
                 new_vectors[i] = vector
-            if progress:
-                progress(min(start + batch_size, len(to_embed)), len(to_embed))
+        if progress:
+            progress(min(start + batch_size, len(work)), len(work))
 
-    kept: list[tuple[CatalogItem, str, np.ndarray]] = []
+    kept: list[tuple[CatalogItem, str, np.ndarray, tuple[Colour, ...]]] = []
     for i, (item, digest) in enumerate(readable):
-        vector = previous.get(digest) if i not in new_vectors else new_vectors[i]
-        if vector is not None:
-            kept.append((item, digest, vector))
+        vector, colours = previous.get(digest, (None, ()))
+        vector, colours = new_vectors.get(i, vector), new_colours.get(i, colours)
+        if vector is not None and colours:
+            kept.append((item, digest, vector, colours))
     if not kept:
         raise CatalogError(f"none of the images in {catalog.root} could be read; nothing to index")
 
     items = [
-        IndexedItem(row=row, digest=digest, **dataclasses.asdict(item))
-        for row, (item, digest, _) in enumerate(kept)
+        IndexedItem(row=row, digest=digest, colours=colours, **dataclasses.asdict(item))
+        for row, (item, digest, _, colours) in enumerate(kept)
     ]
-    vectors = np.stack([vector for _, _, vector in kept]).astype(np.float32)
+    vectors = np.stack([vector for _, _, vector, _ in kept]).astype(np.float32)
     classifier = fit_classifier(vectors, [item.category for item in items])
     save_index(store, spec, catalog.root, items, vectors, classifier, skipped)
 
@@ -174,6 +191,7 @@ def index_catalog(
         skipped=skipped,
         seconds=time.perf_counter() - started,
         repaired=repaired,
+        coloured=len([i for i in to_colour if i in new_colours]),
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from engine.backbones import FeatureExtractor, load_backbone
+from engine.colours import RGB, Colour, colour_table, colours_json, parse_colour, table_match
 from engine.detector import COCO_CATEGORIES, load_detector
 from engine.embed import embed_images
 from engine.errors import InvalidRequestError
@@ -59,6 +60,21 @@ class SearchResult:
     url: str = ""
     creator: str = ""
     license: str = ""
+    colours: tuple[Colour, ...] = ()  # the product's dominant colours in that image
+    colour_match: float = 0.0  # with a colour asked for: how much of the product is that colour, 0 to 1
+
+
+def result_json(result: SearchResult) -> dict:
+    """One result as the CLI and the HTTP API print it."""
+    return {
+        "id": result.product_id,
+        "name": result.name,
+        "category": result.category,
+        "score": round(result.score, 4),
+        "path": result.path,
+        "colours": colours_json(result.colours),
+        "colour_match": round(result.colour_match, 4),
+    }
 
 
 @dataclass
@@ -71,6 +87,8 @@ class SearchResponse:
     results: list[SearchResult]
     close_match: bool  # False when even the best hit is too far to call similar
     notes: list[str] = field(default_factory=list)
+    colour: str = ""  # the colour the results were refined by, as asked ("" for none)
+    vectors: list[np.ndarray] = field(default_factory=list, repr=False)  # the embeddings searched (to refine again)
 
     def to_json(self, query: str) -> dict:
         """The CLI's JSON line for this response."""
@@ -81,10 +99,8 @@ class SearchResponse:
             "searched": self.searched,
             "close_match": self.close_match,
             "notes": self.notes,
-            "results": [
-                {"id": r.product_id, "name": r.name, "category": r.category, "score": round(r.score, 4), "path": r.path}
-                for r in self.results
-            ],
+            "colour": self.colour,
+            "results": [result_json(r) for r in self.results],
         }
 
 
@@ -128,19 +144,24 @@ class RegionSearch:
 def merge_responses(responses: list[SearchResponse], k: int, settings: SearchSettings = DEFAULT_SETTINGS) -> SearchResponse:
     """One response from searches of the same photo (whole, pieces): each product at its best similarity; the
     category, probabilities and notes of the search whose best hit is the best."""
+    def rank(result: SearchResult) -> float:
+        return look_and_colour(result.score, result.colour_match, settings)
+
     best: dict[str, SearchResult] = {}
     for response in responses:
         for result in response.results:
-            if result.product_id not in best or result.score > best[result.product_id].score:
+            if result.product_id not in best or rank(result) > rank(best[result.product_id]):
                 best[result.product_id] = result
-    results = sorted(best.values(), key=lambda result: result.score, reverse=True)[:k]
+    results = sorted(best.values(), key=rank, reverse=True)[:k]
     leading = max(responses, key=lambda response: response.results[0].score if response.results else -1.0)
     close_match = bool(results) and results[0].score >= settings.no_match_similarity
     notes = [note for note in leading.notes if not note.startswith("no close match")]
     if results and not close_match:
         notes.append(_no_match_note(results[0].score))
     searched = list(dict.fromkeys(name for response in responses for name in response.searched))
-    return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes)
+    vectors = [vector for response in responses for vector in response.vectors]
+    return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes,
+                          leading.colour, vectors)
 
 
 def check_count(name: str, value: object, limit: int) -> None:
@@ -174,6 +195,17 @@ def ranked_score(similarity, category_probability, settings: SearchSettings = DE
     Element-wise on NumPy arrays too, so that the benchmarks rank exactly as the engine does.
     """
     return similarity + settings.category_prior_weight * np.log(np.maximum(category_probability, 1e-30))
+
+
+def look_and_colour(similarity, colour_match, settings: SearchSettings = DEFAULT_SETTINGS):
+    """What a search refined by colour ranks by: look similarity plus ``colour_weight`` x how much of the
+    product is the colour asked for (0 to 1; 0 when none is asked)."""
+    return similarity + settings.colour_weight * colour_match
+
+
+def check_colour(colour: str | None) -> RGB | None:
+    """The colour asked for as RGB (None when none is); ``InvalidRequestError`` for one not understood."""
+    return parse_colour(colour) if colour else None
 
 
 def choose_categories(
@@ -220,6 +252,8 @@ class SearchEngine:
                               if settings.use_window_scorer else None)
         if settings.use_window_scorer and self.window_scorer is None:
             log.warning("region search: %s", region_ranking(extractor.spec.name, stored.classifier.categories))
+        # Every image's dominant colours, in one table, for refining by colour.
+        self._colour_labs, self._colour_shares = colour_table([item.colours for item in stored.items])
         # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
         knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
         self.detector = load_detector() if knows and settings.use_detector else None
@@ -258,7 +292,7 @@ class SearchEngine:
         decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=self.settings.search_max_side)
         return embed_images(self.extractor, [decoded])[0]
 
-    def search(self, image: ImageInput, k: int = 10, category: str = "auto") -> SearchResponse:
+    def search(self, image: ImageInput, k: int = 10, category: str = "auto", colour: str | None = None) -> SearchResponse:
         """Find the ``k`` products most similar to ``image``.
 
         ``category`` is "auto" (predict it, widen the search when unsure),
@@ -266,15 +300,28 @@ class SearchEngine:
         knows, the chairs, sofas, beds or tables it finds in the photo are searched
         too (a chair photographed among other furniture; only pieces of the asked
         category when one is asked), and each product keeps its best match over the
-        whole photo and those pieces. Raises ``ImageDecodeError`` for bad images.
+        whole photo and those pieces. ``colour`` (a name or hex code) refines the
+        results: the same look in that colour first. Raises ``ImageDecodeError`` for
+        bad images, ``InvalidRequestError`` for a bad count, category or colour.
         """
         check_count("k", k, MAX_RESULTS)
         self.check_category(category)
+        check_colour(colour)
         if self.detector is None:
-            return self.search_vector(self.embed(image), k, category)
+            return self.search_vectors([self.embed(image)], k, category, colour)
         decoded = load_image(image, min_side=self.settings.detection_min_side, max_side=self.settings.search_max_side)
         vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
-        responses = [self.search_vector(vector, k, category) for vector in vectors]
+        return self.search_vectors(list(vectors), k, category, colour)
+
+    def search_vectors(self, vectors: list[np.ndarray], k: int = 10, category: str = "auto",
+                       colour: str | None = None) -> SearchResponse:
+        """Search with embeddings of one photo (the whole photo, its pieces), each product at its best match.
+
+        A response's ``vectors`` can be passed back here to refine it (another colour, another count).
+        """
+        if not len(vectors):
+            raise InvalidRequestError("nothing to search: search a photo first")
+        responses = [self.search_vector(vector, k, category, colour) for vector in vectors]
         return merge_responses(responses, k, self.settings) if len(responses) > 1 else responses[0]
 
     def main_pieces(self, decoded: Image.Image, category: str = "auto") -> list[Image.Image]:
@@ -287,7 +334,7 @@ class SearchEngine:
         return [crop_region(decoded, piece.box) for piece in pieces[: self.settings.main_pieces]]
 
     def search_regions(
-        self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto"
+        self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto", colour: str | None = None
     ) -> RegionSearch:
         """Find the furniture in a (possibly cluttered) photo and search each piece on its own.
 
@@ -295,12 +342,14 @@ class SearchEngine:
         proposal pass (``category`` as in ``search``; "auto" predicts it from
         that embedding). A category name also asks the proposal for pieces of
         that category only ("the chairs in this room"). A product shot (one
-        dominant object) is searched whole instead. Raises ``ImageDecodeError``
-        for bad images, ``UnknownCategoryError`` for a category not in the index.
+        dominant object) is searched whole instead. ``colour`` refines each
+        region's results as in ``search``. Raises ``ImageDecodeError`` for bad
+        images, ``UnknownCategoryError`` for a category not in the index.
         """
         check_count("k", k, MAX_RESULTS)
         check_count("max_regions", max_regions, MAX_REGIONS)
         self.check_category(category)
+        check_colour(colour)
         targeted = category not in ("auto", "all")
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
@@ -308,7 +357,7 @@ class SearchEngine:
                                   category if targeted else None, self.detector)
         if is_product_shot(decoded, regions):
             vector = embed_images(self.extractor, [decoded])[0]
-            response = self.search_vector(vector, k, category)
+            response = self.search_vector(vector, k, category, colour)
             whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
             return RegionSearch(True, [RegionMatch(whole, response)], (width, height))
         scale_x, scale_y = width / decoded.width, height / decoded.height
@@ -316,7 +365,7 @@ class SearchEngine:
         for region in regions:
             x0, y0, x1, y1 = region.box
             box = (round(x0 * scale_x), round(y0 * scale_y), min(width, round(x1 * scale_x)), min(height, round(y1 * scale_y)))
-            response = self.search_vector(region.embedding, k, category)
+            response = self.search_vector(region.embedding, k, category, colour)
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
         return RegionSearch(False, matches, (width, height))
 
@@ -333,39 +382,49 @@ class SearchEngine:
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.items):
             raise InvalidRequestError(f"no catalogue image number {row!r}; pick one of the results shown")
 
-    def search_item(self, row: int, k: int = 10, category: str = "auto") -> SearchResponse:
+    def search_item(self, row: int, k: int = 10, category: str = "auto", colour: str | None = None) -> SearchResponse:
         """"More like this": search with an indexed image's stored vector."""
         self._check_row(row)
-        return self.search_vector(self.stored.vectors[row], k, category)
+        return self.search_vector(self.stored.vectors[row], k, category, colour)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto") -> SearchResponse:
-        """Search with an already computed unit embedding."""
+    def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto",
+                      colour: str | None = None) -> SearchResponse:
+        """Search with an already computed unit embedding (``colour`` as in ``search``)."""
         check_count("k", k, MAX_RESULTS)
+        target = check_colour(colour)
         probabilities = dict(zip(self.categories, self.stored.classifier.predict_proba(vector)[0].tolist()))
         predicted = max(probabilities, key=probabilities.get)
         searched, notes = choose_categories(probabilities, category, self.settings)
         prior = probabilities if category == "auto" else None
-        results = self._nearest_products(vector, searched, k, prior)
+        results = self._nearest_products(vector, searched, k, prior, target)
         close_match = bool(results) and results[0].score >= self.settings.no_match_similarity
         if results and not close_match:
             notes.append(_no_match_note(results[0].score))
-        return SearchResponse(predicted, probabilities, searched, results, close_match, notes)
+        return SearchResponse(predicted, probabilities, searched, results, close_match, notes, colour or "", [vector])
 
     def _nearest_products(
-        self, vector: np.ndarray, searched: list[str], k: int, prior: dict[str, float] | None = None
+        self, vector: np.ndarray, searched: list[str], k: int, prior: dict[str, float] | None = None,
+        target: RGB | None = None,
     ) -> list[SearchResult]:
-        """Best image per product over the searched indexes, ranked by similarity (plus the category prior)."""
+        """Best image per product over the searched indexes, ranked by similarity (plus the category prior, plus
+        the colour match when a colour ``target`` is given: then among the ``colour_pool`` nearest products)."""
         best: dict[str, tuple[float, SearchResult]] = {}
+        wanted = max(k, self.settings.colour_pool) if target else k
         for name in searched:
             index = self.stored.indexes[name]
-            count = min(len(index), k * self._oversample)
+            count = min(len(index), wanted * self._oversample)
             if count == 0:
                 continue
             matches = index.search(vector, count)
-            for row, distance in zip(matches.keys.tolist(), matches.distances.tolist()):
+            rows = matches.keys.astype(np.int64)
+            colour_matches = (table_match(self._colour_labs[rows], self._colour_shares[rows], target,
+                                          self.settings.colour_width)
+                              if target else np.zeros(len(rows)))
+            for row, distance, colour_match in zip(rows.tolist(), matches.distances.tolist(), colour_matches.tolist()):
                 item = self.stored.items[row]
                 score = 1.0 - float(distance)
                 rank = float(ranked_score(score, prior[item.category], self.settings)) if prior else score
+                rank = float(look_and_colour(rank, colour_match, self.settings))
                 if item.product_id not in best or rank > best[item.product_id][0]:
                     best[item.product_id] = (
                         rank,
@@ -379,6 +438,8 @@ class SearchEngine:
                             url=item.url,
                             creator=item.creator,
                             license=item.license,
+                            colours=item.colours,
+                            colour_match=colour_match,
                         ),
                     )
         ranked = sorted(best.values(), key=lambda pair: pair[0], reverse=True)

@@ -40,6 +40,13 @@ class SearchSettings:
     # a region search at most region_max_side (its boxes are still given in the photo's pixels).
     search_max_side: int = 2048
     region_max_side: int = 1280
+    # Refining by colour ranks the colour_pool products nearest in look by similarity + colour_weight x the
+    # share of the product in the colour asked for, a product colour counting as that colour by a Gaussian
+    # of colour_width CIE94 units (engine.colours). Chosen on the bundled catalogue's colour variants
+    # (python -m benchmarks.colour).
+    colour_weight: float = 0.2
+    colour_width: float = 12.0
+    colour_pool: int = 50
     # The two trained parts, which benchmarks switch off to measure what each brings.
     use_detector: bool = True
     use_window_scorer: bool = True

@@ -14,9 +14,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
-def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", regions: bool = False) -> list[Path]:
-    """Upload ``photo``, wait for results (and the marked regions if ``regions``), save one full-page PNG
-    per viewport and the phone's first screen; returns their paths."""
+def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", regions: bool = False,
+               colour: str | None = None) -> list[Path]:
+    """Upload ``photo``, wait for results (and the marked regions if ``regions``; then pick the ``colour``
+    chip if given), save one full-page PNG per viewport and the phone's first screen; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with sync_playwright() as playwright:
@@ -29,6 +30,9 @@ def screenshot(url: str, photo: Path, out: Path, prefix: str = "screenshot", reg
             page.locator("#results img").first.wait_for(timeout=120_000)
             if regions:
                 page.locator("#regions img").first.wait_for(timeout=120_000)
+            if colour:
+                page.locator("#colour-chips label", has_text=colour).first.click()
+                page.get_by_text(f"the same look in {colour} first").wait_for(timeout=60_000)
             page.wait_for_timeout(1500)  # let thumbnails finish loading
             path = out / f"{prefix}-{name}.png"
             page.screenshot(path=str(path), full_page=True)
@@ -49,8 +53,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--prefix", default="screenshot")
     parser.add_argument("--regions", action="store_true", help="also wait for the furniture found in the photo")
+    parser.add_argument("--colour", help="then pick this colour chip (its name, as shown)")
     args = parser.parse_args()
-    for path in screenshot(args.url, args.photo, args.out, args.prefix, args.regions):
+    for path in screenshot(args.url, args.photo, args.out, args.prefix, args.regions, args.colour):
         print(path)
 
 

@@ -87,7 +87,8 @@ def test_search_through_gradio_client(app_server):
     photo = root / "query.jpg"
     draw_furniture("lamp", (200, 40, 40), 1, size=600).save(photo)
     client = Client(url, verbose=False)
-    confidences, summary, gallery = wait_until_indexed(client, photo)
+    confidences, summary, gallery, colour = wait_until_indexed(client, photo)
+    assert colour["value"] == "Any colour" and len(colour["choices"]) >= 2  # the colour chips, offered afresh
     assert confidences["label"] == "lamp"
     assert "Predicted: lamp" in summary
     assert len(gallery) == 4
@@ -107,7 +108,7 @@ def test_result_images_are_served_from_the_catalogue_not_copied(app_server):
     photo = root / "static-query.jpg"
     draw_furniture("chair", (30, 90, 200), 2, size=400).save(photo)
     wait_until_indexed(Client(url, verbose=False), photo)
-    _, _, gallery = Client(url, verbose=False, download_files=False).predict(
+    _, _, gallery, _ = Client(url, verbose=False, download_files=False).predict(
         handle_file(str(photo)), 3, "auto", api_name="/search_photo")
     catalogue = str((root / "gallery").resolve())
     assert all(item["image"]["path"].startswith(catalogue) for item in gallery)
@@ -150,6 +151,13 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
             assert page.locator("#summary").bounding_box()["y"] < results.first.bounding_box()["y"]
             page.screenshot(path=str(tmp_path / f"app-{width}.png"), full_page=True)
             if width == 1280:
+                # The colours among the results are offered as chips; picking one refines the results.
+                chips = page.locator("#colour-chips label")
+                chips.first.wait_for(timeout=30_000)
+                picked_colour = chips.nth(1).inner_text().strip()
+                chips.nth(1).click()
+                page.get_by_text(f"the same look in {picked_colour} first").wait_for(timeout=30_000)
+                assert page.locator("#colour-chips input:checked").get_attribute("value") == picked_colour
                 # A click on a result: the product, why it matched the photo, and more like it.
                 results.first.click()
                 page.locator("#why img").first.wait_for(timeout=60_000)
@@ -178,7 +186,7 @@ def test_search_the_hand_crop(app_server):
     client = Client(url, verbose=False)
     wait_until_indexed(client, root / "scene.jpg")
     edited = {"background": handle_file(str(root / "scene.jpg")), "layers": [], "composite": handle_file(str(crop))}
-    confidences, summary, gallery = client.predict(edited, 4, "auto", api_name="/search_crop")
+    confidences, summary, gallery, _ = client.predict(edited, 4, "auto", api_name="/search_crop")
     assert confidences["label"] == "lamp"
     assert "Predicted: lamp" in summary
     assert len(gallery) == 4 and all(" · lamp · " in item["caption"] for item in gallery)
@@ -202,7 +210,7 @@ def test_api_edges_get_messages(app_server):
     for k in ("abc", None, 0):
         with pytest.raises(Exception, match="Results must be a whole number"):
             client.predict(handle_file(str(photo)), k, "auto", api_name="/search_photo")
-    _, summary, gallery = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
+    _, summary, gallery, _ = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
     assert "searched chair" in summary and all(" · chair · " in item["caption"] for item in gallery)
     bomb = huge_png(root / "bomb.png")
     with pytest.raises(Exception, match="too large"):

@@ -45,7 +45,7 @@ def huge_png(path, width=20_000, height=12_000):
 
 def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg")
-    marked, choices, embeddings, boxes, _, _, first_items, _ = app.find_regions(str(photo), 4, "auto")
+    marked, choices, embeddings, boxes, _, _, first_items, *_ = app.find_regions(str(photo), 4, "auto")
     assert marked.visible
     shown = Image.open(marked.value["path"])
     assert max(shown.size) <= app.DISPLAY_SIDE  # never the 18 MP original
@@ -57,7 +57,7 @@ def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready
     picked = app.picked_box(boxes, click)
     assert picked in labels
     assert not isinstance(app.picked_box(boxes, gr.SelectData(None, {"index": [-5, -5], "value": None})), str)
-    _, _, picked_items, _ = app.search_region(str(photo), embeddings, labels[0], 4, "auto")
+    _, _, picked_items, *_ = app.search_region(str(photo), embeddings, labels[0], 4, "auto")
     assert picked_items == first_items
     with pytest.raises(gr.Error, match="no region"):
         app.search_region(str(photo), embeddings, "9. lamp (50%)", 4, "auto")
@@ -86,7 +86,7 @@ def test_result_counts_from_the_api_may_be_floats_or_text(ready, built_store):
 def test_a_category_by_name(ready, built_store):
     gallery, _ = built_store
     photo = str(gallery / "lamp" / "lamp-0" / "view0.jpg")
-    _, summary, items, _ = app.search_photo(photo, 4, "chair")
+    _, summary, items, *_ = app.search_photo(photo, 4, "chair")
     assert "searched chair" in summary and all(" · chair · " in caption for _, caption in items)
     with pytest.raises(gr.Error, match="unknown category 'wardrobe'"):
         app.search_photo(photo, 4, "wardrobe")
@@ -165,7 +165,7 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
 def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg", 1200, 600)
     rows = [item.row for item in ready.stored.items[:3]]
-    path, details, why, _, summary, items, new_rows = app.more_like_this(
+    path, details, why, _, summary, items, new_rows, *_ = app.more_like_this(
         str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
     item = ready.stored.items[rows[1]]
     assert path.endswith(item.path) and details.visible and item.name in details.value
@@ -179,8 +179,36 @@ def test_product_details_link_the_product_page_and_credit_the_creator():
     from types import SimpleNamespace
 
     shop = SimpleNamespace(name="Oak chair", category="chair", url="https://shop.example/oak-chair",
-                           creator="Doug C", license="CC0")
+                           creator="Doug C", license="CC0", source_url="")
     assert app.product_details(shop) == ("Picked: **Oak chair** · chair · [product page ↗](https://shop.example/oak-chair)"
                                          " · by Doug C · CC0 — below, more like it.")
-    odd = SimpleNamespace(name="Lamp", category="lamp", url="javascript:alert(1)", creator="", license="")
+    odd = SimpleNamespace(name="Lamp", category="lamp", url="javascript:alert(1)", creator="", license="",
+                          source_url="javascript:alert(2)")
     assert app.product_details(odd) == "Picked: **Lamp** · lamp — below, more like it."
+
+
+def test_the_bundled_catalogue_links_each_render_to_its_models_source():
+    from engine.catalog import scan_catalog
+
+    items = scan_catalog(app.ROOT / "reference_gallery").items
+    assert all(item.source_url.startswith(("https://", "http://")) for item in items)
+    blend_swap = next(item for item in items if item.product_id == "chair-bs0-armchair")
+    assert "[image source ↗](http://www.blendswap.com)" in app.product_details(blend_swap)
+
+
+def test_colour_chips_offer_the_results_colours_and_a_pick_refines_them(ready, built_store):
+    gallery, _ = built_store
+    photo = str(gallery / "chair" / "chair-0" / "view0.jpg")
+    _, _, items, rows, chips, vectors = app.search_photo(photo, 4, "auto")
+    assert chips.visible and chips.choices[0][0] == app.ANY_COLOUR and len(chips.choices) >= 2
+    colour = chips.choices[-1][0]
+    _, summary, refined, _, kept_chips, _ = app.refine_by_colour(vectors, colour, 4, "auto")
+    assert f"refined by colour: the same look in {colour} first" in summary
+    # The chips stay as offered, not replaced by the refined results' colours; the one picked stays picked.
+    assert kept_chips.value == colour and kept_chips.choices != chips.choices
+    engine_first = ready.search_vectors(vectors, k=4, colour=colour).results[0]
+    assert refined[0][0] == engine_first.path
+    _, _, unrefined, *_ = app.refine_by_colour(vectors, app.ANY_COLOUR, 4, "auto")
+    assert unrefined == items
+    with pytest.raises(gr.Error, match="Search a photo first"):
+        app.refine_by_colour([], "red", 4, "auto")

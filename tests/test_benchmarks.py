@@ -35,3 +35,14 @@ def test_whitening_decorrelates_catalogue():
 def test_threshold_separates_and_distractors_are_images():
     assert 0.5 < suggest_threshold([0.8, 0.9, 0.95], [0.2, 0.3, 0.5]) <= 0.8
     assert all(image.mode == "RGB" for image in non_furniture_images(count=5, size=(64, 48)))
+
+
+def test_colour_benchmark_pairs_each_recolouring_with_its_original():
+    from benchmarks.colour import main_colour, variant_pairs
+    from engine.colours import Colour
+
+    products = {"bed1", "bed1-blue", "bed1-dusty", "sofa-red", "chair-x-teal", "chair-x"}
+    assert variant_pairs(products) == [("bed1", "bed1-blue", "blue"), ("chair-x", "chair-x-teal", "teal")]
+    images = [(Colour("#f5f5f5", 0.5), Colour("#2850b0", 0.4)), (Colour("#2850b0", 0.6),)]
+    assert main_colour(images).name == "blue"
+    assert main_colour(images, avoid={"blue"}).name == "white"

@@ -20,7 +20,7 @@ def test_index_search_info_round_trip(gallery, tmp_path, capsys):
     assert set(answer["probabilities"]) == {"chair", "lamp", "table"}
     assert answer["searched"] == ["chair"]
     assert len(answer["results"]) == 3
-    assert set(answer["results"][0]) == {"id", "name", "category", "score", "path"}
+    assert set(answer["results"][0]) == {"id", "name", "category", "score", "path", "colours", "colour_match"}
     assert answer["results"][0]["id"] == "chair-3"
 
     assert main(["info", "--store", str(store)]) == 0
@@ -60,3 +60,14 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path, capsys, built_store):
     Image.new("RGB", (64, 64), "red").save(query)
     assert main(["search", "--store", str(store), "--category", "wardrobe", str(query)]) == 2
     assert "unknown category 'wardrobe'" in capsys.readouterr().err
+
+
+def test_search_by_colour_and_a_colour_not_understood(built_store, capsys):
+    gallery, store = built_store
+    query = gallery / "lamp" / "lamp-1" / "view0.jpg"
+    assert main(["search", "--store", str(store), "--k", "2", "--colour", "navy", str(query)]) == 0
+    answer = json.loads(capsys.readouterr().out.strip())
+    assert answer["colour"] == "navy" and all(0 <= r["colour_match"] <= 1 for r in answer["results"])
+    assert {"hex", "name", "share"} == set(answer["results"][0]["colours"][0])
+    assert main(["search", "--store", str(store), "--colour", "bluish", str(query)]) == 2
+    assert "unknown colour 'bluish'" in capsys.readouterr().err

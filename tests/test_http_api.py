@@ -40,6 +40,15 @@ def test_search_answers_with_the_cli_json_and_image_urls(client, search_engine):
     assert first["image"].startswith("/gradio_api/file=") and first["image"].endswith(".jpg")
 
 
+def test_a_colour_refines_and_items_list_their_colours(client, search_engine):
+    answer = client.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))}, data={"colour": "#c81e28"})
+    assert answer.status_code == 200 and answer.json()["colour"] == "#c81e28"
+    first = answer.json()["results"][0]
+    assert first["colour_match"] >= 0 and first["colours"][0]["name"]
+    described = client.get(f"/api/items/{first['id']}").json()
+    assert described["colours"] and set(described["colours"][0]) == {"hex", "name", "share"}
+
+
 def test_regions_and_a_category_by_name(client, tmp_path):
     photo = room_photo(tmp_path / "room.jpg", 1600, 800).read_bytes()
     line = client.post("/api/search", files={"image": ("room.jpg", photo)},
@@ -57,6 +66,7 @@ def test_regions_and_a_category_by_name(client, tmp_path):
     ({"k": "0"}, None, 400, "k must be a whole number"),
     ({"max_regions": "-1", "regions": "true"}, None, 400, "max_regions must be a whole number"),
     ({"category": "wardrobe"}, None, 400, "unknown category 'wardrobe'"),
+    ({"colour": "bluish"}, None, 400, "unknown colour 'bluish'"),
 ])
 def test_bad_requests_get_json_errors_with_our_messages(client, data, upload, status, message):
     answer = client.post("/api/search", files={"image": upload or ("chair.jpg", jpeg("chair"))}, data=data)

@@ -106,3 +106,29 @@ def test_items_must_match_vectors(tmp_path):
         save_index(tmp_path, SPEC, tmp_path, items[:-1], vectors, classifier)
     meta_files = list(tmp_path.rglob("meta.json"))
     assert meta_files == [] or all(json.loads(p.read_text()) for p in meta_files)
+
+
+def test_items_keep_their_colours_and_bad_colours_are_damage(tmp_path):
+    from engine.colours import Colour
+
+    items, vectors, classifier = tiny_index()
+    items = [dataclasses.replace(item, colours=(Colour("#2d55a0", 0.7), Colour("#ffffff", 0.2))) for item in items]
+    folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    assert load_index(tmp_path, SPEC).items[0].colours == items[0].colours
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["items"][2]["colours"] = [{"hex": "blue", "share": 0.5}]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptIndexError, match="item 2 has colours"):
+        load_index(tmp_path, SPEC)
+
+
+def test_a_store_of_the_previous_format_is_stale_and_says_how_to_update(tmp_path):
+    items, vectors, classifier = tiny_index()
+    folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["format_version"] = 1
+    for item in meta["items"]:
+        del item["colours"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(StaleIndexError, match="older version .* without product colours.*python -m engine index"):
+        load_index(tmp_path, SPEC)

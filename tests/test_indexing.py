@@ -1,6 +1,7 @@
 import os
 import shutil
 
+import numpy as np
 from PIL import Image
 
 from engine.index_store import load_index, read_meta
@@ -137,3 +138,47 @@ def test_a_file_that_fails_while_hashed_is_skipped(gallery, tmp_path, monkeypatc
     report = index_catalog(gallery, tmp_path / "store")
     assert "Permission denied" in dict(report.skipped)["lamp/lamp-2/view0.jpg"]
     assert report.images == 23
+
+
+def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embedding(gallery, tmp_path):
+    import json
+
+    from engine.index_store import current_version
+    from tests.conftest import product_colour
+
+    store = tmp_path / "store"
+    index_catalog(gallery, store)
+    stored = load_index(store, get_spec("efficientnet_lite0"))
+    chair = next(item for item in stored.items if item.product_id == "chair-1")
+    expected = np.array(product_colour(0, 1))
+    found = np.array([int(chair.colours[0].hex[i : i + 2], 16) for i in (1, 3, 5)])
+    assert np.abs(found - expected).max() < 20  # the drawn chair's colour, not the white backdrop
+
+    # A store written before colours existed (format 1): reused vectors, colours computed.
+    meta_path = current_version(store) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 1
+    for item in meta["items"]:
+        del item["colours"]
+    meta_path.write_text(json.dumps(meta))
+    assert not index_is_current(gallery, store)
+    report = index_catalog(gallery, store)
+    assert report.embedded == 0 and report.reused == 24 and report.coloured == 24
+    assert "older version" in report.repaired
+    assert load_index(store, get_spec("efficientnet_lite0")).items == stored.items
+
+
+def test_a_new_colour_method_recomputes_the_colours_only(gallery, tmp_path, monkeypatch):
+    import engine.colours
+    import engine.index_store
+
+    store = tmp_path / "store"
+    index_catalog(gallery, store)
+    newer = engine.colours.COLOUR_METHOD + 1
+    for module in (engine.colours, engine.index_store, engine.indexing):
+        monkeypatch.setattr(module, "COLOUR_METHOD", newer)
+    assert not index_is_current(gallery, store)
+    report = index_catalog(gallery, store)
+    assert report.embedded == 0 and report.coloured == 24 and "colours of method" in report.repaired
+    assert read_meta(store).colour_method == newer
+    assert index_is_current(gallery, store)

@@ -124,7 +124,7 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
         assert 0 <= x0 < x1 <= 800 and 0 <= y0 < y1 <= 600
         assert region["category"] in {"chair", "lamp", "table"}
         assert len(region["results"]) == 3
-        assert set(region["results"][0]) == {"id", "name", "category", "score", "path"}
+        assert set(region["results"][0]) == {"id", "name", "category", "score", "path", "colours", "colour_match"}
     assert line["results"] == line["regions"][0]["results"]
 
 

@@ -200,3 +200,36 @@ def test_settings_change_the_search_without_patching(built_store, search_engine)
     assert search_engine.search(query, k=3).close_match
     plain = SearchEngine.open(store, settings=dataclasses.replace(DEFAULT_SETTINGS, use_window_scorer=False))
     assert plain.window_scorer is None and search_engine.settings is DEFAULT_SETTINGS
+
+
+def test_a_colour_brings_the_same_look_in_that_colour_first(search_engine, built_store):
+    from engine.colours import rgb_to_hex
+    from tests.conftest import product_colour
+
+    gallery, _ = built_store
+    photo = gallery / "chair" / "chair-0" / "view0.jpg"
+    plain = search_engine.search(photo, k=4)
+    assert plain.results[0].product_id == "chair-0" and plain.colour == ""
+    # The other chair whose colour is farthest from chair-0's: same drawing, other colour.
+    own = np.array(product_colour(0, 0))
+    other = max((1, 2, 3), key=lambda p: np.abs(np.array(product_colour(0, p)) - own).sum())
+    wanted = rgb_to_hex(product_colour(0, other))
+    refined = search_engine.search(photo, k=4, colour=wanted)
+    assert refined.results[0].product_id == f"chair-{other}" and refined.colour == wanted
+    assert refined.results[0].colour_match > 0.5 > plain.results[0].colour_match == 0.0
+    # The response's vectors refine again without the photo, to the same answer.
+    again = search_engine.search_vectors(plain.vectors, k=4, colour=wanted)
+    assert [r.product_id for r in again.results] == [r.product_id for r in refined.results]
+    assert search_engine.search_item(plain.results[0].row, k=4, colour=wanted).results[0].product_id == f"chair-{other}"
+
+
+def test_a_colour_not_understood_is_refused_before_any_work(search_engine, built_store):
+    gallery, _ = built_store
+    photo = gallery / "chair" / "chair-0" / "view0.jpg"
+    for call in (lambda: search_engine.search(photo, colour="bluish"),
+                 lambda: search_engine.search_regions(photo, colour="bluish"),
+                 lambda: search_engine.search_item(0, colour="#12")):
+        with pytest.raises(InvalidRequestError, match="unknown colour"):
+            call()
+    with pytest.raises(InvalidRequestError, match="search a photo first"):
+        search_engine.search_vectors([], colour="red")

@@ -3,7 +3,7 @@
 Layout written (see docs/gallery.md):
 
 * ``<out>/<category>/<product_id>/{front_three_quarter,side,front}.jpg``
-* ``<out>/manifest.csv``: ``product_id,name,category,source,creator,license,model_id``
+* ``<out>/manifest.csv``: ``product_id,name,category,source,source_url,creator,license,model_id``
 * ``<queries>/<category>/<product_id>__<variant>.jpg``
 * ``<queries>/ground_truth.csv``: ``path,product_id,category,variant``
 * ``CREDITS.md`` and ``docs/contact_sheet_<category>.png`` (+ ``_queries``)
@@ -61,7 +61,7 @@ ROOMS: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
 )
 
 JPEG_QUALITY = 85
-MANIFEST_COLUMNS = ["product_id", "name", "category", "source", "creator", "license", "model_id"]
+MANIFEST_COLUMNS = ["product_id", "name", "category", "source", "source_url", "creator", "license", "model_id"]
 GROUND_TRUTH_COLUMNS = ["path", "product_id", "category", "variant"]
 
 
@@ -213,7 +213,8 @@ def write_manifest(products: list[Product], path: Path) -> None:
         for p in products:
             writer.writerow({
                 "product_id": p.product_id, "name": p.name, "category": p.category,
-                "source": source_of(p.entry), "creator": p.entry.creator,
+                "source": source_of(p.entry), "source_url": sh3d.SOURCE_URLS[p.entry.library],
+                "creator": p.entry.creator,
                 "license": p.entry.license, "model_id": p.entry.id,
             })
 

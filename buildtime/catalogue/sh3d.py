@@ -50,6 +50,18 @@ LICENSES = {
     "Default": "GNU GPL / CC-BY 3.0",
 }
 
+#: Where each library's models come from, as the libraries state it: the Blend Swap ones' header comment
+#: ("available from http://www.blendswap.com"), the others' ``provider`` key (www.sweethome3d.com). No
+#: library gives a page per model.
+SOURCE_URLS = {
+    "BlendSwap-CC-0": "http://www.blendswap.com",
+    "BlendSwap-CC-BY": "http://www.blendswap.com",
+    "KatorLegaz": "https://www.sweethome3d.com",
+    "Reallusion": "https://www.sweethome3d.com",
+    "Scopia": "https://www.sweethome3d.com",
+    "Default": "https://www.sweethome3d.com",
+}
+
 CATEGORIES = ("chair", "lamp", "table", "bed", "sofa")
 
 
