@@ -14,7 +14,7 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-scale.txt
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 

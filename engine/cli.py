@@ -27,7 +27,12 @@ def progress_bar(done: int, total: int) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar)
+    if args.workers is not None:
+        check_count("--workers", args.workers, 1024)
+        if args.ray is None:
+            raise InvalidRequestError("--workers is for indexing on Ray: add --ray [ADDRESS]")
+    report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar,
+                           ray_address=args.ray, ray_workers=args.workers)
     if report.repaired:
         print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it, reusing every intact vector")
     print(f"indexed {report.images} images into {report.store} with {report.backbone} in {report.seconds:.1f} s")
@@ -109,11 +114,21 @@ def run_info(args: argparse.Namespace) -> int:
     up_to_date = catalogue_matches(stored, meta.gallery)
     print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
     print(f"regions:   {region_ranking(meta.backbone_name, meta.categories)}")
+    print(f"search:    {index_summary(meta.indexes)}")
     print(f"images:    {len(meta.items)} ({len(meta.skipped)} files skipped)")
     for category in meta.categories:
         images = sum(1 for item in meta.items if item.category == category)
         print(f"  {category:<12} {len(products.get(category, ())):>5} products {images:>6} images")
     return 0
+
+
+def index_summary(indexes: dict) -> str:
+    """How the store's vector indexes search, e.g. "exact: all, bed, chair" or "HNSW f16 graph: all; exact: lamp"."""
+    kinds: dict[str, list[str]] = {}
+    for name, choice in indexes.items():
+        kind = "exact" if choice.kind == "exact" else f"HNSW {choice.dtype} graph (ef {choice.expansion_search})"
+        kinds.setdefault(kind, []).append(name)
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--gallery", required=True, help="catalogue folder: <category>/[<product_id>/]<image>")
     index.add_argument("--store", required=True, help="folder to write the index to")
     index.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the store's, else efficientnet_lite0")
+    index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="decode and embed on Ray: a local instance, or the cluster at ADDRESS (ray://host:10001 "
+                            "or auto); needs pip install -r requirements-scale.txt")
+    index.add_argument("--workers", type=int, help="with --ray: this many workers (default: one per CPU)")
     index.set_defaults(run=run_index)
 
     search = commands.add_parser("search", help="search images; prints one JSON object per query")

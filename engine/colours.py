@@ -213,13 +213,13 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 def colour_table(colours_per_image: list[tuple[Colour, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """The CIELAB values [N, MAX_COLOURS, 3] and shares [N, MAX_COLOURS] of many images' colours (zero-padded),
     so that ``table_match`` scores a whole catalogue at once."""
-    labs = np.zeros((len(colours_per_image), MAX_COLOURS, 3))
+    rgb = np.zeros((len(colours_per_image), MAX_COLOURS, 3))
     shares = np.zeros((len(colours_per_image), MAX_COLOURS))
     for row, colours in enumerate(colours_per_image):
         for slot, colour in enumerate(colours[:MAX_COLOURS]):
-            labs[row, slot] = rgb_to_lab(np.array(hex_to_rgb(colour.hex)))
+            rgb[row, slot] = hex_to_rgb(colour.hex)
             shares[row, slot] = colour.share
-    return labs, shares
+    return rgb_to_lab(rgb), shares  # converted at once: a million images' colours in seconds
 
 
 def table_match(labs: np.ndarray, shares: np.ndarray, target: RGB, width: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -25,8 +26,11 @@ def dot_products(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
     keep spinning for a while and take the cores from the next backbone pass (a
     640 px proposal pass went from 65 to 140 ms after a [500, 1280] x [1280, 5] product).
     """
-    left = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-    right = torch.from_numpy(np.ascontiguousarray(others, dtype=np.float32))
+    with warnings.catch_warnings():
+        # A store's vectors are memory-mapped read-only (engine.index_store); torch only reads them here.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        left = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        right = torch.from_numpy(np.ascontiguousarray(others, dtype=np.float32))
     return (left @ right.T).numpy()
 
 

@@ -7,7 +7,11 @@ A store folder holds complete, immutable versions and a pointer to the live one:
         meta.json                    backbone spec, items (product, category, path, digest, colours)
         vectors.npy                  every item's embedding, so updates never re-embed old images
         classifier.npz               the category classifier
-        all.usearch, <category>.usearch   cosine HNSW indexes; keys are row numbers of vectors.npy
+        all.usearch, <category>.usearch   cosine vector indexes; keys are row numbers of vectors.npy
+
+Each vector index is searched exactly (every vector compared) when it is small and through an HNSW graph
+above ``EXACT_BELOW`` images (``choose_index``); the choice is recorded in ``meta.json``. Indexes and
+vectors are opened memory-mapped, so app processes on one machine share one copy of a store in memory.
 
 A save writes a new version folder and only then swaps ``CURRENT`` with
 ``os.replace``, so a crash mid-write leaves the previous version in use.
@@ -40,6 +44,19 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 ALL = "all"  # name of the index over every category
 
+# The vector index, chosen by catalogue size from python -m benchmarks.scale (benchmarks/README.md): exact
+# search below EXACT_BELOW images, where it is never wrong and within 0.1 ms of the graph (which answered
+# first at every size measured, from 250); above it an HNSW graph
+# of HNSW_DTYPE vectors (i8 and 256-d PCA lost too much recall), searched wider for large catalogues, where
+# the same breadth finds fewer of the true neighbours (recall@10 0.96 at 100k with 64, 0.94 at 1M with 256).
+EXACT_BELOW = 1_000
+HNSW_DTYPE = "f16"
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 40
+HNSW_EXPANSION_SEARCH = 64
+WIDE_SEARCH_FROM = 300_000
+HNSW_WIDE_EXPANSION_SEARCH = 256
+
 
 class IndexNotFoundError(SearchError):
     """No index has been built in the store folder yet."""
@@ -71,7 +88,7 @@ class StoredIndex:
     items: list[IndexedItem]
     vectors: np.ndarray
     classifier: CategoryClassifier
-    indexes: dict[str, Index]  # ALL and one per category
+    indexes: dict[str, VectorIndex]  # ALL and one per category
     created: str
     skipped: list[tuple[str, str]]
 
@@ -84,9 +101,46 @@ def spec_to_dict(spec: BackboneSpec) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(spec)))
 
 
-def build_usearch(vectors: np.ndarray, rows: np.ndarray) -> Index:
-    """A cosine HNSW index over the given rows of ``vectors``, keyed by row number."""
-    index = Index(ndim=vectors.shape[1], metric="cos", dtype="f32")
+@dataclass(frozen=True)
+class IndexChoice:
+    """How one of the store's vector indexes searches: every vector compared ("exact") or an "hnsw" graph,
+    over vectors of ``dtype``, with the graph's settings."""
+
+    kind: str
+    dtype: str
+    connectivity: int = HNSW_CONNECTIVITY
+    expansion_add: int = HNSW_EXPANSION_ADD
+    expansion_search: int = HNSW_EXPANSION_SEARCH
+
+
+def choose_index(count: int) -> IndexChoice:
+    """The index for ``count`` vectors: exact below ``EXACT_BELOW``, else a graph, searched wider from
+    ``WIDE_SEARCH_FROM`` vectors."""
+    if count < EXACT_BELOW:
+        return IndexChoice("exact", "f32")
+    wide = count >= WIDE_SEARCH_FROM
+    return IndexChoice("hnsw", HNSW_DTYPE, expansion_search=HNSW_WIDE_EXPANSION_SEARCH if wide else HNSW_EXPANSION_SEARCH)
+
+
+@dataclass
+class VectorIndex:
+    """A usearch index searched the way its ``choice`` says."""
+
+    index: Index
+    choice: IndexChoice
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, vector: np.ndarray, count: int):
+        """usearch ``Matches``: the ``count`` nearest keys (catalogue rows) and their cosine distances."""
+        return self.index.search(vector, count, exact=self.choice.kind == "exact")
+
+
+def build_usearch(vectors: np.ndarray, rows: np.ndarray, choice: IndexChoice) -> Index:
+    """A cosine index over the given rows of ``vectors``, keyed by row number, built as ``choice`` says."""
+    index = Index(ndim=vectors.shape[1], metric="cos", dtype=choice.dtype, connectivity=choice.connectivity,
+                  expansion_add=choice.expansion_add, expansion_search=choice.expansion_search)
     if len(rows):
         index.add(rows.astype(np.uint64), vectors[rows])
     return index
@@ -133,9 +187,11 @@ def save_index(
     np.save(folder / "vectors.npy", vectors.astype(np.float32))
     np.savez(folder / "classifier.npz", **classifier.to_arrays())
     categories = np.array([item.category for item in items])
-    build_usearch(vectors, np.arange(len(items))).save(str(folder / f"{ALL}.usearch"))
-    for category in classifier.categories:
-        build_usearch(vectors, np.flatnonzero(categories == category)).save(str(folder / f"{category}.usearch"))
+    index_rows = {ALL: np.arange(len(items))}
+    index_rows.update({category: np.flatnonzero(categories == category) for category in classifier.categories})
+    choices = {name: choose_index(len(rows)) for name, rows in index_rows.items()}
+    for name, rows in index_rows.items():
+        build_usearch(vectors, rows, choices[name]).save(str(folder / f"{name}.usearch"))
     meta = StoreMeta(
         format_version=FORMAT_VERSION,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -145,6 +201,7 @@ def save_index(
         items=list(items),
         skipped=[tuple(entry) for entry in skipped],
         colour_method=COLOUR_METHOD,
+        indexes=choices,
     )
     # meta.json last: a version folder without it is an unfinished write.
     _atomic_write_text(folder / "meta.json", meta.to_json())
@@ -176,6 +233,7 @@ class StoreMeta:
     items: list[IndexedItem]
     skipped: list[tuple[str, str]]
     colour_method: int = 0  # engine.colours.COLOUR_METHOD the items' colours were computed with (0: none)
+    indexes: dict[str, IndexChoice] = dataclasses.field(default_factory=dict)  # how each vector index searches
 
     @property
     def backbone_name(self) -> str:
@@ -238,8 +296,19 @@ class StoreMeta:
         colour_method = data.get("colour_method", 0)
         if not isinstance(colour_method, int):
             raise broken("'colour_method' is not a whole number")
+        indexes = {}
+        if data["format_version"] >= 2:
+            recorded = data.get("indexes")
+            names = {ALL, *data["categories"]}
+            fields = {f.name for f in dataclasses.fields(IndexChoice)}
+            if not isinstance(recorded, dict) or set(recorded) != names or not all(
+                    isinstance(choice, dict) and set(choice) == fields for choice in recorded.values()):
+                raise broken(f"'indexes' does not describe the indexes {', '.join(sorted(names))}")
+            indexes = {name: IndexChoice(**choice) for name, choice in recorded.items()}
+            if not all(choice.kind in ("exact", "hnsw") for choice in indexes.values()):
+                raise broken("an index is neither exact nor hnsw")
         return cls(data["format_version"], data["created"], data["backbone"], data["gallery"], data["categories"],
-                   items, skipped, colour_method)
+                   items, skipped, colour_method, indexes)
 
 
 def _read_colours(entries: object) -> tuple[Colour, ...] | None:
@@ -324,16 +393,22 @@ def open_store(store: str | Path) -> StoredIndex:
     return load_index(store, stored_spec(read_meta(store)))
 
 
+def _all_finite(vectors: np.ndarray, chunk: int = 65_536) -> bool:
+    """``np.isfinite(vectors).all()`` a chunk at a time (a whole-store mask would be a byte per number)."""
+    return all(np.isfinite(vectors[start : start + chunk]).all() for start in range(0, len(vectors), chunk))
+
+
 def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec) -> np.ndarray:
     """A version's vectors, checked against its items and the backbone's width."""
     path = folder / "vectors.npy"
     try:
-        vectors = np.load(path, allow_pickle=False)
+        # Memory-mapped: processes sharing the store share its pages, and a million vectors load at once.
+        vectors = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as error:
         why = "not a NumPy array file" if "pickle" in str(error) else str(error)
         raise CorruptIndexError(f"cannot read {path} ({why}); {REPAIR_HINT}") from None
     expected = (len(meta.items), backbone.feature_dim)
-    if vectors.dtype != np.float32 or vectors.shape != expected or not np.isfinite(vectors).all():
+    if vectors.dtype != np.float32 or vectors.shape != expected or not _all_finite(vectors):
         raise CorruptIndexError(
             f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, expected finite float32 {expected}; "
             f"{REPAIR_HINT}"
@@ -371,13 +446,16 @@ def load_index(store: str | Path, backbone: BackboneSpec) -> StoredIndex:
     for name in [ALL, *meta.categories]:
         path = folder / f"{name}.usearch"
         try:
-            index = Index.restore(str(path)) if path.is_file() else None
+            index = Index.restore(str(path), view=True) if path.is_file() else None
         except (OSError, RuntimeError, ValueError) as error:
             raise CorruptIndexError(damaged.format(f"{path.name}: {error}")) from None
         count = len(meta.items) if name == ALL else int((categories == name).sum())
-        if index is None or index.ndim != backbone.feature_dim or len(index) != count:
+        choice = meta.indexes[name]
+        if (index is None or index.ndim != backbone.feature_dim or len(index) != count
+                or str(index.dtype).split(".")[-1].lower() != choice.dtype):
             raise CorruptIndexError(damaged.format(f"{path.name} is missing or does not match the vectors"))
-        indexes[name] = index
+        index.expansion_search = choice.expansion_search
+        indexes[name] = VectorIndex(index, choice)
     return StoredIndex(
         backbone=backbone,
         gallery=Path(meta.gallery),

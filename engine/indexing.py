@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
-from engine.backbones import load_backbone
+from engine.backbones import FeatureExtractor, load_backbone
 from engine.catalog import CatalogError, CatalogItem, file_digest, scan_catalog
 from engine.classify import fit_classifier
 from engine.colours import COLOUR_METHOD, Colour, dominant_colours
@@ -42,6 +42,45 @@ from engine.index_store import (
 # Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
 CATALOG_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
 Progress = Callable[[int, int], None]  # (images done, images to embed)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One catalogue image to decode: its colours found, and its embedding unless ``embed`` is False."""
+
+    position: int  # the image's number in the indexing run
+    path: str
+    embed: bool
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    position: int
+    vector: np.ndarray | None
+    colours: tuple[Colour, ...]
+    error: str = ""  # why the image could not be decoded ("" when it was)
+
+
+def process_batch(jobs: list[ImageJob], extractor: FeatureExtractor | None, min_side: int) -> list[ImageResult]:
+    """Decode a batch of catalogue images, find their colours and embed them in one pass of the network.
+
+    The unit of work of both the local and the Ray path, so that both embed the same batches the same way.
+    """
+    results, images, embedded = [], [], []
+    for job in jobs:
+        try:
+            image = load_image(job.path, min_side=min_side)
+        except ImageDecodeError as error:
+            results.append(ImageResult(job.position, None, (), str(error)))
+            continue
+        results.append(ImageResult(job.position, None, dominant_colours(image)))
+        if job.embed:
+            images.append(image)
+            embedded.append(len(results) - 1)
+    if images:
+        for slot, vector in zip(embedded, embed_images(extractor, images, batch_size=len(images))):
+            results[slot] = dataclasses.replace(results[slot], vector=vector)
+    return results
 
 
 @dataclass
@@ -103,6 +142,8 @@ def index_catalog(
     backbone: str | None = None,
     progress: Progress | None = None,
     batch_size: int = 16,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> IndexReport:
     """Index (or re-sync) the catalogue folder ``gallery`` into ``store``.
 
@@ -110,6 +151,9 @@ def index_catalog(
     product default. Unreadable images are skipped and listed in the report.
     A store that cannot be loaded as it is gets rebuilt, reusing whatever
     vectors of it are intact; ``IndexReport.repaired`` says what was wrong.
+    ``ray_address`` ("local" for an instance on this machine, else a cluster's
+    address) decodes and embeds on Ray, over ``ray_workers`` workers
+    (``engine.ray_indexing``); the store written is the same.
     """
     started = time.perf_counter()
     store = Path(store)
@@ -141,25 +185,28 @@ def index_catalog(
     to_colour = [i for i, (_, digest) in enumerate(readable) if digest in previous and not previous[digest][1]]
     new_vectors: dict[int, np.ndarray] = {}
     new_colours: dict[int, tuple[Colour, ...]] = {}
-    extractor = load_backbone(backbone) if to_embed else None
     work = to_embed + to_colour
-    for start in range(0, len(work), batch_size):
-        chunk, images = [], []
-        for i in work[start : start + batch_size]:
-            try:
-                image = load_image(catalog.root / readable[i][0].path, min_side=spec.preprocessing.size)
-            except ImageDecodeError as error:
-                skipped.append((readable[i][0].path, str(error)))
+    jobs = [ImageJob(i, str(catalog.root / readable[i][0].path), readable[i][1] not in previous) for i in work]
+    batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+    if ray_address is None:
+        extractor = load_backbone(backbone) if to_embed else None
+        processed = (process_batch(batch, extractor, spec.preprocessing.size) for batch in batches)
+    else:
+        from engine.ray_indexing import process_on_ray  # Ray is an optional extra (requirements-scale.txt)
+
+        processed = process_on_ray(batches, backbone, spec.preprocessing.size, ray_address, ray_workers)
+    done = 0
+    for results in processed:
+        for result in results:
+            if result.error:
+                skipped.append((readable[result.position][0].path, result.error))
                 continue
-            new_colours[i] = dominant_colours(image)
-            if readable[i][1] not in previous:
-                images.append(image)
-                chunk.append(i)
-        if images:
-            for i, vector in zip(chunk, embed_images(extractor, images, batch_size)):
-                new_vectors[i] = vector
+            new_colours[result.position] = result.colours
+            if result.vector is not None:
+                new_vectors[result.position] = result.vector
+        done += len(results)
         if progress:
-            progress(min(start + batch_size, len(work)), len(work))
+            progress(done, len(work))
 
     kept: list[tuple[CatalogItem, str, np.ndarray, tuple[Colour, ...]]] = []
     for i, (item, digest) in enumerate(readable):

@@ -46,3 +46,30 @@ def test_colour_benchmark_pairs_each_recolouring_with_its_original():
     images = [(Colour("#f5f5f5", 0.5), Colour("#2850b0", 0.4)), (Colour("#2850b0", 0.6),)]
     assert main_colour(images).name == "blue"
     assert main_colour(images, avoid={"blue"}).name == "white"
+
+
+def test_catalogue_like_vectors_follow_the_real_profile_and_uniform_ones_do_not():
+    from benchmarks import catalogue_vectors as cv
+    from engine.embed import normalise
+
+    rng = np.random.default_rng(0)
+    centres = {c: normalise(rng.standard_normal((1, 64))) for c in ("bed", "chair", "lamp")}
+    groups, categories = [], []
+    for category, centre in centres.items():
+        for _ in range(30):  # 30 products of 4 images around each category's centre
+            product = centre + 0.5 * rng.standard_normal((1, 64)) / 8
+            groups.append(normalise(product + 0.2 * rng.standard_normal((4, 64)) / 8))
+            categories.append(category)
+    model = cv.fit(groups, categories)
+    assert model.variant_spread in cv.SPREADS
+    vectors, _ = cv.catalogue(model, 1000, 4, seed=1)
+    assert vectors.shape == (1000, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    real = np.concatenate(groups)
+    labels = np.repeat(np.arange(len(groups)), 4)
+    wanted = cv.profile(real, labels)
+
+    def gap(sample):
+        figures = cv.profile(sample[: len(real)], labels)
+        return sum(abs(figures[name] - wanted[name]) for name in cv.COSINE_FIGURES)
+
+    assert gap(vectors) < 0.25 * gap(cv.uniform(len(real), 64, 2))

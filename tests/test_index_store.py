@@ -132,3 +132,45 @@ def test_a_store_of_the_previous_format_is_stale_and_says_how_to_update(tmp_path
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(StaleIndexError, match="older version .* without product colours.*python -m engine index"):
         load_index(tmp_path, SPEC)
+
+
+def test_each_index_is_exact_or_a_graph_by_its_size_as_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_store, "EXACT_BELOW", 4)
+    items, vectors, classifier = tiny_index()  # 6 images: 3 beds, 3 lamps
+    save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    meta = index_store.read_meta(tmp_path)
+    assert meta.indexes["all"].kind == "hnsw" and meta.indexes["all"].dtype == index_store.HNSW_DTYPE
+    assert meta.indexes["bed"].kind == meta.indexes["lamp"].kind == "exact"
+    loaded = load_index(tmp_path, SPEC)
+    assert loaded.indexes["all"].choice == meta.indexes["all"]
+    assert loaded.indexes["all"].search(vectors[4], 1).keys[0] == 4
+    assert loaded.indexes["lamp"].search(vectors[3], 3).keys.tolist()[0] == 3
+
+
+def test_indexes_and_vectors_are_memory_mapped(tmp_path):
+    items, vectors, classifier = tiny_index()
+    folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    loaded = load_index(tmp_path, SPEC)
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        mapped = maps.read()
+    # Mapped files, shared by every process that opens the store, not copies read into each.
+    assert str(folder / "all.usearch") in mapped and str(folder / "vectors.npy") in mapped
+    assert not loaded.vectors.flags.writeable
+
+
+def test_a_store_whose_index_record_is_wrong_is_damage(tmp_path):
+    items, vectors, classifier = tiny_index()
+    folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["indexes"]["lamp"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptIndexError, match="'indexes' does not describe"):
+        load_index(tmp_path, SPEC)
+
+
+def test_the_index_choice_follows_the_catalogue_size():
+    small, large, huge = (index_store.choose_index(n) for n in
+                          (index_store.EXACT_BELOW - 1, index_store.EXACT_BELOW, index_store.WIDE_SEARCH_FROM))
+    assert small.kind == "exact" and small.dtype == "f32"
+    assert large.kind == huge.kind == "hnsw" and large.dtype == index_store.HNSW_DTYPE
+    assert large.expansion_search < huge.expansion_search
