@@ -38,13 +38,17 @@ from benchmarks import catalogue_vectors  # noqa: E402
 from benchmarks.common import (DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info,  # noqa: E402
                                machine_line, markdown_table, percentile)
 from engine.embed import normalise  # noqa: E402
-from engine.index_store import HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD  # noqa: E402
+from engine.index_store import EXACT_BELOW, IndexChoice, build_usearch, choose_index, index_input  # noqa: E402
 
 K = 10
 BUILD_THREADS = 2
 VIEWS = 3  # images per product, as in the bundled catalogue
 EFS = (16, 32, 64, 128, 256)
 REDUCED_DIMS = 256
+# The graph settings both libraries are compared at (FAISS's default efConstruction).
+GRAPH_CONNECTIVITY, GRAPH_EXPANSION_ADD = 16, 40
+# Queries whose distance computations are counted (searching at one breadth explores alike for every query).
+DISTANCE_QUERIES = 50
 CROSSOVER_SIZES = (250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 
 
@@ -110,17 +114,23 @@ class Rows:
         return row
 
 
-def usearch_rows(rows: Rows, data: np.ndarray, queries: np.ndarray, dtype: str, label: str) -> None:
-    index = Index(ndim=data.shape[1], metric="cos", dtype=dtype, connectivity=HNSW_CONNECTIVITY,
-                  expansion_add=HNSW_EXPANSION_ADD)
+def usearch_rows(rows: Rows, data: np.ndarray, queries: np.ndarray, dtype: str, label: str, scaled: bool = False,
+                 connectivity: int = GRAPH_CONNECTIVITY, expansion_add: int = GRAPH_EXPANSION_ADD) -> None:
+    """usearch HNSW rows per ef. ``scaled``: i8 vectors quantised by the store (``index_input``), not by usearch."""
+    if scaled:
+        data, queries = index_input(data, "i8"), index_input(queries, "i8")
+    index = Index(ndim=data.shape[1], metric="cos", dtype=dtype, connectivity=connectivity,
+                  expansion_add=expansion_add)
     started = time.perf_counter()
     index.add(np.arange(len(data), dtype=np.uint64), data, threads=BUILD_THREADS)
     build = time.perf_counter() - started
     disk = file_mb(index.save)
     for ef in EFS:
         index.expansion_search = ef
-        rows.add(f"usearch HNSW {label}", lambda q: index.search(q, K, threads=1).keys, build, disk,
-                 index.memory_usage / 1e6, ef, queries)
+        row = rows.add(f"usearch HNSW {label}", lambda q: index.search(q, K, threads=1).keys, build, disk,
+                       index.memory_usage / 1e6, ef, queries)
+        row["distances"] = round(index.search(queries[:DISTANCE_QUERIES], K, threads=1).computed_distances
+                                 / DISTANCE_QUERIES, 1)
     index = None  # free it before the next build
     gc.collect()
 
@@ -144,14 +154,23 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
     flat = None
     gc.collect()
 
-    for dtype in ("f32", "f16", "i8"):
-        usearch_rows(rows, data, queries, dtype, f"{dtype}, {data.shape[1]}-d")
+    dims = data.shape[1]
+    for dtype in ("f32", "f16"):
+        usearch_rows(rows, data, queries, dtype, f"{dtype}, {dims}-d")
+    usearch_rows(rows, data, queries, "i8", f"i8 by usearch, {dims}-d")
+    usearch_rows(rows, data, queries, "i8", f"i8 scaled per vector, {dims}-d", scaled=True)
+    store = choose_index(size)  # the store's graph, denser than the settings compared with FAISS
+    scaled = store.dtype == "i8"
+    usearch_rows(rows, data, queries, store.dtype, f"{store.dtype}{' scaled per vector' if scaled else ''}, {dims}-d, "
+                 f"M {store.connectivity}, expansion_add {store.expansion_add} (the store's graph)",
+                 scaled=scaled, connectivity=store.connectivity, expansion_add=store.expansion_add)
     # Exact search ignores the graph; it is built with the same settings only because usearch always builds one.
-    exact_usearch = Index(ndim=data.shape[1], metric="cos", dtype="i8", connectivity=HNSW_CONNECTIVITY,
-                          expansion_add=HNSW_EXPANSION_ADD)
-    exact_usearch.add(np.arange(len(data), dtype=np.uint64), data, threads=BUILD_THREADS)
-    rows.add("usearch exact i8", lambda q: exact_usearch.search(q, K, threads=1, exact=True).keys, 0.0,
-             0.0, exact_usearch.memory_usage / 1e6, queries=exact_queries)
+    exact_usearch = Index(ndim=dims, metric="cos", dtype="i8", connectivity=GRAPH_CONNECTIVITY,
+                          expansion_add=GRAPH_EXPANSION_ADD)
+    exact_usearch.add(np.arange(len(data), dtype=np.uint64), index_input(data, "i8"), threads=BUILD_THREADS)
+    exact_i8_queries = index_input(exact_queries, "i8")
+    rows.add("usearch exact, i8 scaled per vector", lambda q: exact_usearch.search(q, K, threads=1, exact=True).keys,
+             0.0, 0.0, exact_usearch.memory_usage / 1e6, queries=exact_i8_queries)
     exact_usearch = None
 
     # Dimension reduction: PCA fitted on a sample, queries projected the same way.
@@ -166,8 +185,8 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
     gc.collect()
 
     faiss.omp_set_num_threads(BUILD_THREADS)
-    hnsw = faiss.IndexHNSWFlat(data.shape[1], HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = HNSW_EXPANSION_ADD
+    hnsw = faiss.IndexHNSWFlat(data.shape[1], GRAPH_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = GRAPH_EXPANSION_ADD
     started = time.perf_counter()
     hnsw.add(data)
     build = time.perf_counter() - started
@@ -175,7 +194,10 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
     disk = file_mb(lambda path: faiss.write_index(hnsw, path))
     for ef in EFS:
         hnsw.hnsw.efSearch = ef
-        rows.add("FAISS HNSW f32", lambda q: hnsw.search(q, K)[1], build, disk, disk, ef)
+        row = rows.add("FAISS HNSW f32", lambda q: hnsw.search(q, K)[1], build, disk, disk, ef)
+        faiss.cvar.hnsw_stats.reset()
+        hnsw.search(queries[:DISTANCE_QUERIES], K)
+        row["distances"] = round(faiss.cvar.hnsw_stats.ndis / DISTANCE_QUERIES, 1)
     hnsw = None
     gc.collect()
 
@@ -198,22 +220,24 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
 
 def crossover(model: catalogue_vectors.CatalogueModel, num_queries: int) -> list[dict]:
     """Exact search against the store's graph (the dtype it uses) per size: which answers first at recall 0.99."""
-    from engine.index_store import HNSW_DTYPE
-
     found = []
     for size in CROSSOVER_SIZES:
         data, centres = catalogue_vectors.catalogue(model, size, VIEWS, seed=size)
         rng = np.random.default_rng(2)
         queries = catalogue_vectors.sample_images(model, centres[rng.integers(0, len(centres), num_queries)], rng)
         truth = np.argsort(-(queries @ data.T), axis=1)[:, :K]
-        index = Index(ndim=data.shape[1], metric="cos", dtype=HNSW_DTYPE, connectivity=HNSW_CONNECTIVITY,
-                      expansion_add=HNSW_EXPANSION_ADD)
-        index.add(np.arange(size, dtype=np.uint64), data, threads=BUILD_THREADS)
-        exact_ids, exact_ms = timed_queries(lambda q: index.search(q, K, threads=1, exact=True).keys, queries)
+        # Exact: the store's f32 exact index; graph: the one the store builds above EXACT_BELOW, searched
+        # through the store's own input conversion.
+        exact = build_usearch(data, np.arange(size), IndexChoice("exact", "f32"), threads=BUILD_THREADS)
+        exact_ids, exact_ms = timed_queries(lambda q: exact.search(q, K, threads=1, exact=True).keys, queries)
+        exact = None
+        graph_choice = choose_index(EXACT_BELOW)
+        index = build_usearch(data, np.arange(size), graph_choice, threads=BUILD_THREADS)
+        graph_queries = index_input(queries, graph_choice.dtype)
         graph = None
         for ef in EFS:
             index.expansion_search = ef
-            ids, ms = timed_queries(lambda q: index.search(q, K, threads=1).keys, queries)
+            ids, ms = timed_queries(lambda q: index.search(q, K, threads=1).keys, graph_queries)
             if recall(ids, truth) >= 0.99 or ef == EFS[-1]:
                 graph = (ef, recall(ids, truth), percentile(ms, 50))
                 break
@@ -255,15 +279,18 @@ def report(info: dict, profile_rows: list, rows: list[dict], cross: list[dict], 
              "Command: `python -m benchmarks.scale`. Catalogue-like vectors (benchmarks/catalogue_vectors.py, "
              f"variant spread {spread}); {VIEWS} images per product; queries are other photos of catalogue products. Builds "
              f"on {BUILD_THREADS} threads, searches one query at a time on one thread. Graph settings for both "
-             f"libraries: connectivity (M) {HNSW_CONNECTIVITY}, expansion_add (efConstruction) {HNSW_EXPANSION_ADD}. "
+             f"libraries: connectivity (M) {GRAPH_CONNECTIVITY}, expansion_add (efConstruction) {GRAPH_EXPANSION_ADD}. "
              "Recall@10 is against exact search on the full 1280-d vectors.", "",
              "## The vectors against real embeddings", "",
              markdown_table(["", *profile_rows[0][1]], [[name, *(f"{v:.3f}" for v in figures.values())]
                                                            for name, figures in profile_rows]), "",
              "## Search", ""]
-    headers = ["size", "method", "ef", "build s", "disk MB", "memory MB", "p50 ms", "p95 ms", "queries/s", "recall@10"]
+    headers = ["size", "method", "ef", "build s", "disk MB", "memory MB", "p50 ms", "p95 ms", "queries/s", "recall@10",
+               "distances per query", "µs per distance"]
     lines.append(markdown_table(headers, [[r["size"], r["method"], r["ef"], r["build_s"], r["disk_mb"], r["memory_mb"],
-                                           r["p50_ms"], r["p95_ms"], r["qps"], r["recall@10"]] for r in rows]))
+                                           r["p50_ms"], r["p95_ms"], r["qps"], r["recall@10"], r.get("distances", "-"),
+                                           round(1e6 / r["qps"] / r["distances"], 2) if r.get("distances") else "-"]
+                                          for r in rows]))
     lines += ["", "## Exact search against the graph (the store's choice by size)", "",
               markdown_table(["size", "exact p50 ms", "graph ef (first reaching recall 0.99)", "graph recall",
                               "graph p50 ms"], [[r["size"], r["exact_p50_ms"], r["hnsw_ef"], r["hnsw_recall"],

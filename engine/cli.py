@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="decode and embed on Ray: a local instance, or the cluster at ADDRESS (ray://host:10001 "
                             "or auto); needs pip install -r requirements-scale.txt")
-    index.add_argument("--workers", type=int, help="with --ray: this many workers (default: one per CPU)")
+    index.add_argument("--workers", type=int, help="with --ray: this many workers (default: one per GPU, or per CPU without GPUs)")
     index.set_defaults(run=run_index)
 
     search = commands.add_parser("search", help="search images; prints one JSON object per query")

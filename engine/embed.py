@@ -40,8 +40,10 @@ def embed_batch(extractor: FeatureExtractor, batch: torch.Tensor) -> np.ndarray:
     # EfficientNet-Lite without layout conversions: about 0.7x the CPU time of NCHW
     # (benchmarks/speed.py), with the same embeddings to within 1e-5.
     batch = batch.contiguous(memory_format=torch.channels_last)
+    # On the extractor's device: the CPU, or a Ray worker's GPU (engine.ray_indexing).
+    batch = batch.to(next(extractor.parameters()).device)
     with torch.inference_mode():
-        return normalise(extractor(batch).float().numpy())
+        return normalise(extractor(batch).float().cpu().numpy())
 
 
 def embed_images(extractor: FeatureExtractor, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:

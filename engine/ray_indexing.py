@@ -7,6 +7,9 @@ the local path processes it, so the store is the same. Workers read the images b
 catalogue folder must be readable at the same path on every node (a shared file system), and the code is
 shipped to the workers as the Ray job's working directory. Ray (PyPI ``ray[data]``) is an optional extra:
 ``pip install -r requirements-scale.txt``.
+
+On a cluster with GPUs each worker is given a GPU (or a share of one, ``worker_plan``) and runs its model
+there; without GPUs, or where torch sees no CUDA device, workers run on their CPUs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -43,6 +47,9 @@ class BatchEmbedder:
         # The worker's share of the cores, as Ray gave them (Ray sets OMP_NUM_THREADS per worker).
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.extractor = load_backbone(backbone)
+        # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it gave this worker; with none, torch sees none.
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.extractor.to(self.device)
         self.min_side = min_side
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -73,25 +80,42 @@ def connect(address: str) -> None:
         raise RayUnavailableError(f"cannot reach the Ray cluster at {address!r}: {error}") from None
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many actors embed, and the CPUs and GPUs (possibly a fraction of one) each asks Ray for."""
+
+    workers: int
+    cpus: int
+    gpus: float
+
+
+def worker_plan(resources: dict[str, float], batches: int, workers: int | None = None) -> WorkerPlan:
+    """The actor pool for a cluster with ``resources`` (``ray.cluster_resources()``): by default one worker
+    per GPU, or per CPU on a cluster without GPUs; never more workers than batches, since an idle actor
+    would still load a model. With GPUs, they are shared evenly (at most one each), so every worker can
+    be placed; the CPUs are shared evenly too."""
+    cpus, gpus = max(1, int(resources.get("CPU", 1))), int(resources.get("GPU", 0))
+    workers = max(1, min(batches, workers or gpus or cpus))
+    return WorkerPlan(workers, max(1, cpus // workers), min(1.0, gpus / workers) if gpus else 0.0)
+
+
 def process_on_ray(batches: list[list[ImageJob]], backbone: str, min_side: int, address: str,
                    workers: int | None = None) -> Iterator[list[ImageResult]]:
-    """``process_batch`` of every batch, run by ``workers`` actors (default: one per CPU the cluster has),
-    yielded as they finish, in order."""
+    """``process_batch`` of every batch, run by ``workers`` actors (default: ``worker_plan``'s), yielded
+    as they finish, in order."""
     if not batches:
         return
     connect(address)
     import ray
 
-    # No more actors than batches: an idle actor would still load a model.
-    workers = min(len(batches), workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+    plan = worker_plan(ray.cluster_resources(), len(batches), workers)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the caller reports progress
     rows = ray.data.from_items([{"jobs": pickle.dumps(batch)} for batch in batches], override_num_blocks=len(batches))
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
     processed = rows.map_batches(BatchEmbedder, fn_constructor_args=(backbone, min_side), batch_size=1,
-                                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
-                                 batch_format="numpy")
+                                 compute=ray.data.ActorPoolStrategy(size=plan.workers), num_cpus=plan.cpus,
+                                 num_gpus=plan.gpus, batch_format="numpy")
     for row in processed.iter_rows():
         yield pickle.loads(row["results"])

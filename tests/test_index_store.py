@@ -147,6 +147,19 @@ def test_each_index_is_exact_or_a_graph_by_its_size_as_recorded(tmp_path, monkey
     assert loaded.indexes["lamp"].search(vectors[3], 3).keys.tolist()[0] == 3
 
 
+def test_i8_input_uses_the_full_range_and_keeps_the_cosines():
+    rng = np.random.default_rng(0)
+    vectors = normalise(rng.random((200, 1280), dtype=np.float32) ** 3)  # skewed, non-negative, like embeddings
+    quantised = index_store.index_input(vectors, "i8")
+    assert quantised.dtype == np.int8 and (np.abs(quantised).max(axis=1) == 127).all()
+    cosines = normalise(quantised.astype(np.float32)) @ normalise(quantised.astype(np.float32)).T
+    assert np.abs(cosines - vectors @ vectors.T).max() < 0.01
+    # usearch's own conversion (x 127 of the unit vector) leaves most components at a handful of levels.
+    assert len(np.unique(np.rint(vectors[0] * 127))) < len(np.unique(quantised[0])) / 4
+    assert index_store.index_input(np.zeros((1, 8), np.float32), "i8").tolist() == [[0] * 8]
+    assert index_store.index_input(vectors, "f16") is vectors  # float indexes take the vectors as they are
+
+
 def test_indexes_and_vectors_are_memory_mapped(tmp_path):
     items, vectors, classifier = tiny_index()
     folder = save_index(tmp_path, SPEC, tmp_path, items, vectors, classifier)

@@ -10,7 +10,23 @@ import pytest
 from engine.cli import main
 from engine.index_store import open_store
 from engine.indexing import index_catalog
+from engine.ray_indexing import ROOT, WorkerPlan, worker_plan
 from tests.conftest import draw_furniture
+
+
+
+def test_worker_plan_shares_the_gpus_or_else_the_cpus():
+    # By default one worker per GPU, each with one GPU and its share of the CPUs.
+    assert worker_plan({"CPU": 16, "GPU": 2}, batches=100) == WorkerPlan(2, 8, 1.0)
+    # More workers than GPUs share them, so that every worker can be placed.
+    assert worker_plan({"CPU": 16, "GPU": 2}, batches=100, workers=8) == WorkerPlan(8, 2, 0.25)
+    assert worker_plan({"CPU": 16, "GPU": 2}, batches=100, workers=1) == WorkerPlan(1, 16, 1.0)
+    # No GPUs: one worker per CPU, each on one CPU.
+    assert worker_plan({"CPU": 4}, batches=100) == WorkerPlan(4, 1, 0.0)
+    # Never more workers than batches (an idle worker would still load a model), never fewer than one CPU.
+    assert worker_plan({"CPU": 4, "GPU": 1}, batches=3, workers=8) == WorkerPlan(3, 1, 1 / 3)
+    assert worker_plan({}, batches=1) == WorkerPlan(1, 1, 0.0)
+
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (requirements-scale.txt); make test installs it")
 
@@ -33,6 +49,24 @@ def test_ray_writes_the_local_store_and_embeds_only_what_changed(gallery, tmp_pa
         (gallery / "chair" / "chair-1" / "view0.jpg").unlink()
         again = index_catalog(gallery, on_ray, ray_address="local", ray_workers=2)
         assert (again.embedded, again.reused, again.removed) == (1, 23, 1)
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(gallery, tmp_path):
+    # A local instance that declares a GPU: both workers are placed on a half of it, find no CUDA device
+    # (there is none here) and run on the CPU, writing the same store.
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    index_catalog(gallery, local)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        assert worker_plan(ray.cluster_resources(), batches=2, workers=2).gpus == 0.5
+        index_catalog(gallery, on_ray, ray_address="local", ray_workers=2)
+        expected, found = open_store(local), open_store(on_ray)
+        assert found.items == expected.items
+        np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
     finally:
         ray.shutdown()
 
