@@ -28,7 +28,7 @@ from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.images import full_size, load_image
 from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
-from engine.window_features import PROPOSAL_SIDE, CatalogueVectors
+from engine.window_features import PROPOSAL_SIDE, proposal_catalogue
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
 from engine.window_scorer import load_window_scorer, region_ranking
 
@@ -246,7 +246,7 @@ class SearchEngine:
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(map(len, self.product_rows.values()), default=1)
         labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
-        self.catalogue = CatalogueVectors(stored.vectors, labels, stored.classifier)
+        self.catalogue = proposal_catalogue(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = (load_window_scorer(extractor.spec.name, stored.classifier.categories)
                               if settings.use_window_scorer else None)

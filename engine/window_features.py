@@ -50,6 +50,10 @@ CANDIDATES = 500
 CANDIDATE_IOU = 0.7
 # Windows taken at a time by the suppression (see _distinct).
 SUPPRESSION_BLOCK = 512
+# Catalogue images the cells are compared with. A larger catalogue is sampled evenly (``proposal_catalogue``):
+# comparing each cell with every image of a million costs seconds, and the window scorer was trained on
+# the best similarities to a catalogue of 702 images, which a few thousand approximate.
+PROPOSAL_CATALOGUE_LIMIT = 2_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,21 @@ class CatalogueVectors:
     @property
     def categories(self) -> list[str]:
         return self.classifier.categories
+
+
+def proposal_catalogue(vectors: np.ndarray, labels: np.ndarray, classifier: CategoryClassifier,
+                       limit: int = PROPOSAL_CATALOGUE_LIMIT) -> CatalogueVectors:
+    """The catalogue as region proposal sees it: every image up to ``limit``; above it ``limit`` images
+    evenly spaced through each category's rows, in proportion to the category's size (at least one each)."""
+    if len(vectors) <= limit:
+        return CatalogueVectors(vectors, labels, classifier)
+    rows = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        share = max(1, round(limit * len(members) / len(labels)))
+        rows.append(members[np.linspace(0, len(members) - 1, min(share, len(members))).round().astype(int)])
+    picked = np.unique(np.concatenate(rows))
+    return CatalogueVectors(np.ascontiguousarray(vectors[picked]), labels[picked], classifier)
 
 
 @dataclass(frozen=True)
