@@ -38,7 +38,7 @@ from benchmarks import catalogue_vectors  # noqa: E402
 from benchmarks.common import (DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info,  # noqa: E402
                                machine_line, markdown_table, percentile)
 from engine.embed import normalise  # noqa: E402
-from engine.index_store import EXACT_BELOW, IndexChoice, build_usearch, choose_index, index_input  # noqa: E402
+from engine.index_store import EXACT_BELOW, build_usearch, choose_index, index_input  # noqa: E402
 
 K = 10
 BUILD_THREADS = 2
@@ -228,7 +228,7 @@ def crossover(model: catalogue_vectors.CatalogueModel, num_queries: int) -> list
         truth = np.argsort(-(queries @ data.T), axis=1)[:, :K]
         # Exact: the store's f32 exact index; graph: the one the store builds above EXACT_BELOW, searched
         # through the store's own input conversion.
-        exact = build_usearch(data, np.arange(size), IndexChoice("exact", "f32"), threads=BUILD_THREADS)
+        exact = build_usearch(data, np.arange(size), choose_index(EXACT_BELOW - 1), threads=BUILD_THREADS)
         exact_ids, exact_ms = timed_queries(lambda q: exact.search(q, K, threads=1, exact=True).keys, queries)
         exact = None
         graph_choice = choose_index(EXACT_BELOW)

@@ -46,8 +46,8 @@ ALL = "all"  # name of the index over every category
 
 # The vector index, chosen by catalogue size from python -m benchmarks.scale (benchmarks/README.md): exact
 # search below EXACT_BELOW images, where it is never wrong and within 0.1 ms of the graph; above it an HNSW
-# graph of i8 vectors scaled per vector (index_input: half the memory and time of f16 for 0.01 less
-# recall), built with a wide expansion (recall@10 0.97 where 40 gives 0.93 at 1M, in the same memory),
+# graph of i8 vectors scaled per vector (index_input: half the memory of f16 and 0.7x its search time
+# for 0.01 less recall), built with a wide expansion (recall@10 0.97 where 40 gives 0.93 at 1M, in the same memory),
 # searched wider for large catalogues, where the same breadth finds fewer of the true neighbours (0.97
 # at 100k with 64, at 1M with 256).
 EXACT_BELOW = 1_000
@@ -144,7 +144,7 @@ def index_input(vectors: np.ndarray, dtype: str) -> np.ndarray:
 
     A cosine ignores each vector's scale, so this loses only the rounding. usearch's own conversion
     scales unit vectors by 127, which leaves a 1280-d vector's components a few levels apart (recall@10
-    0.86 against 0.96 here, benchmarks/README.md).
+    0.86 against 0.95 here at 100k, benchmarks/README.md).
     """
     if dtype != "i8":
         return vectors

@@ -48,8 +48,7 @@ class BatchEmbedder:
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.extractor = load_backbone(backbone)
         # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it gave this worker; with none, torch sees none.
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.extractor.to(self.device)
+        self.extractor.to("cuda" if torch.cuda.is_available() else "cpu")
         self.min_side = min_side
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
