@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+# torch before usearch: with usearch's extension loaded first, a later ray.init (index --ray) aborts in
+# C++ (std::regex_error "Invalid range in brace expression") whenever torch had not been loaded yet.
+import torch  # noqa: F401
 from usearch.index import Index
 
 from engine.backbone_specs import BACKBONES, BackboneSpec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -69,6 +70,16 @@ def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(gallery, tmp_pa
         np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_starts_after_the_store_module_is_imported_first():
+    # As python -m engine index --ray loads them: the store (usearch) first, Ray when indexing starts.
+    code = ("import engine.index_store; from engine.ray_indexing import connect; connect('local'); "
+            "import ray; print(int(ray.cluster_resources()['CPU'])); ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 1
 
 
 def test_workers_without_ray_and_ray_missing_are_clear_errors(gallery, tmp_path, capsys, monkeypatch):
