@@ -34,7 +34,9 @@ def run_index(args: argparse.Namespace) -> int:
     report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar,
                            ray_address=args.ray, ray_workers=args.workers)
     if report.repaired:
-        print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it, reusing every intact vector")
+        print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it")
+    if report.verified:
+        print(f"  {report.verified}")
     print(f"indexed {report.images} images into {report.store} with {report.backbone} in {report.seconds:.1f} s")
     coloured = f" (colours computed for {report.coloured})" if report.coloured else ""
     print(f"  embedded {report.embedded}, reused {report.reused} unchanged{coloured}, removed {report.removed}")

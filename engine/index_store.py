@@ -8,20 +8,22 @@ A store folder holds complete, immutable versions and a pointer to the live one:
         vectors.npy                  every item's embedding, so updates never re-embed old images
         classifier.npz               the category classifier
         all.usearch, <category>.usearch   cosine vector indexes; keys are row numbers of vectors.npy
+        verified.json                which files were checked against their checksums (engine.store_files)
 
 Each vector index is searched exactly (every vector compared) when it is small and through an HNSW graph
 above ``EXACT_BELOW`` images (``choose_index``); the choice is recorded in ``meta.json``. Indexes and
 vectors are opened memory-mapped, so app processes on one machine share one copy of a store in memory.
 
-A save writes a new version folder and only then swaps ``CURRENT`` with
-``os.replace``, so a crash mid-write leaves the previous version in use.
+A save writes a new version folder, flushes it to the disk, and only then swaps ``CURRENT`` with
+``os.replace``, so a crash mid-write leaves the previous version in use. ``meta.json`` records each
+data file's checksum and each item's row digest; a load checks the files against them, so a damaged,
+truncated or swapped file is reported instead of searched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import time
@@ -40,11 +42,13 @@ from engine.catalog import CatalogItem
 from engine.classify import CategoryClassifier
 from engine.colours import COLOUR_METHOD, Colour
 from engine.errors import SearchError
+from engine.store_files import atomic_write_text, damaged_files, file_checksum, fsync_path, row_digest, write_durably
 
-# 2: items carry their product's dominant colours. A format-1 store is stale, and indexing updates it
-# without re-embedding (its vectors are reused, the colours computed).
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# 2: items carry their product's dominant colours. 3: data files carry checksums and items their row's
+# digest. An older store is stale; indexing updates it, reusing its vectors once a sample of them
+# re-embeds to what is stored (engine.indexing).
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 ALL = "all"  # name of the index over every category
 
 # The vector index, chosen by catalogue size from python -m benchmarks.scale (benchmarks/README.md): exact
@@ -81,6 +85,7 @@ class IndexedItem(CatalogItem):
     row: int
     digest: str  # content hash of the image file when it was embedded
     colours: tuple[Colour, ...] = ()  # the product's dominant colours in this image (engine.colours)
+    vector_digest: str = ""  # engine.store_files.row_digest of its row of the vectors, set when saved
 
 
 @dataclass
@@ -167,15 +172,6 @@ def build_usearch(vectors: np.ndarray, rows: np.ndarray, choice: IndexChoice, th
     return index
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def save_index(
     store: str | Path,
     backbone: BackboneSpec,
@@ -205,14 +201,18 @@ def save_index(
     folder = versions / version
     folder.mkdir(parents=True)
 
-    np.save(folder / "vectors.npy", vectors.astype(np.float32))
-    np.savez(folder / "classifier.npz", **classifier.to_arrays())
+    vectors = vectors.astype(np.float32)
+    write_durably(folder / "vectors.npy", lambda handle: np.save(handle, vectors))
+    write_durably(folder / "classifier.npz", lambda handle: np.savez(handle, **classifier.to_arrays()))
     categories = np.array([item.category for item in items])
     index_rows = {ALL: np.arange(len(items))}
     index_rows.update({category: np.flatnonzero(categories == category) for category in classifier.categories})
     choices = {name: choose_index(len(rows)) for name, rows in index_rows.items()}
     for name, rows in index_rows.items():
         build_usearch(vectors, rows, choices[name]).save(str(folder / f"{name}.usearch"))
+        fsync_path(folder / f"{name}.usearch")
+    names = ["vectors.npy", "classifier.npz", *(f"{name}.usearch" for name in index_rows)]
+    items = [dataclasses.replace(item, vector_digest=row_digest(vectors[item.row])) for item in items]
     meta = StoreMeta(
         format_version=FORMAT_VERSION,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -223,10 +223,12 @@ def save_index(
         skipped=[tuple(entry) for entry in skipped],
         colour_method=COLOUR_METHOD,
         indexes=choices,
+        checksums={name: file_checksum(folder / name) for name in names},
     )
-    # meta.json last: a version folder without it is an unfinished write.
-    _atomic_write_text(folder / "meta.json", meta.to_json())
-    _atomic_write_text(store / "CURRENT", version + "\n")
+    # meta.json last: a version folder without it is an unfinished write. Every file is on the disk
+    # (atomic_write_text flushes the folder) before CURRENT names the version.
+    atomic_write_text(folder / "meta.json", meta.to_json())
+    atomic_write_text(store / "CURRENT", version + "\n")
 
     for old in versions.iterdir():
         if old.name != version:
@@ -255,6 +257,7 @@ class StoreMeta:
     skipped: list[tuple[str, str]]
     colour_method: int = 0  # engine.colours.COLOUR_METHOD the items' colours were computed with (0: none)
     indexes: dict[str, IndexChoice] = dataclasses.field(default_factory=dict)  # how each vector index searches
+    checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # data file name -> SHA-256 (format 3)
 
     @property
     def backbone_name(self) -> str:
@@ -293,6 +296,8 @@ class StoreMeta:
         if not all(isinstance(c, str) and c for c in data["categories"]):
             raise broken("a category name is not a string")
         fields = {f.name for f in dataclasses.fields(IndexedItem)}
+        if data["format_version"] < 3:
+            fields.discard("vector_digest")
         if data["format_version"] == 1:
             fields.discard("colours")
         items = []
@@ -303,6 +308,8 @@ class StoreMeta:
                 raise broken(f"item {row} says it is row {entry['row']!r}")
             if not all(isinstance(entry[name], str) for name in fields - {"row", "colours"}):
                 raise broken(f"item {row} has a field that is not text")
+            if data["format_version"] >= 3 and not re.fullmatch(r"[0-9a-f]{16}", entry["vector_digest"]):
+                raise broken(f"item {row} has no digest of its vector")
             if entry["category"] not in data["categories"]:
                 raise broken(f"item {row} is in category {entry['category']!r}, which the store does not list")
             colours = _read_colours(entry.get("colours", []))
@@ -328,8 +335,13 @@ class StoreMeta:
             indexes = {name: IndexChoice(**choice) for name, choice in recorded.items()}
             if not all(choice.kind in ("exact", "hnsw") for choice in indexes.values()):
                 raise broken("an index is neither exact nor hnsw")
+        checksums = data.get("checksums", {}) if data["format_version"] >= 3 else {}
+        files = {"vectors.npy", "classifier.npz", *(f"{name}.usearch" for name in indexes)}
+        if data["format_version"] >= 3 and not (isinstance(checksums, dict) and set(checksums) == files and all(
+                isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) for value in checksums.values())):
+            raise broken(f"'checksums' does not give the SHA-256 of {', '.join(sorted(files))}")
         return cls(data["format_version"], data["created"], data["backbone"], data["gallery"], data["categories"],
-                   items, skipped, colour_method, indexes)
+                   items, skipped, colour_method, indexes, checksums)
 
 
 def _read_colours(entries: object) -> tuple[Colour, ...] | None:
@@ -419,8 +431,9 @@ def _all_finite(vectors: np.ndarray, chunk: int = 65_536) -> bool:
     return all(np.isfinite(vectors[start : start + chunk]).all() for start in range(0, len(vectors), chunk))
 
 
-def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec) -> np.ndarray:
-    """A version's vectors, checked against its items and the backbone's width."""
+def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec, finite: bool = True) -> np.ndarray:
+    """A version's vectors, checked against its items and the backbone's width (and, with ``finite``, that
+    every number is finite; ``index`` reads a damaged file's rows without it, and checks each by its digest)."""
     path = folder / "vectors.npy"
     try:
         # Memory-mapped: processes sharing the store share its pages, and a million vectors load at once.
@@ -429,7 +442,7 @@ def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec) -> np.nd
         why = "not a NumPy array file" if "pickle" in str(error) else str(error)
         raise CorruptIndexError(f"cannot read {path} ({why}); {REPAIR_HINT}") from None
     expected = (len(meta.items), backbone.feature_dim)
-    if vectors.dtype != np.float32 or vectors.shape != expected or not _all_finite(vectors):
+    if vectors.dtype != np.float32 or vectors.shape != expected or (finite and not _all_finite(vectors)):
         raise CorruptIndexError(
             f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, expected finite float32 {expected}; "
             f"{REPAIR_HINT}"
@@ -446,15 +459,21 @@ def load_index(store: str | Path, backbone: BackboneSpec) -> StoredIndex:
     folder = current_version(store)
     meta = read_version_meta(folder)
     if meta.format_version != FORMAT_VERSION or meta.colour_method != COLOUR_METHOD:
-        what = (f"store format {meta.format_version}, without product colours" if meta.format_version != FORMAT_VERSION
+        lacks = "product colours" if meta.format_version == 1 else "checksums of its files"
+        what = (f"store format {meta.format_version}, without {lacks}" if meta.format_version != FORMAT_VERSION
                 else f"product colours of method {meta.colour_method}, this version computes method {COLOUR_METHOD}")
         raise StaleIndexError(
             f"the index in {store} was built by an older version ({what}); "
-            f"{REPAIR.format(store=store).replace('repair it', 'update it')} (its vectors are reused)"
+            f"{REPAIR.format(store=store).replace('repair it', 'update it')} (its vectors are checked and reused)"
         )
     check_compatible(meta, backbone)
-    vectors = load_vectors(folder, meta, backbone)
     damaged = f"the index in {store} is damaged ({{}}); {REPAIR.format(store=store)}"
+    changed = damaged_files(folder, meta.checksums)
+    if changed:
+        raise CorruptIndexError(damaged.format(
+            f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not what was written: "
+            "missing, or contents that differ from the checksum recorded in meta.json"))
+    vectors = load_vectors(folder, meta, backbone)
     try:
         with np.load(folder / "classifier.npz", allow_pickle=False) as arrays:
             classifier = CategoryClassifier.from_arrays(arrays)

@@ -27,6 +27,7 @@ from engine.errors import SearchError
 from engine.images import ImageDecodeError, load_image
 from engine.index_store import (
     IndexedItem,
+    StoreMeta,
     IndexNotFoundError,
     StoredIndex,
     check_compatible,
@@ -38,6 +39,7 @@ from engine.index_store import (
     save_index,
     stored_spec,
 )
+from engine.store_files import damaged_files, row_digest
 
 # Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
 CATALOG_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
@@ -98,16 +100,38 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     repaired: str = ""  # what was wrong with the store before this run ("" if nothing)
+    verified: str = ""  # how the vectors reused from a damaged or older store were checked
     coloured: int = 0  # reused images whose colours were computed (their store had none, or an older method's)
 
 
 Previous = dict[str, tuple[np.ndarray, tuple[Colour, ...]]]  # image digest -> (vector, colours)
+# An older store's vectors (no checksums) are reused only if this many of them, spread over the store,
+# re-embed to what is stored: a zeroed, shuffled or foreign vectors file fails it.
+SAMPLE_CHECKS = 8
+SAME_VECTOR = 0.999  # cosine above which a re-embedded image counts as its stored vector
 
 
-def _previous_vectors(store: Path, spec: BackboneSpec) -> Previous:
-    """Vectors and colours a rebuild may reuse, keyed by image digest: the live version's, or when that is
-    damaged or of an older format the newest intact version's; empty when none was built with ``spec`` as
-    defined today."""
+@dataclass
+class Reusable:
+    """Stored vectors and colours a rebuild may reuse, keyed by image digest, and how they were checked."""
+
+    previous: Previous = field(default_factory=dict)
+    verified: str = ""  # what was checked, for the report
+    needs_sample: bool = False  # from a store without checksums: reuse only once a sample re-embeds to them
+
+
+def _verified_rows(folder: Path, meta: StoreMeta, vectors: np.ndarray) -> tuple[list[int], str]:
+    """The rows of a checksummed version that are what was written: all when the file matches its checksum,
+    else those whose bytes match their item's row digest."""
+    if not damaged_files(folder, {"vectors.npy": meta.checksums["vectors.npy"]}):
+        return list(range(len(meta.items))), "every stored vector matched its checksum"
+    rows = [item.row for item in meta.items if row_digest(vectors[item.row]) == item.vector_digest]
+    return rows, f"{len(rows)} of {len(meta.items)} stored vectors matched their digests; the others are re-embedded"
+
+
+def _previous_vectors(store: Path, spec: BackboneSpec) -> Reusable:
+    """What a rebuild may reuse: the live version's vectors, or when that is damaged or of an older format
+    the newest readable version's; nothing when none was built with ``spec`` as defined today."""
     versions = store / "versions"
     folders = []
     try:
@@ -120,12 +144,30 @@ def _previous_vectors(store: Path, spec: BackboneSpec) -> Previous:
         try:
             meta = read_version_meta(folder)
             check_compatible(meta, spec)
-            vectors = load_vectors(folder, meta, spec)
+            vectors = load_vectors(folder, meta, spec, finite=not meta.checksums)
         except SearchError:
             continue
         current = meta.colour_method == COLOUR_METHOD  # colours of another method are recomputed
-        return {item.digest: (vectors[item.row], item.colours if current else ()) for item in meta.items}
-    return {}
+        if meta.checksums:
+            rows, verified = _verified_rows(folder, meta, vectors)
+        else:  # unit vectors only; the sample check in index_catalog decides on the rest
+            norms = np.linalg.norm(vectors, axis=1)
+            rows = list(np.flatnonzero(np.abs(norms - 1) < 1e-3))
+            verified = ""
+        previous = {meta.items[row].digest: (np.array(vectors[row]), meta.items[row].colours if current else ())
+                    for row in rows}
+        return Reusable(previous, verified, needs_sample=not meta.checksums)
+    return Reusable(verified="no stored vector could be read; every image is embedded")
+
+
+def _sample_matches(reusable: Reusable, paths: dict[str, Path], extractor: FeatureExtractor, min_side: int) -> bool:
+    """Whether ``SAMPLE_CHECKS`` of the stored vectors, spread over the store, re-embed to what is stored."""
+    digests = [digest for digest in reusable.previous if digest in paths]
+    sample = digests[:: max(1, len(digests) // SAMPLE_CHECKS)][:SAMPLE_CHECKS]
+    jobs = [ImageJob(i, str(paths[digest]), True) for i, digest in enumerate(sample)]
+    results = process_batch(jobs, extractor, min_side)
+    return all(result.vector is not None and float(result.vector @ reusable.previous[sample[result.position]][0])
+               >= SAME_VECTOR for result in results)
 
 
 def stored_backbone(store: str | Path) -> str | None:
@@ -168,10 +210,11 @@ def index_catalog(
     except SearchError as error:
         repaired = str(error)
     previous_count = len(stored.items) if stored else 0
-    if stored is not None and stored.backbone == spec:
-        previous = {item.digest: (stored.vectors[item.row], item.colours) for item in stored.items}
-    else:  # a damaged store (salvage what is intact), or another backbone (nothing to reuse)
-        previous = _previous_vectors(store, spec)
+    if stored is not None and stored.backbone == spec:  # loaded: every file matched its checksum
+        reusable = Reusable({item.digest: (stored.vectors[item.row], item.colours) for item in stored.items})
+    else:  # a damaged or older store (salvage what is verified), or another backbone (nothing to reuse)
+        reusable = _previous_vectors(store, spec)
+    previous = reusable.previous
 
     skipped = list(catalog.skipped)
     readable: list[tuple[CatalogItem, str]] = []
@@ -180,6 +223,13 @@ def index_catalog(
             readable.append((item, file_digest(catalog.root / item.path)))
         except OSError as error:
             skipped.append((item.path, f"cannot be read ({error.strerror or error})"))
+    if reusable.needs_sample and previous:
+        paths = {digest: catalog.root / item.path for item, digest in readable}
+        if _sample_matches(reusable, paths, load_backbone(backbone), spec.preprocessing.size):
+            reusable.verified = f"{SAMPLE_CHECKS} sampled stored vectors re-embedded to what is stored"
+        else:
+            reusable.verified = "sampled stored vectors did not re-embed to what is stored; every image is embedded"
+            previous.clear()
     to_embed = [i for i, (_, digest) in enumerate(readable) if digest not in previous]
     # Images from a store without colours (format 1) or with another method's: only their colours are computed.
     to_colour = [i for i, (_, digest) in enumerate(readable) if digest in previous and not previous[digest][1]]
@@ -238,6 +288,7 @@ def index_catalog(
         skipped=skipped,
         seconds=time.perf_counter() - started,
         repaired=repaired,
+        verified=reusable.verified,
         coloured=len([i for i in to_colour if i in new_colours]),
     )
 

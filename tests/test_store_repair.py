@@ -77,6 +77,46 @@ def _with_nan(vectors):
     return vectors
 
 
+def _zero_rows(rows):
+    def change(vectors):
+        vectors[rows] = 0
+        return vectors
+    return change
+
+
+def _permute_rows(vectors):
+    return vectors[np.roll(np.arange(len(vectors)), 5)].copy()
+
+
+def _foreign_vectors(vectors):
+    rng = np.random.default_rng(7)
+    other = rng.standard_normal(vectors.shape).astype(np.float32)
+    return other / np.linalg.norm(other, axis=1, keepdims=True)
+
+
+def _zero_filled(name):
+    """What a crash leaves of a file whose write was never flushed: its size, and zeros."""
+    def corrupt(store):
+        path = _live(store) / name
+        path.write_bytes(bytes(path.stat().st_size))
+    return corrupt
+
+
+def _swap(first, second):
+    def corrupt(store):
+        live = _live(store)
+        (live / first).rename(live / "swap.tmp")
+        (live / second).rename(live / first)
+        (live / "swap.tmp").rename(live / second)
+    return corrupt
+
+
+def _drop_item(meta):
+    del meta["items"][5]
+    for row, item in enumerate(meta["items"]):
+        item["row"] = row
+
+
 CORRUPTIONS = {
     "CURRENT names a missing version": lambda store: (store / "CURRENT").write_text("20990101-000000-deadbeef\n"),
     "CURRENT is empty": lambda store: (store / "CURRENT").write_text(""),
@@ -107,12 +147,24 @@ CORRUPTIONS = {
     "all.usearch truncated": _truncate("all.usearch"),
     "a category index garbage": _write("lamp.usearch", b"garbage" * 50),
     "a category index deleted": _delete("chair.usearch"),
+    "every vector zeroed, header kept": _vectors(_zero_rows(slice(None))),
+    "one vector zeroed": _vectors(_zero_rows([4])),
+    "vectors permuted, header kept": _vectors(_permute_rows),
+    "another store's vectors": _vectors(_foreign_vectors),
+    "vectors.npy zero-filled (an unsynced write)": _zero_filled("vectors.npy"),
+    "a category index zero-filled (an unsynced write)": _zero_filled("table.usearch"),
+    "category indexes swapped (chair <-> lamp)": _swap("chair.usearch", "lamp.usearch"),
+    "an item dropped from meta.json": lambda store: _edit_meta(store, _drop_item),
 }
 # Damage confined to files derived from the vectors: the repair must not re-embed anything.
 VECTORS_INTACT = {"CURRENT is missing", "CURRENT is empty", "CURRENT is a folder", "CURRENT is binary garbage",
                   "CURRENT names a missing version", "CURRENT names a path outside", "classifier.npz garbage",
                   "classifier.npz deleted", "all.usearch truncated", "a category index garbage",
-                  "a category index deleted"}
+                  "a category index deleted", "a category index zero-filled (an unsynced write)",
+                  "category indexes swapped (chair <-> lamp)"}
+# Damage to the vectors themselves: what index must re-embed, and no more (it says what it reused).
+REEMBEDDED = {"every vector zeroed, header kept": 24, "one vector zeroed": 1, "vectors permuted, header kept": 24,
+              "another store's vectors": 24, "vectors.npy zero-filled (an unsynced write)": 24, "vectors with a NaN": 1}
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +195,8 @@ def test_index_repairs_every_corruption(name, pristine, tmp_path, capsys):
     assert "indexed 24 images" in said
     if name in VECTORS_INTACT:
         assert "embedded 0, reused 24" in said and "repaired the store" in said
+    if name in REEMBEDDED:
+        assert f"embedded {REEMBEDDED[name]}, reused {24 - REEMBEDDED[name]} " in said
 
     assert main(["search", "--store", str(store), query]) == 0
     answer = json.loads(capsys.readouterr().out)
@@ -170,3 +224,49 @@ def test_a_store_path_that_is_a_file_is_refused_clearly(pristine, tmp_path, caps
     assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert store.read_text() == "oops"
+
+
+def _as_format_2(meta):
+    """A store as the previous version wrote it: no checksums, no row digests."""
+    meta["format_version"] = 2
+    del meta["checksums"]
+    for item in meta["items"]:
+        del item["vector_digest"]
+
+
+@pytest.mark.parametrize("damage, embedded", [(None, 0), (_permute_rows, 24), (_zero_rows(slice(None)), 24)])
+def test_an_older_store_is_reused_only_once_a_sample_re_embeds_to_it(damage, embedded, pristine, tmp_path, capsys):
+    gallery, built = pristine
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    _edit_meta(store, _as_format_2)
+    if damage is not None:
+        _vectors(damage)(store)
+    assert main(["info", "--store", str(store)]) in (1, 2)
+    assert "up to date" not in capsys.readouterr().out
+    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 0
+    said = capsys.readouterr().out
+    assert f"embedded {embedded}, reused {24 - embedded} " in said
+    assert ("re-embedded to what is stored" if embedded == 0 else "did not re-embed" if damage is _permute_rows
+            else "") in said
+    assert main(["info", "--store", str(store)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(pristine, tmp_path, monkeypatch):
+    from engine import store_files
+    from engine.index_store import open_store
+
+    _, built = pristine
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    open_store(store)  # hashes every file once and remembers them
+    hashed = []
+    real = store_files.file_checksum
+    monkeypatch.setattr(store_files, "file_checksum", lambda path: hashed.append(path.name) or real(path))
+    open_store(store)
+    assert hashed == []
+    _swap("chair.usearch", "lamp.usearch")(store)
+    with pytest.raises(Exception, match="chair.usearch, lamp.usearch are not what was written"):
+        open_store(store)
+    assert sorted(hashed) == ["chair.usearch", "lamp.usearch"]
