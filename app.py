@@ -9,13 +9,9 @@ it to the page, and mounts the page on the HTTP API (``http_api``: ``POST /api/s
 from __future__ import annotations
 
 import csv
-import ctypes
-import ctypes.util
 import functools
 import logging
 import os
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -24,16 +20,19 @@ from pathlib import Path
 
 import gradio as gr
 import uvicorn
-from gradio.data_classes import FileData
+from gradio import route_utils
+from gradio.data_classes import FileData, ImageData
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.colours import NAMED_COLOURS, colours_present, rgb_to_hex
 from engine.errors import InvalidRequestError, SearchError
+from guards import Guard, Server, uploaded_file, RequestRefused
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.indexing import open_current
 from engine.explain import MatchExplanation, heat_overlay
 from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, parse_count
-from http_api import ApiContext, SearchSlot, create_api
+from http_api import ApiContext, create_api, image_url
+from service import InstanceFolders, instance_folders, limit_heap_growth, new_searches
 
 ROOT = Path(__file__).resolve().parent
 GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
@@ -42,8 +41,6 @@ EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
 # Photos sent back to the page are at most this size: the marked photo and the crop editor show them small.
 DISPLAY_SIDE = 1024
 CROP_SIDE = 1600  # the hand-crop editor's copy: more pixels, since the crop is searched
-# Photos the app writes for the page (the marked photo, the crop editor's copy).
-PAGE_FILES = Path(tempfile.gettempdir()) / "furniture-search-page"
 # Uploads are deleted an hour after they arrive (checked every 10 minutes), and all of them on restart.
 UPLOAD_LIFETIME_S = int(os.environ.get("FURNITURE_UPLOAD_LIFETIME_S", "3600"))
 log = logging.getLogger("app")
@@ -87,9 +84,30 @@ class PhotoInput(gr.Image):
     is_template = True  # Gradio's convention for subclasses: render with the parent's (gr.Image) frontend
 
     def preprocess(self, payload):
-        if payload is None or (payload.url or "").startswith("data:"):
+        if payload is None or (payload.url or "").startswith("data:") and not payload.path:
             return super().preprocess(payload)
-        return payload.path
+        return checked_upload(payload.path)
+
+
+def checked_upload(path: str | None) -> str:
+    """A photo the page received: a regular file in this instance's uploads, or the page's error (guards.py
+    refuses others before Gradio sees them; this covers a record Gradio passes on unchecked)."""
+    try:
+        return uploaded_file(path, folders().uploads)
+    except RequestRefused as refused:
+        raise gr.Error(str(refused), title="Not an uploaded photo") from None
+
+
+class PictureOutput(gr.Image):
+    """An image output given as the URL the app serves it at (``/pictures/...``): no server path reaches the
+    page, and Gradio neither copies nor fetches it."""
+
+    is_template = True
+
+    def postprocess(self, value):
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return ImageData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
+        return super().postprocess(value)
 
 
 class CountInput(gr.Slider):
@@ -152,10 +170,11 @@ def ready_engine() -> SearchEngine:
 RENDERED = 6
 
 
-def render(response: SearchResponse, new_colours: bool = True) -> tuple:
+def render(response: SearchResponse, root: str, new_colours: bool = True) -> tuple:
     """Turn a response into the page's label, summary, result thumbnails, result rows, colour chips and the
     embeddings searched (kept for refining by colour). The chips are the colours among the results, offered
-    afresh for a new search (``new_colours``), kept when these results are a colour refinement."""
+    afresh for a new search (``new_colours``), kept when these results are a colour refinement. Thumbnails are
+    addressed from ``root`` (``public_root``) by the image's id."""
     confidences = dict(sorted(response.probabilities.items(), key=lambda kv: -kv[1])[:3])
     searched = "all categories" if response.searched == ["all"] else ", ".join(response.searched)
     lines = [f"**Predicted: {response.category}** ({response.probabilities[response.category]:.0%}) · searched {searched}"]
@@ -164,7 +183,9 @@ def render(response: SearchResponse, new_colours: bool = True) -> tuple:
     lines += [f"- {note}" for note in response.notes if not note.startswith("no close match")]
     if response.colour:
         lines.append(f"- refined by colour: the same look in {response.colour} first")
-    items = [(r.path, f"{r.name} · {r.category} · {r.score:.2f}") for r in response.results]
+    catalogue = ready_engine().stored.items
+    items = [(root + image_url(catalogue[r.row].digest), f"{r.name} · {r.category} · {r.score:.2f}")
+             for r in response.results]
     # The colour is set again for a refinement: the region search, run just after a search, may have reset it.
     chips = gr.Radio(value=response.colour or ANY_COLOUR)
     if new_colours:
@@ -173,54 +194,31 @@ def render(response: SearchResponse, new_colours: bool = True) -> tuple:
     return confidences, "\n".join(lines), items, [r.row for r in response.results], chips, response.vectors
 
 
-# glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.
-# Gradio runs handlers on a pool of up to 40 threads, so each search could leave its working memory in
-# another arena: +710 MB under 10 page clients (python -m benchmarks.load). Two arenas, and the freed
-# memory handed back once the page is idle, keep the app near its size at rest (benchmarks/README.md).
-# Handing it back after every search cost each search 30-50 ms of page faults (python -m benchmarks.app).
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform.startswith("linux") else None
-_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
-# Seconds without a search after which freed memory goes back to the system.
-IDLE_TRIM_S = 2.0
+# Page and HTTP API searches take turns in one slot, and memory goes back once both are idle (service.py).
+searches = new_searches()
+_folders: InstanceFolders | None = None
 
 
-def limit_heap_growth() -> None:
-    """Cap glibc's heaps at two; call before the server starts its threads."""
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_ARENA_MAX, 2)
+def folders() -> InstanceFolders:
+    """This instance's folders, made fresh on first use; Gradio keeps its uploads in ours."""
+    global _folders
+    if _folders is None:
+        _folders = instance_folders()
+        os.environ["GRADIO_TEMP_DIR"] = str(_folders.uploads)
+    return _folders
 
 
-class IdleTrim:
-    """Counts the searches running; once none has run for ``IDLE_TRIM_S``, hands freed memory back."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._finished = 0  # searches finished so far: a timer trims only if none finished after it was set
-
-    def started(self) -> None:
-        with self._lock:
-            self._running += 1
-
-    def finished(self) -> None:
-        with self._lock:
-            self._running -= 1
-            self._finished += 1
-            finished = self._finished
-        timer = threading.Timer(IDLE_TRIM_S, self._trim_if_idle, args=(finished,))
-        timer.daemon = True
-        timer.start()
-
-    def _trim_if_idle(self, finished: int) -> None:
-        with self._lock:
-            idle = self._running == 0 and self._finished == finished
-        if idle and _LIBC is not None:
-            _LIBC.malloc_trim(0)
-
-
-idle_trim = IdleTrim()
-# Page and HTTP API searches take turns in one slot (see main).
-search_slot = SearchSlot()
+def public_root(request: gr.Request | None) -> str:
+    """The address the shopper's browser reaches the app at (behind a proxy too, as Gradio finds it), for the
+    URLs of the pictures the page shows: served by id, never by a path on the server."""
+    if request is None or getattr(request, "request", None) is None:
+        return ""
+    raw = request.request
+    try:
+        route = route_utils.get_api_call_path(raw)
+    except ValueError:
+        route = raw.url.path
+    return route_utils.get_root_url(raw, route, raw.scope.get("root_path") or None)
 
 
 def handler(title: str):
@@ -230,14 +228,11 @@ def handler(title: str):
     def decorate(function):
         @functools.wraps(function)
         def run(*args, **kwargs):
-            idle_trim.started()
             try:
-                with search_slot:
+                with searches.turn():
                     return function(*args, **kwargs)
             except SearchError as error:
                 raise gr.Error(str(error), title=title) from None
-            finally:
-                idle_trim.finished()
 
         return run
 
@@ -250,11 +245,11 @@ def result_count(k) -> int:
 
 
 @handler("Cannot search this image")
-def search_photo(image_path: str | None, k: int, category: str):
+def search_photo(image_path: str | None, k: int, category: str, request: gr.Request = None):
     """Search the uploaded / captured photo."""
     if not image_path:
         raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
-    return render(ready_engine().search(image_path, k=result_count(k), category=category))
+    return render(ready_engine().search(image_path, k=result_count(k), category=category), public_root(request))
 
 
 def region_label(number: int, category: str, confidence: float) -> str:
@@ -265,24 +260,29 @@ def region_label(number: int, category: str, confidence: float) -> str:
 BOX_COLOURS = ((230, 60, 60), (40, 160, 80), (60, 110, 230), (230, 150, 20), (160, 60, 200), (20, 170, 190))
 
 
-def page_file(image: Image.Image, stem: str) -> str:
-    """Save ``image`` as a JPEG for the page and return its path.
+def page_file(image: Image.Image, stem: str, folder: Path | None = None) -> str:
+    """Save ``image`` as a JPEG in ``folder`` (the instance's pictures by default) and return its path.
 
     Done here, in the handler's worker thread: handed a PIL image, Gradio encodes it in its
     event loop, and the whole page stopped answering while it did (python -m benchmarks.load).
-    Files older than the upload lifetime are removed on the way.
+    Pictures older than the upload lifetime are removed on the way.
     """
-    PAGE_FILES.mkdir(parents=True, exist_ok=True)
+    folder = folder or folders().pictures
     now = time.time()
-    for old in PAGE_FILES.glob("*.jpg"):
+    for old in folder.glob("*.jpg"):
         try:
             if now - old.stat().st_mtime > UPLOAD_LIFETIME_S:
                 old.unlink()
         except OSError:
             pass  # another worker removed it first
-    path = PAGE_FILES / f"{stem}-{uuid.uuid4().hex}.jpg"
+    path = folder / f"{stem}-{uuid.uuid4().hex}.jpg"
     image.save(path, quality=85)
     return str(path)
+
+
+def picture_url(root: str, path: str) -> str:
+    """Where the page's browser gets a picture drawn for it (served by ``http_api`` from the pictures folder)."""
+    return f"{root}/pictures/{Path(path).name}"
 
 
 def marked_photo(photo: Image.Image, boxes: list[tuple[int, int, int, int]], labels: list[str]) -> Image.Image:
@@ -301,7 +301,7 @@ def marked_photo(photo: Image.Image, boxes: list[tuple[int, int, int, int]], lab
 
 
 @handler("Cannot find the furniture in this photo")
-def find_regions(image_path: str | None, k: int, category: str):
+def find_regions(image_path: str | None, k: int, category: str, request: gr.Request = None):
     """Find the pieces of furniture in the photo; search the best one, unless it is a product shot.
 
     Runs after the whole-photo search; leaves its results alone for a product shot. The page gets the
@@ -326,11 +326,12 @@ def find_regions(image_path: str | None, k: int, category: str):
     labels = [region_label(i, m.region.category, m.region.confidence) for i, m in enumerate(found.matches, 1)]
     boxes = [tuple(round(value * scale) for value in m.region.box) for m in found.matches]
     return (
-        gr.Image(value=page_file(marked_photo(shown, boxes, labels), "regions"), visible=True),
+        PictureOutput(value=picture_url(public_root(request), page_file(marked_photo(shown, boxes, labels), "regions")),
+                      visible=True),
         gr.Radio(choices=[*labels, WHOLE_PHOTO], value=labels[0], visible=True),
         [m.region.embedding for m in found.matches],
         list(zip(boxes, labels)),
-        *render(found.matches[0].response),
+        *render(found.matches[0].response, public_root(request)),
     )
 
 
@@ -344,7 +345,8 @@ def picked_box(region_boxes: list, selected: gr.SelectData):
 
 
 @handler("Cannot search this region")
-def search_region(image_path: str | None, region_embeddings: list, choice: str, k: int, category: str):
+def search_region(image_path: str | None, region_embeddings: list, choice: str, k: int, category: str,
+                  request: gr.Request = None):
     """Search the region picked in the list (or by clicking the marked photo), or the whole photo.
 
     A region is searched with the embedding its region search used, so it shows what it showed first
@@ -354,11 +356,12 @@ def search_region(image_path: str | None, region_embeddings: list, choice: str, 
         return (gr.skip(),) * RENDERED
     engine = ready_engine()
     if choice == WHOLE_PHOTO:
-        return render(engine.search(image_path, k=result_count(k), category=category))
+        return render(engine.search(image_path, k=result_count(k), category=category), public_root(request))
     number = choice.split(".", 1)[0]
     if not number.isdigit() or not 1 <= int(number) <= len(region_embeddings):
         raise InvalidRequestError(f"no region {choice!r} in this photo; pick one of the boxes shown")
-    return render(engine.search_vector(region_embeddings[int(number) - 1], k=result_count(k), category=category))
+    return render(engine.search_vector(region_embeddings[int(number) - 1], k=result_count(k), category=category),
+                  public_root(request))
 
 
 def photo_for_crop(image_path: str | None, editor_open: bool = True):
@@ -367,7 +370,8 @@ def photo_for_crop(image_path: str | None, editor_open: bool = True):
     if not image_path or not editor_open:
         return None
     try:
-        return page_file(load_image(image_path, min_side=DISPLAY_SIDE, max_side=CROP_SIDE), "crop")
+        # In the uploads: it comes back from the editor as an input, which must be a file the page received.
+        return page_file(load_image(image_path, min_side=DISPLAY_SIDE, max_side=CROP_SIDE), "crop", folders().uploads)
     except SearchError:
         return None
 
@@ -384,31 +388,32 @@ class CropEditor(gr.ImageEditor):
     def convert_and_format_image(self, file, flatten_on_white: bool = False):
         if file is None:
             return None
-        return file.path if isinstance(file, FileData) else bytes(file)
+        return checked_upload(file.path) if isinstance(file, FileData) else bytes(file)
 
 
 @handler("Cannot refine by this colour")
-def refine_by_colour(vectors: list, colour: str | None, k: int, category: str):
+def refine_by_colour(vectors: list, colour: str | None, k: int, category: str, request: gr.Request = None):
     """Search the embeddings of the results shown again, the same look in the colour picked first
     ("Any colour": as searched)."""
     if not vectors:
         raise InvalidRequestError("Search a photo first, then pick one of the colours found among the results.")
     chosen = None if colour in (None, "", ANY_COLOUR) else colour
     response = ready_engine().search_vectors(vectors, k=result_count(k), category=category, colour=chosen)
-    return render(response, new_colours=False)
+    return render(response, public_root(request), new_colours=False)
 
 
 @handler("Cannot search this crop")
-def search_crop(edited: dict | None, k: int, category: str):
+def search_crop(edited: dict | None, k: int, category: str, request: gr.Request = None):
     """Search the part of the photo cropped by hand in the editor."""
     cropped = (edited or {}).get("composite")
     if cropped is None:
         raise gr.Error("Search a photo first, then drag the crop handles around the piece you want.", title="No photo")
-    return render(ready_engine().search(cropped, k=result_count(k), category=category))
+    return render(ready_engine().search(cropped, k=result_count(k), category=category), public_root(request))
 
 
 @handler("Cannot search this result")
-def more_like_this(image_path: str | None, rows: list[int], k: int, category: str, selected: gr.EventData = None):
+def more_like_this(image_path: str | None, rows: list[int], k: int, category: str, selected: gr.EventData = None,
+                   request: gr.Request = None):
     """Search again with a clicked result's catalogue photo; show the product, and why it matched the photo
     searched before (heat maps, ``engine.explain``).
 
@@ -421,11 +426,14 @@ def more_like_this(image_path: str | None, rows: list[int], k: int, category: st
         raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
     item = engine.stored.items[rows[index]]
+    root = public_root(request)
     why = gr.Image(visible=False)
     if image_path:
-        why = gr.Image(page_file(why_picture(engine.explain_match(image_path, item.row)), "why"), visible=True)
+        why = PictureOutput(picture_url(root, page_file(why_picture(engine.explain_match(image_path, item.row)), "why")),
+                            visible=True)
     response = engine.search_item(item.row, k=result_count(k), category=category)
-    return str(engine.item_path(item)), gr.Markdown(product_details(item), visible=True), why, *render(response)
+    # The shopper's photo stays where it is: the picked product is named above the results.
+    return gr.Markdown(product_details(item), visible=True), why, *render(response, root)
 
 
 # Height of each half of the "why this match" picture.
@@ -524,8 +532,7 @@ CSS += "".join(f'#colour-chips label:has(input[value="{name}"]) {{ --chip: {rgb_
 def build_app() -> gr.Blocks:
     # The catalogue's images and the photos written for the page are served from where they lie: Gradio would
     # otherwise hash and copy every result image into its cache on every search (python -m benchmarks.app).
-    PAGE_FILES.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([GALLERY, PAGE_FILES])
+    folders()  # Gradio's uploads go to this instance's folder (GRADIO_TEMP_DIR), set before the page is built
     # Uploads live UPLOAD_LIFETIME_S; Gradio also empties its cache of them when the app restarts.
     lifetime = (min(600, UPLOAD_LIFETIME_S), UPLOAD_LIFETIME_S)
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
@@ -548,7 +555,7 @@ def build_app() -> gr.Blocks:
                                            allow_custom_value=True)
                     k = CountInput(1, 24, value=8, step=1, label="Results", min_width=120)
                 button = gr.Button("Find similar", variant="primary", elem_id="find-similar")
-                marked = gr.Image(label="Furniture found (click a box to search it)", type="filepath", interactive=False,
+                marked = PictureOutput(label="Furniture found (click a box to search it)", type="filepath", interactive=False,
                                   visible=False, height=300, elem_id="regions")
                 region = gr.Radio([WHOLE_PHOTO], value=WHOLE_PHOTO, label="Search", visible=False, elem_id="region-choice")
                 with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand") as crop_by_hand:
@@ -572,7 +579,7 @@ def build_app() -> gr.Blocks:
                 confidences = gr.Label(label="Predicted category", num_top_classes=3, elem_id="confidences")
                 summary = gr.Markdown(elem_id="summary")
                 picked = gr.Markdown(visible=False, elem_id="picked")
-                why = gr.Image(label="Why it matched your photo: the warm parts of each look like the other, to the search "
+                why = PictureOutput(label="Why it matched your photo: the warm parts of each look like the other, to the search "
                                "(similarity, not a guarantee)", type="filepath", interactive=False, visible=False,
                                height=WHY_HEIGHT, elem_id="why")
                 colour_choice = gr.Radio([ANY_COLOUR], value=ANY_COLOUR, label="Same look, other colour",
@@ -605,7 +612,7 @@ def build_app() -> gr.Blocks:
             find_regions, [image, k, category], region_outputs, **one)
         region.input(search_region, [image, region_embeddings, region, k, category], outputs, **one)
         marked.select(picked_box, region_boxes, region).then(search_region, [image, region_embeddings, region, k, category], outputs, **one)
-        results.select(more_like_this, [image, rows, k, category], [image, picked, why, *outputs], **one)
+        results.select(more_like_this, [image, rows, k, category], [picked, why, *outputs], **one)
         # A new photo: no product is picked any more.
         image.input(lambda: (gr.Markdown(visible=False), gr.Image(visible=False)), None, [picked, why], queue=False)
         # The open hand-crop editor holds the current photo (uploaded, example or picked result).
@@ -628,12 +635,17 @@ def build_app() -> gr.Blocks:
 
 
 def create_server():
-    """The page mounted on the HTTP API's FastAPI app (``http_api``): one process, one port, one search slot."""
+    """The page mounted on the HTTP API's FastAPI app (``http_api``): one process, one port, one search slot,
+    behind the request guard (``guards``): no client-named file is opened, every body is bounded."""
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)
-    server = create_api(ApiContext(engine=lambda: state.engine, status=index_status, slot=search_slot))
-    return gr.mount_gradio_app(server, demo, path="", max_file_size=MAX_FILE_BYTES,
-                               allowed_paths=[str(GALLERY), str(EXAMPLES_DIR)], css=CSS)
+    server = create_api(ApiContext(engine=lambda: state.engine, status=index_status, searches=searches,
+                                   pictures=folders().pictures))
+    server = gr.mount_gradio_app(server, demo, path="", max_file_size=MAX_FILE_BYTES, css=CSS)
+    # Mounting never marks the page launched, which leaves Gradio's own check of input paths off.
+    demo.has_launched = True
+    server.add_middleware(Guard, uploads=folders().uploads)
+    return server
 
 
 def main() -> None:
@@ -647,7 +659,8 @@ def main() -> None:
     port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     print(f"Visual furniture search on http://{host}:{port} (HTTP API: /api/search, docs at /api/docs)", flush=True)
     # Open event streams of the page would otherwise hold a graceful shutdown for ever.
-    uvicorn.run(create_server(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(create_server(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    Server(config).run()
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def wait_until_ready(url: str, photo: Path, process: subprocess.Popen, timeout: 
         if process.poll() is not None:
             raise SystemExit("the app exited while starting; see its log")
         try:
-            Client(url, verbose=False).predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo")
+            Client(url, verbose=False, download_files=False).predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo")
             return
         except Exception:  # not listening yet, or "Not ready yet"
             time.sleep(1)
@@ -136,7 +136,7 @@ def connect(url: str):
     from gradio_client import Client
 
     try:
-        return Client(url, verbose=False)
+        return Client(url, verbose=False, download_files=False)
     except Exception as error:
         return error
 

@@ -213,7 +213,7 @@ def app_rss(gallery: Path, store: Path, photo: Path, timeout: float = 300) -> di
         deadline = time.monotonic() + timeout
         while True:
             try:
-                Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+                Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False).predict(
                     handle_file(str(photo)), 8, "auto", api_name="/search_photo"
                 )
                 break

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from engine.backbone_specs import Preprocessing
-from engine.errors import SearchError
+from engine.errors import InvalidRequestError, TooLargeError
 
 try:
     import pillow_heif
@@ -66,8 +66,17 @@ def preprocess(images: Sequence[Image.Image], prep: Preprocessing) -> torch.Tens
     return batch.sub_(mean).div_(std).contiguous()
 
 
-class ImageDecodeError(SearchError):
+class ImageDecodeError(InvalidRequestError):
     """An upload that cannot be turned into an image; ``str(error)`` is meant for the end user."""
+
+    def fact(self) -> str:
+        """What is wrong with the file, without the advice to the person uploading it (its first sentence):
+        how indexing lists a skipped catalogue file."""
+        return str(self).split(". ")[0].rstrip(".")
+
+
+class ImageTooLargeError(ImageDecodeError, TooLargeError):
+    """A file or an image over the size or pixel limits."""
 
 
 # Upload cap: phone photos are 2-15 MB, 108 MP camera shots about 30 MB.
@@ -190,7 +199,7 @@ def _check_file_size(size: int | None) -> None:
         raise ImageDecodeError("The file is empty (0 bytes). Please choose the photo again and re-upload it.")
     if size is None or size > MAX_FILE_BYTES:
         actual = f" ({_megabytes(size)})" if size is not None else ""
-        raise ImageDecodeError(
+        raise ImageTooLargeError(
             f"The file is too big{actual}. The limit is {_megabytes(MAX_FILE_BYTES)}; "
             "please upload a smaller or more compressed photo."
         )
@@ -222,7 +231,7 @@ def _decode(stream: BinaryIO, min_side: int | None) -> Image.Image:
         # The with block releases the decoder's buffers; the result below is a new image.
         with Image.open(stream, formats=_OPEN_FORMATS) as image:
             if image.width * image.height > MAX_PIXELS:
-                raise ImageDecodeError(_too_large_message(image.size))
+                raise ImageTooLargeError(_too_large_message(image.size))
             stored = image.size
             if min_side is not None:
                 # Pillow picks the largest JPEG DCT scale (1/2, 1/4, 1/8) that keeps both
@@ -238,11 +247,11 @@ def _decode(stream: BinaryIO, min_side: int | None) -> Image.Image:
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageDecodeError(_too_large_message()) from error
+        raise ImageTooLargeError(_too_large_message()) from error
     except Image.UnidentifiedImageError as error:
         raise _unidentified_error(head) from error
     except MemoryError as error:
-        raise ImageDecodeError(_too_large_message()) from error
+        raise ImageTooLargeError(_too_large_message()) from error
     except Exception as error:
         # Decoders fail on broken data in many ways (OSError "image file is truncated",
         # SyntaxError, EOFError, struct.error, zlib errors, ...); for the user they all

@@ -73,7 +73,7 @@ def process_batch(jobs: list[ImageJob], extractor: FeatureExtractor | None, min_
         try:
             image = load_image(job.path, min_side=min_side)
         except ImageDecodeError as error:
-            results.append(ImageResult(job.position, None, (), str(error)))
+            results.append(ImageResult(job.position, None, (), error.fact()))
             continue
         results.append(ImageResult(job.position, None, dominant_colours(image)))
         if job.embed:

@@ -243,6 +243,8 @@ class SearchEngine:
         self.product_rows: dict[str, list[int]] = {}
         for item in stored.items:
             self.product_rows.setdefault(item.product_id, []).append(item.row)
+        # Each image's row by its id, the digest of its file (how the HTTP API names catalogue images).
+        self.image_rows = {item.digest: item.row for item in stored.items}
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(map(len, self.product_rows.values()), default=1)
         labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)

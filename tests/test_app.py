@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -86,7 +87,7 @@ def test_search_through_gradio_client(app_server):
     url, root = app_server
     photo = root / "query.jpg"
     draw_furniture("lamp", (200, 40, 40), 1, size=600).save(photo)
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, download_files=False)
     confidences, summary, gallery, colour = wait_until_indexed(client, photo)
     assert colour["value"] == "Any colour" and len(colour["choices"]) >= 2  # the colour chips, offered afresh
     assert confidences["label"] == "lamp"
@@ -100,20 +101,23 @@ def test_search_through_gradio_client(app_server):
         client.predict(handle_file(str(bad)), 4, "auto", api_name="/search_photo")
 
 
-def test_result_images_are_served_from_the_catalogue_not_copied(app_server):
-    """Gradio would hash and copy every result image into its cache on every search; the catalogue is static."""
+def test_result_images_are_served_by_id_not_by_a_server_path(app_server):
+    """Result thumbnails come from /api/images/<id>, straight from the catalogue: no path of the server in the
+    page, and nothing hashed or copied into Gradio's cache on a search."""
     from gradio_client import Client, handle_file
 
     url, root = app_server
     photo = root / "static-query.jpg"
     draw_furniture("chair", (30, 90, 200), 2, size=400).save(photo)
-    wait_until_indexed(Client(url, verbose=False), photo)
+    wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
     _, _, gallery, _ = Client(url, verbose=False, download_files=False).predict(
         handle_file(str(photo)), 3, "auto", api_name="/search_photo")
-    catalogue = str((root / "gallery").resolve())
-    assert all(item["image"]["path"].startswith(catalogue) for item in gallery)
+    assert all(item["image"]["url"].startswith(f"{url}/api/images/") for item in gallery)
+    assert str(root) not in json.dumps(gallery)
     served = urllib.request.urlopen(gallery[0]["image"]["url"], timeout=5).read()
-    assert served == open(gallery[0]["image"]["path"], "rb").read()
+    catalogue = {path.read_bytes() for path in (root / "gallery").rglob("*.jpg")}
+    assert served in catalogue
+
 
 def test_no_file_outside_the_catalogue_is_served(app_server):
     url, _ = app_server
@@ -131,7 +135,7 @@ def test_upload_in_headless_chromium_shows_results(app_server, tmp_path):
     url, root = app_server
     photo = tmp_path / "chair.jpg"
     draw_furniture("chair", (30, 90, 200), 0, size=500).save(photo)
-    wait_until_indexed(Client(url, verbose=False), photo)
+    wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
 
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     with sync_playwright() as playwright:
@@ -183,7 +187,7 @@ def test_search_the_hand_crop(app_server):
     scene.save(root / "scene.jpg")
     crop = root / "crop.png"
     scene.crop((500, 0, 1000, 500)).save(crop)
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, download_files=False)
     wait_until_indexed(client, root / "scene.jpg")
     edited = {"background": handle_file(str(root / "scene.jpg")), "layers": [], "composite": handle_file(str(crop))}
     confidences, summary, gallery, _ = client.predict(edited, 4, "auto", api_name="/search_crop")
@@ -205,7 +209,7 @@ def test_api_edges_get_messages(app_server):
     url, root = app_server
     photo = root / "api-lamp.jpg"
     draw_furniture("lamp", (200, 40, 40), 2, size=400).save(photo)
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, download_files=False)
     wait_until_indexed(client, photo)
     for k in ("abc", None, 0):
         with pytest.raises(Exception, match="Results must be a whole number"):
@@ -224,12 +228,13 @@ def test_uploads_expire(tmp_path):
     """An uploaded photo is deleted once its lifetime is over (FURNITURE_UPLOAD_LIFETIME_S; an hour by default)."""
     from gradio_client import Client
 
-    cache = tmp_path / "cache"
-    process, url = start_app(tmp_path, FURNITURE_UPLOAD_LIFETIME_S="3", GRADIO_TEMP_DIR=str(cache))
+    (tmp_path / "tmp").mkdir()
+    process, url = start_app(tmp_path, FURNITURE_UPLOAD_LIFETIME_S="3", TMPDIR=str(tmp_path / "tmp"))
+    cache = tmp_path / "tmp" / "furniture-search" / str(process.pid) / "uploads"  # this instance's own folder
     try:
         photo = tmp_path / "my-photo.jpg"
         draw_furniture("lamp", (200, 40, 40), 1, size=400).save(photo)
-        wait_until_indexed(Client(url, verbose=False), photo)
+        wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
         assert list(cache.rglob("my-photo.jpg")), "the upload should be in Gradio's cache while in use"
         deadline = time.time() + 30
         while list(cache.rglob("my-photo.jpg")) and time.time() < deadline:

@@ -43,11 +43,28 @@ def huge_png(path, width=20_000, height=12_000):
     return path
 
 
+def drawn_picture(value: dict) -> Image.Image:
+    """A picture the page was given by URL (``/pictures/NAME``), opened from the instance's pictures folder."""
+    assert value["url"].startswith("http://testserver/pictures/")
+    return Image.open(app.folders().pictures / value["url"].rsplit("/", 1)[1])
+
+
+class FakeRequest(gr.Request):
+    """What Gradio hands a handler for a call on http://testserver/gradio_api/queue/join."""
+
+    def __init__(self):
+        from starlette.requests import Request
+
+        super().__init__(request=Request({"type": "http", "method": "POST", "path": "/gradio_api/queue/join",
+                                          "headers": [(b"host", b"testserver")], "query_string": b"",
+                                          "scheme": "http", "server": ("testserver", 80), "root_path": ""}))
+
+
 def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg")
-    marked, choices, embeddings, boxes, _, _, first_items, *_ = app.find_regions(str(photo), 4, "auto")
+    marked, choices, embeddings, boxes, _, _, first_items, *_ = app.find_regions(str(photo), 4, "auto", FakeRequest())
     assert marked.visible
-    shown = Image.open(marked.value["path"])
+    shown = drawn_picture(marked.value)
     assert max(shown.size) <= app.DISPLAY_SIDE  # never the 18 MP original
     labels = [label for label, _ in choices.choices if label != app.WHOLE_PHOTO]
     assert len(labels) == len(embeddings) == len(boxes) >= 1
@@ -57,7 +74,7 @@ def test_regions_come_back_at_display_size_and_a_pick_shows_what_was_shown(ready
     picked = app.picked_box(boxes, click)
     assert picked in labels
     assert not isinstance(app.picked_box(boxes, gr.SelectData(None, {"index": [-5, -5], "value": None})), str)
-    _, _, picked_items, *_ = app.search_region(str(photo), embeddings, labels[0], 4, "auto")
+    _, _, picked_items, *_ = app.search_region(str(photo), embeddings, labels[0], 4, "auto", FakeRequest())
     assert picked_items == first_items
     with pytest.raises(gr.Error, match="no region"):
         app.search_region(str(photo), embeddings, "9. lamp (50%)", 4, "auto")
@@ -101,7 +118,7 @@ def test_more_like_this_without_a_selection(ready):
 
 def test_the_crop_path_has_the_pixel_limit_and_our_messages(ready, tmp_path):
     editor = app.CropEditor(type="filepath", image_mode="RGB", transforms=("crop",), layers=False)
-    bomb = huge_png(tmp_path / "bomb.png")
+    bomb = huge_png(app.folders().uploads / "bomb.png")  # as the page receives it: in the instance's uploads
     payload = {"background": {"path": str(bomb)}, "layers": [], "composite": {"path": str(bomb)}}
     edited = editor.preprocess(editor.data_model(**payload))  # Gradio's editor no longer decodes it
     assert edited["composite"] == str(bomb)
@@ -148,9 +165,11 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
         def malloc_trim(self, pad):
             trims.append(pad)
 
-    monkeypatch.setattr(app, "_LIBC", FakeLibc())
-    monkeypatch.setattr(app, "IDLE_TRIM_S", 0.2)
-    idle = app.IdleTrim()
+    import service
+
+    monkeypatch.setattr(service, "_LIBC", FakeLibc())
+    monkeypatch.setattr(service, "IDLE_TRIM_S", 0.2)
+    idle = service.IdleTrim()
     for _ in range(3):  # a burst of searches: one trim, after the last
         idle.started()
         idle.finished()
@@ -165,13 +184,14 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
 def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg", 1200, 600)
     rows = [item.row for item in ready.stored.items[:3]]
-    path, details, why, _, summary, items, new_rows, *_ = app.more_like_this(
-        str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    details, why, _, summary, items, new_rows, *_ = app.more_like_this(
+        str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}), FakeRequest())
     item = ready.stored.items[rows[1]]
-    assert path.endswith(item.path) and details.visible and item.name in details.value
-    assert why.visible and Image.open(why.value["path"]).height == app.WHY_HEIGHT
+    assert details.visible and item.name in details.value
+    assert why.visible and drawn_picture(why.value).height == app.WHY_HEIGHT
+    assert items[0][0] == f"http://testserver/api/images/{item.digest}"  # by id, no server path
     assert len(items) == 4 and new_rows[0] == item.row  # the picked image finds itself first
-    _, _, why, *_ = app.more_like_this(None, rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    _, why, *_ = app.more_like_this(None, rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
     assert not why.visible  # no photo searched before: nothing to explain
 
 
@@ -207,8 +227,16 @@ def test_colour_chips_offer_the_results_colours_and_a_pick_refines_them(ready, b
     # The chips stay as offered, not replaced by the refined results' colours; the one picked stays picked.
     assert kept_chips.value == colour and kept_chips.choices != chips.choices
     engine_first = ready.search_vectors(vectors, k=4, colour=colour).results[0]
-    assert refined[0][0] == engine_first.path
+    assert refined[0][0] == f"/api/images/{ready.stored.items[engine_first.row].digest}"
     _, _, unrefined, *_ = app.refine_by_colour(vectors, app.ANY_COLOUR, 4, "auto")
     assert unrefined == items
     with pytest.raises(gr.Error, match="Search a photo first"):
         app.refine_by_colour([], "red", 4, "auto")
+
+
+def test_the_editor_takes_only_files_the_page_received(tmp_path):
+    editor = app.CropEditor(type="filepath", image_mode="RGB", transforms=("crop",), layers=False)
+    for path in ("/etc/passwd", str(tmp_path), str(app.folders().uploads / ".." / ".." / "x.jpg")):
+        payload = {"background": None, "layers": [], "composite": {"path": path}}
+        with pytest.raises(gr.Error, match="not uploaded to this page"):
+            editor.preprocess(editor.data_model(**payload))

@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from http_api import ApiContext, SearchSlot, ServiceUnavailableError, create_api
+from engine.errors import ServiceUnavailableError
+from http_api import ApiContext, create_api
+from service import SearchSlot, new_searches
 from tests.conftest import draw_furniture
 from tests.test_app_handlers import huge_png, room_photo
 
@@ -26,7 +28,7 @@ def jpeg(category: str, colour=(30, 90, 200), variant: int = 0, size: int = 400)
 
 @pytest.fixture(scope="module")
 def client(search_engine):
-    return TestClient(create_api(ApiContext(engine=lambda: search_engine, status=lambda: "ready", slot=SearchSlot())))
+    return TestClient(create_api(ApiContext(engine=lambda: search_engine, status=lambda: "ready", searches=new_searches())))
 
 
 def test_search_answers_with_the_cli_json_and_image_urls(client, search_engine):
@@ -37,7 +39,11 @@ def test_search_answers_with_the_cli_json_and_image_urls(client, search_engine):
     assert len(line["results"]) == 3
     first = line["results"][0]
     assert {"id", "name", "category", "score", "path", "image"} <= set(first)
-    assert first["image"].startswith("/gradio_api/file=") and first["image"].endswith(".jpg")
+    assert first["image"] == f"/api/images/{search_engine.stored.items[search_engine.image_rows[first['image'].rsplit('/', 1)[1]]].digest}"
+    assert not first["path"].startswith("/") and first["path"].endswith(".jpg")  # in the catalogue, not on the server
+    served = client.get(first["image"])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert served.content == (search_engine.gallery / first["path"]).read_bytes()
 
 
 def test_a_colour_refines_and_items_list_their_colours(client, search_engine):
@@ -83,23 +89,50 @@ def test_too_large_files_and_pixel_bombs_are_refused(client, tmp_path, monkeypat
     assert answer.status_code == 413 and "too large" in answer.json()["error"]
 
 
-def test_no_image_is_a_clear_error(client):
-    answer = client.post("/api/search", data={"k": "3"})
-    assert answer.status_code == 422  # FastAPI's own check of a missing form field, with its field name
-    assert "image" in json.dumps(answer.json())
+@pytest.mark.parametrize("data, files, message", [
+    ({"k": "3"}, None, "send a multipart form"),
+    ({"k": "3"}, {"other": ("x.txt", b"x")}, "unknown field 'other'"),
+    ({"k": "3", "colour": "red"}, {"image": ("", b"")}, "the photo is missing"),
+    ({"k": ""}, "photo", "k must be a whole number"),
+    ({"regions": "yes"}, "photo", "regions must be true or false"),
+    ({"regionz": "true"}, "photo", "unknown field 'regionz'"),
+    ({"image": "not a file"}, None, "send a multipart form"),
+])
+def test_a_malformed_request_is_a_clear_error_in_the_one_shape(client, data, files, message):
+    files = {"image": ("chair.jpg", jpeg("chair"))} if files == "photo" else files
+    answer = client.post("/api/search", data=data, files=files)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": answer.json()["error"], "status": 400} and message in answer.json()["error"]
+
+
+def test_a_field_given_twice_and_unknown_routes_answer_in_the_one_shape(client):
+    answer = client.post("/api/search", files=[("image", ("a.jpg", jpeg("chair"))), ("k", (None, "2")), ("k", (None, "3"))])
+    assert answer.status_code == 400 and "given more than once" in answer.json()["error"]
+    missing = client.get("/api/nothing-here")
+    assert missing.status_code == 404 and missing.json()["status"] == 404
+    wrong = client.get("/api/search")
+    assert wrong.status_code == 405 and wrong.json()["status"] == 405
+
+
+def test_the_api_docs_are_one_page_that_needs_nothing_from_outside(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and "POST /api/search" in page.text and "max_regions" in page.text
+    assert "http://" not in page.text.replace("http://HOST", "") and "https://" not in page.text
 
 
 def test_items_describe_a_product_or_say_it_is_unknown(client, search_engine):
     product_id = search_engine.stored.items[0].product_id
     item = client.get(f"/api/items/{product_id}").json()
-    assert item["id"] == product_id and item["images"] and all(url.startswith("/gradio_api/file=") for url in item["images"])
+    assert item["id"] == product_id and item["images"] and all(url.startswith("/api/images/") for url in item["images"])
+    assert client.get(item["images"][0]).status_code == 200
+    assert client.get("/api/images/no-such-image").status_code == 404
     missing = client.get("/api/items/no-such-product")
     assert missing.status_code == 404 and "no product" in missing.json()["error"]
 
 
 def test_not_ready_yet_is_503_with_the_status(search_engine):
     loading = TestClient(create_api(ApiContext(engine=lambda: None, status=lambda: "⏳ Loading the catalogue index…",
-                                               slot=SearchSlot())))
+                                               searches=new_searches())))
     answer = loading.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))})
     assert answer.status_code == 503 and answer.json()["error"] == "Loading the catalogue index…"
     assert answer.headers["retry-after"] == "5"
@@ -145,7 +178,7 @@ def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
     try:
         photo = tmp_path / "lamp.jpg"
         photo.write_bytes(jpeg("lamp", (200, 40, 40), 1))
-        wait_until_indexed(Client(url, verbose=False), photo)
+        wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
 
         def post(fields: dict[str, str], image: bytes) -> tuple[int, dict]:
             boundary = uuid.uuid4().hex
@@ -165,7 +198,7 @@ def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
         status, line = post({"k": "2"}, photo.read_bytes())
         assert status == 200 and line["category"] == "lamp"
         image = urllib.request.urlopen(url + line["results"][0]["image"], timeout=10).read()
-        assert image == open(line["results"][0]["path"], "rb").read()
+        assert image == (tmp_path / "gallery" / line["results"][0]["path"]).read_bytes()
         status, line = post({}, b"not an image")
         assert status == 400 and "not a supported image" in line["error"]
         # A burst of 24 at once: each answered or told the service is busy, never an error or a stall.
@@ -181,3 +214,37 @@ def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_api_searches_take_the_shared_turn_and_give_memory_back_when_idle(search_engine):
+    from service import Searches
+
+    class CountingTrim:
+
+        def __init__(self):
+            self.calls = []
+
+        def started(self):
+            self.calls.append("started")
+
+        def finished(self):
+            self.calls.append("finished")
+
+    trim = CountingTrim()
+    api = TestClient(create_api(ApiContext(engine=lambda: search_engine, status=lambda: "ready",
+                                           searches=Searches(SearchSlot(), trim))))
+    assert api.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))}).status_code == 200
+    assert trim.calls == ["started", "finished"]
+
+
+def test_a_search_that_takes_too_long_is_answered_not_waited_for(client, search_engine, monkeypatch):
+    import time as clock
+
+    real = search_engine.search
+    monkeypatch.setattr(search_engine, "search", lambda *args, **kwargs: clock.sleep(0.5) or real(*args, **kwargs))
+    monkeypatch.setattr("http_api.REQUEST_TIMEOUT_S", 0.1)
+    started = clock.perf_counter()
+    answer = client.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))})
+    assert answer.status_code == 503 and "took longer" in answer.json()["error"]
+    assert clock.perf_counter() - started < 0.45
+    clock.sleep(0.6)  # the abandoned search finishes and frees the slot

@@ -57,6 +57,9 @@ def test_unreadable_images_are_skipped_and_reported(gallery, tmp_path):
     skipped = dict(report.skipped)
     assert set(skipped) == {"chair/chair-0/broken.jpg", "chair/chair-0/empty.png"}
     assert all(reason for reason in skipped.values())
+    # Said of a catalogue file, not of an upload: no advice to upload it again.
+    assert skipped["chair/chair-0/empty.png"] == "The file is empty (0 bytes)"
+    assert not any("upload" in reason for reason in skipped.values())
     assert report.images == 25
     # Skipped files do not make the index look out of date.
     assert index_is_current(gallery, tmp_path / "store")

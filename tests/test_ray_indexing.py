@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -29,6 +30,10 @@ def test_worker_plan_shares_the_gpus_or_else_the_cpus():
     assert worker_plan({}, batches=1) == WorkerPlan(1, 1, 0.0)
 
 
+def without_vector_digests(items):
+    return [dataclasses.replace(item, vector_digest="") for item in items]
+
+
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (requirements-scale.txt); make test installs it")
 
 
@@ -42,7 +47,8 @@ def test_ray_writes_the_local_store_and_embeds_only_what_changed(gallery, tmp_pa
                                progress=lambda done, total: progress.append((done, total)))
         assert report.embedded == 24 and progress[-1] == (24, 24)
         expected, found = open_store(local), open_store(on_ray)
-        assert found.items == expected.items  # same products, digests, colours, in the same order
+        # Same products, digests, colours, in the same order (the vectors' own digests differ with their rounding).
+        assert without_vector_digests(found.items) == without_vector_digests(expected.items)
         # Same vectors up to float rounding: the workers run the network on fewer threads each.
         np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
 
@@ -66,7 +72,7 @@ def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(gallery, tmp_pa
         assert worker_plan(ray.cluster_resources(), batches=2, workers=2).gpus == 0.5
         index_catalog(gallery, on_ray, ray_address="local", ray_workers=2)
         expected, found = open_store(local), open_store(on_ray)
-        assert found.items == expected.items
+        assert without_vector_digests(found.items) == without_vector_digests(expected.items)
         np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
     finally:
         ray.shutdown()

@@ -1,0 +1,161 @@
+"""What the page (``app.py``) and the HTTP API (``http_api.py``) share in one process: one search slot,
+memory handed back when idle, and this instance's own folders for uploads and the pictures it draws.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from engine.errors import ServiceUnavailableError
+
+# Requests that may wait for the search slot; more are told the service is busy.
+MAX_WAITING = 16
+# Seconds a request waits for the slot before it is told the service is busy.
+SLOT_TIMEOUT_S = 30.0
+BUSY_MESSAGE = "The search service is busy; try again in a few seconds."
+# Seconds without a search after which freed memory goes back to the system.
+IDLE_TRIM_S = 2.0
+# Where instances keep their folders, one sub-folder per process id.
+INSTANCES = Path(tempfile.gettempdir()) / "furniture-search"
+
+
+class SearchSlot:
+    """One search at a time for the whole process (page and API): two at once with all cores each would
+    spin-wait on each other. At most ``max_waiting`` callers wait; the others get ``ServiceUnavailableError``."""
+
+    def __init__(self, max_waiting: int = MAX_WAITING, timeout_s: float = SLOT_TIMEOUT_S):
+        self._slot = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._waiting = 0
+        self.max_waiting = max_waiting
+        self.timeout_s = timeout_s
+
+    def __enter__(self) -> SearchSlot:
+        with self._count_lock:
+            if self._waiting >= self.max_waiting:
+                raise ServiceUnavailableError(BUSY_MESSAGE)
+            self._waiting += 1
+        try:
+            acquired = self._slot.acquire(timeout=self.timeout_s)
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        if not acquired:
+            raise ServiceUnavailableError(BUSY_MESSAGE)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._slot.release()
+
+
+# glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.
+# Gradio and FastAPI run handlers on pools of threads, so each search could leave its working memory in
+# another arena. Two arenas, and the freed memory handed back once the process is idle, keep the app near
+# its size at rest; handing it back after every search costs each search tens of ms of page faults.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform.startswith("linux") else None
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+
+
+def limit_heap_growth() -> None:
+    """Cap glibc's heaps at two; call before the server starts its threads."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
+
+
+class IdleTrim:
+    """Counts the searches running; once none has run for ``IDLE_TRIM_S``, hands freed memory back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._finished = 0  # searches finished so far: a timer trims only if none finished after it was set
+
+    def started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._finished += 1
+            finished = self._finished
+        timer = threading.Timer(IDLE_TRIM_S, self._trim_if_idle, args=(finished,))
+        timer.daemon = True
+        timer.start()
+
+    def _trim_if_idle(self, finished: int) -> None:
+        with self._lock:
+            idle = self._running == 0 and self._finished == finished
+        if idle and _LIBC is not None:
+            _LIBC.malloc_trim(0)
+
+
+@dataclass
+class Searches:
+    """The process's search slot and idle trim, taken together by every search of the page and the API."""
+
+    slot: SearchSlot
+    trim: IdleTrim
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for the slot (or be told the service is busy), search, and let memory go back once idle."""
+        self.trim.started()
+        try:
+            with self.slot:
+                yield
+        finally:
+            self.trim.finished()
+
+
+def new_searches() -> Searches:
+    return Searches(SearchSlot(), IdleTrim())
+
+
+@dataclass(frozen=True)
+class InstanceFolders:
+    """This process's folders: ``uploads`` (Gradio's upload cache) and ``pictures`` (the pictures drawn for
+    the page). Nothing of another instance's is seen or served."""
+
+    root: Path
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def pictures(self) -> Path:
+        return self.root / "pictures"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def instance_folders(base: Path = INSTANCES) -> InstanceFolders:
+    """Fresh, empty folders for this process; those of instances that are gone (stopped, or killed before
+    they could clean up) are removed first, whatever they hold."""
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in base.iterdir():
+        if folder.name.isdigit() and (int(folder.name) == os.getpid() or not _alive(int(folder.name))):
+            shutil.rmtree(folder, ignore_errors=True)
+    folders = InstanceFolders(base / str(os.getpid()))
+    for folder in (folders.uploads, folders.pictures):
+        folder.mkdir(parents=True, mode=0o700)
+    return folders
