@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.embed import normalise
+from engine.vectors import normalise
 
 # Principal directions kept for each covariance; the rest of the variance is spread evenly.
 RANK = 128

@@ -26,7 +26,7 @@ from benchmarks.common import DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_qu
 from engine.backbones import FeatureExtractor, load_backbone, pool_features
 from engine.catalog import scan_catalog
 from engine.efficientnet_lite import ConvBNAct, tf_same_padding
-from engine.embed import normalise
+from engine.vectors import normalise
 from engine.images import load_image, preprocess
 
 INPUT_SIDE = 224

@@ -45,9 +45,9 @@ from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE
 from engine.backbones import FeatureExtractor, load_backbone, pool_features
 from engine.catalog import scan_catalog
 from engine.classify import CategoryClassifier, fit_classifier
-from engine.embed import normalise
+from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
-from engine.index_store import ALL
+from engine.store.meta import ALL
 from engine.search import choose_categories, ranked_score
 from engine.settings import DEFAULT_SETTINGS
 

@@ -37,8 +37,8 @@ from usearch.index import Index  # noqa: E402
 from benchmarks import catalogue_vectors  # noqa: E402
 from benchmarks.common import (DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info,  # noqa: E402
                                machine_line, markdown_table, percentile)
-from engine.embed import normalise  # noqa: E402
-from engine.index_store import EXACT_BELOW, build_usearch, choose_index, index_input  # noqa: E402
+from engine.vectors import normalise  # noqa: E402
+from engine.store.vector_index import build_usearch, choose_index, EXACT_BELOW, index_input
 
 K = 10
 BUILD_THREADS = 2

@@ -33,7 +33,8 @@ from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, mach
 from engine.backbone_specs import DEFAULT_BACKBONE
 from engine.backbones import load_backbone
 from engine.catalog import scan_catalog
-from engine.embed import embed_batch, normalise
+from engine.embed import embed_batch
+from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.indexing import index_catalog
 from engine.search import SearchEngine, merge_responses

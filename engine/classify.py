@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from engine.embed import dot_products
+from engine.vectors import dot_products
 
 
 @dataclass
@@ -51,6 +50,8 @@ def fit_classifier(
     with few products is not drowned out. ``temperature_scale`` multiplies the
     unit-norm inputs so that plain L2 regularisation leaves confident margins.
     """
+    import torch  # here, not above: reading a store's classifier needs no torch
+
     categories = sorted(set(labels))
     if len(categories) == 1:
         dim = embeddings.shape[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.backbone_specs import BACKBONES
 from engine.catalog import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
-from engine.index_store import open_store, read_meta
+from engine.store.versions import open_store, read_meta
 from engine.indexing import catalogue_matches, index_catalog
 from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_colour, check_count
 from engine.window_scorer import region_ranking

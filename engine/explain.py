@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from engine.backbones import FeatureExtractor
-from engine.embed import normalise
+from engine.vectors import normalise
 from engine.window_features import proposal_feature_map
 
 # Longer side the images are looked at for the maps: 14 cells across, enough to point at a part.

@@ -25,21 +25,19 @@ from engine.colours import COLOUR_METHOD, Colour, dominant_colours
 from engine.embed import embed_images
 from engine.errors import SearchError
 from engine.images import ImageDecodeError, load_image
-from engine.index_store import (
-    IndexedItem,
-    StoreMeta,
-    IndexNotFoundError,
-    StoredIndex,
+from engine.store.meta import IndexedItem, StoreMeta, StoreNotFoundError
+from engine.store.versions import (
     check_compatible,
     current_version,
     load_vectors,
     open_store,
     read_meta,
     read_version_meta,
-    save_index,
+    save_store,
+    Store,
     stored_spec,
 )
-from engine.store_files import damaged_files, row_digest
+from engine.store.files import damaged_files, row_digest
 
 # Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
 CATALOG_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
@@ -205,7 +203,7 @@ def index_catalog(
     stored, repaired = None, ""
     try:
         stored = open_store(store)
-    except IndexNotFoundError:
+    except StoreNotFoundError:
         pass
     except SearchError as error:
         repaired = str(error)
@@ -273,7 +271,7 @@ def index_catalog(
     ]
     vectors = np.stack([vector for _, _, vector, _ in kept]).astype(np.float32)
     classifier = fit_classifier(vectors, [item.category for item in items])
-    save_index(store, spec, catalog.root, items, vectors, classifier, skipped)
+    save_store(store, spec, catalog.root, items, vectors, classifier, skipped)
 
     reused = len(kept) - len(new_vectors)
     return IndexReport(
@@ -301,7 +299,7 @@ def index_is_current(gallery: str | Path, store: str | Path) -> bool:
         return False
 
 
-def catalogue_matches(stored: StoredIndex, gallery: str | Path) -> bool:
+def catalogue_matches(stored: Store, gallery: str | Path) -> bool:
     """True when the loaded store holds exactly the catalogue's current files and their fields."""
     try:
         catalog = scan_catalog(gallery)
@@ -317,7 +315,7 @@ def catalogue_matches(stored: StoredIndex, gallery: str | Path) -> bool:
     return indexed == current
 
 
-def open_current(gallery: str | Path, store: str | Path, progress: Progress | None = None) -> StoredIndex:
+def open_current(gallery: str | Path, store: str | Path, progress: Progress | None = None) -> Store:
     """The store, loaded once when it is intact and matches the catalogue; otherwise built, synced or repaired
     first (``index_catalog``) and then loaded."""
     try:

@@ -61,6 +61,10 @@ class BatchEmbedder:
 
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address``, or start a local instance for "local"."""
+    # torch before ray.init: with usearch's extension loaded first (the store), ray.init aborts in C++
+    # (std::regex_error "Invalid range in brace expression") whenever torch had not been loaded yet.
+    import torch  # noqa: F401
+
     try:
         import ray
     except ImportError:

@@ -35,7 +35,7 @@ from PIL import Image
 
 from engine.backbones import FeatureExtractor
 from engine.detector import Detector
-from engine.embed import normalise
+from engine.vectors import normalise
 from engine.window_features import STRIDE, CatalogueVectors, candidate_windows, cells_to_pixels, proposal_feature_map
 from engine.window_scorer import WindowScorer
 

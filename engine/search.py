@@ -26,7 +26,8 @@ from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.images import full_size, load_image
-from engine.index_store import ALL, IndexedItem, StoredIndex, open_store
+from engine.store.meta import ALL, IndexedItem
+from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
 from engine.window_features import PROPOSAL_SIDE, proposal_catalogue
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
@@ -233,7 +234,7 @@ def choose_categories(
 class SearchEngine:
     """A loaded store plus the backbone that built it."""
 
-    def __init__(self, stored: StoredIndex, extractor: FeatureExtractor, gallery: Path | None = None,
+    def __init__(self, stored: Store, extractor: FeatureExtractor, gallery: Path | None = None,
                  settings: SearchSettings = DEFAULT_SETTINGS):
         self.stored = stored
         self.settings = settings
@@ -266,13 +267,13 @@ class SearchEngine:
         """Load a store with the backbone recorded in its metadata.
 
         ``gallery`` overrides where the catalogue images are (if it moved).
-        Raises ``IndexNotFoundError``, ``StaleIndexError``, ``CorruptIndexError``
+        Raises ``StoreNotFoundError``, ``StaleStoreError``, ``DamagedStoreError``
         or ``BackboneUnavailableError`` with an actionable message.
         """
         return cls.from_store(open_store(store), gallery, settings)
 
     @classmethod
-    def from_store(cls, stored: StoredIndex, gallery: str | Path | None = None,
+    def from_store(cls, stored: Store, gallery: str | Path | None = None,
                    settings: SearchSettings = DEFAULT_SETTINGS) -> SearchEngine:
         """An engine over an already loaded store, with the backbone recorded in its metadata."""
         return cls(stored, load_backbone(stored.backbone.name), gallery, settings)

@@ -31,7 +31,7 @@ from PIL import Image
 
 from engine.backbones import FeatureExtractor
 from engine.classify import CategoryClassifier
-from engine.embed import dot_products
+from engine.vectors import dot_products
 from engine.window_scorer import window_feature_names
 
 # Longer side of the proposal pass; a multiple of the 32 px stride. 640 gives a 20-cell grid: at 448 (14 cells)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.embed import dot_products
+from engine.vectors import dot_products
 
 # Numbers of a window's embedding a WindowScorer reads (its projection on the catalogue's main directions).
 APPEARANCE_DIMS = 16

@@ -50,7 +50,7 @@ def test_colour_benchmark_pairs_each_recolouring_with_its_original():
 
 def test_catalogue_like_vectors_follow_the_real_profile_and_uniform_ones_do_not():
     from benchmarks import catalogue_vectors as cv
-    from engine.embed import normalise
+    from engine.vectors import normalise
 
     rng = np.random.default_rng(0)
     centres = {c: normalise(rng.standard_normal((1, 64))) for c in ("bed", "chair", "lamp")}

@@ -1,7 +1,7 @@
 import numpy as np
 
 from engine.classify import CategoryClassifier, fit_classifier
-from engine.embed import normalise
+from engine.vectors import normalise
 
 
 def clusters(rng, centres, counts, spread=0.3):

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from engine.index_store import load_index, read_meta
+from engine.store.versions import open_store, read_meta
 from engine.backbone_specs import get_spec
 import engine.indexing
 from engine.indexing import index_catalog, index_is_current, open_current
@@ -33,7 +33,7 @@ def test_update_embeds_only_what_changed(gallery, tmp_path):
     assert report.reused == 22
     assert report.removed == 2
     assert index_is_current(gallery, store)
-    ids = {item.product_id for item in load_index(store, get_spec("efficientnet_lite0")).items}
+    ids = {item.product_id for item in open_store(store, get_spec("efficientnet_lite0")).items}
     assert "lamp-9" in ids and "table-3" not in ids
 
 
@@ -73,7 +73,7 @@ def test_manifest_change_makes_index_out_of_date(gallery, tmp_path):
     assert not index_is_current(gallery, store)
     report = index_catalog(gallery, store)
     assert report.embedded == 0
-    names = {item.name for item in load_index(store, get_spec("efficientnet_lite0")).items}
+    names = {item.name for item in open_store(store, get_spec("efficientnet_lite0")).items}
     assert "Arc lamp" in names
 
 
@@ -146,12 +146,12 @@ def test_a_file_that_fails_while_hashed_is_skipped(gallery, tmp_path, monkeypatc
 def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embedding(gallery, tmp_path):
     import json
 
-    from engine.index_store import current_version
+    from engine.store.versions import current_version
     from tests.conftest import product_colour
 
     store = tmp_path / "store"
     index_catalog(gallery, store)
-    stored = load_index(store, get_spec("efficientnet_lite0"))
+    stored = open_store(store, get_spec("efficientnet_lite0"))
     chair = next(item for item in stored.items if item.product_id == "chair-1")
     expected = np.array(product_colour(0, 1))
     found = np.array([int(chair.colours[0].hex[i : i + 2], 16) for i in (1, 3, 5)])
@@ -169,17 +169,17 @@ def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embed
     report = index_catalog(gallery, store)
     assert report.embedded == 0 and report.reused == 24 and report.coloured == 24
     assert "older version" in report.repaired
-    assert load_index(store, get_spec("efficientnet_lite0")).items == stored.items
+    assert open_store(store, get_spec("efficientnet_lite0")).items == stored.items
 
 
 def test_a_new_colour_method_recomputes_the_colours_only(gallery, tmp_path, monkeypatch):
     import engine.colours
-    import engine.index_store
+    import engine.store.versions
 
     store = tmp_path / "store"
     index_catalog(gallery, store)
     newer = engine.colours.COLOUR_METHOD + 1
-    for module in (engine.colours, engine.index_store, engine.indexing):
+    for module in (engine.colours, engine.store.versions, engine.indexing):
         monkeypatch.setattr(module, "COLOUR_METHOD", newer)
     assert not index_is_current(gallery, store)
     report = index_catalog(gallery, store)

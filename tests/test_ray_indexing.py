@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.index_store import open_store
+from engine.store.versions import open_store
 from engine.indexing import index_catalog
 from engine.ray_indexing import ROOT, WorkerPlan, worker_plan
 from tests.conftest import draw_furniture
@@ -81,7 +81,7 @@ def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(gallery, tmp_pa
 @pytest.mark.slow
 def test_ray_starts_after_the_store_module_is_imported_first():
     # As python -m engine index --ray loads them: the store (usearch) first, Ray when indexing starts.
-    code = ("import engine.index_store; from engine.ray_indexing import connect; connect('local'); "
+    code = ("import engine.store.versions; from engine.ray_indexing import connect; connect('local'); "
             "import ray; print(int(ray.cluster_resources()['CPU'])); ray.shutdown()")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

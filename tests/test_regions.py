@@ -12,7 +12,7 @@ from PIL import Image
 
 from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
-from engine.embed import dot_products
+from engine.vectors import dot_products
 from engine.regions import _distinct_regions, crop_region, is_product_shot, moved_edges, propose_regions
 from engine.window_features import candidate_windows, proposal_feature_map
 from engine.window_scorer import (

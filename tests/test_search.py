@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.embed import normalise
+from engine.vectors import normalise
 from engine.errors import InvalidRequestError
 from engine.images import ImageDecodeError
 from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories, ranked_score
@@ -128,9 +128,9 @@ def test_auto_ranks_every_hit_by_the_one_ranked_score(search_engine):
     assert ranked_score(0.5, 0.1) == pytest.approx(0.5 + DEFAULT_SETTINGS.category_prior_weight * np.log(0.1))
 
 def test_open_missing_store_is_a_clear_error(tmp_path):
-    from engine.index_store import IndexNotFoundError
+    from engine.store.meta import StoreNotFoundError
 
-    with pytest.raises(IndexNotFoundError, match="python -m engine index"):
+    with pytest.raises(StoreNotFoundError, match="python -m engine index"):
         SearchEngine.open(tmp_path / "nothing")
 
 

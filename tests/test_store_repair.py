@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.index_store import current_version
+from engine.store.versions import current_version
 
 
 def _live(store):
@@ -254,8 +254,8 @@ def test_an_older_store_is_reused_only_once_a_sample_re_embeds_to_it(damage, emb
 
 
 def test_a_verified_file_is_not_hashed_again_until_it_changes(pristine, tmp_path, monkeypatch):
-    from engine import store_files
-    from engine.index_store import open_store
+    from engine.store import files as store_files
+    from engine.store.versions import open_store
 
     _, built = pristine
     store = tmp_path / "store"

@@ -1,0 +1,165 @@
+"""A store version's metadata (``meta.json``): how it was built and what it holds, checked on reading."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.backbone_specs import BackboneSpec
+from engine.catalog import CatalogItem
+from engine.colours import Colour
+from engine.errors import SearchError
+from engine.store.vector_index import IndexChoice
+
+# 2: items carry their product's dominant colours. 3: data files carry checksums and items their row's
+# digest. An older store is stale; indexing updates it, reusing its vectors once a sample of them
+# re-embeds to what is stored (engine.indexing).
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
+ALL = "all"  # name of the index over every category
+
+class StoreNotFoundError(SearchError):
+    """No index has been built in the store folder yet."""
+
+
+class StaleStoreError(SearchError):
+    """The index was built by another backbone, preprocessing or format than this code uses."""
+
+
+class DamagedStoreError(SearchError):
+    """The store's files are unreadable or inconsistent."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexedItem(CatalogItem):
+    """A catalogue image as indexed: ``row`` is its row in the vectors and its key in usearch."""
+
+    row: int
+    digest: str  # content hash of the image file when it was embedded
+    colours: tuple[Colour, ...] = ()  # the product's dominant colours in this image (engine.colours)
+    vector_digest: str = ""  # engine.store.files.row_digest of its row of the vectors, set when saved
+
+
+def spec_to_dict(spec: BackboneSpec) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """A store version's ``meta.json``: how it was built and what it holds, validated on reading."""
+
+    format_version: int
+    created: str
+    backbone: dict  # the BackboneSpec as plain data (spec_to_dict)
+    gallery: str
+    categories: list[str]
+    items: list[IndexedItem]
+    skipped: list[tuple[str, str]]
+    colour_method: int = 0  # engine.colours.COLOUR_METHOD the items' colours were computed with (0: none)
+    indexes: dict[str, IndexChoice] = dataclasses.field(default_factory=dict)  # how each vector index searches
+    checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # data file name -> SHA-256 (format 3)
+
+    @property
+    def backbone_name(self) -> str:
+        return str(self.backbone.get("name", ""))
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["skipped"] = [list(entry) for entry in self.skipped]
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> StoreMeta:
+        """Parse and check ``meta.json``; ``DamagedStoreError`` naming ``path`` for anything malformed."""
+
+        def broken(why: str) -> DamagedStoreError:
+            return DamagedStoreError(f"{path} is damaged ({why}); {REPAIR_HINT}")
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise broken(f"not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise broken(f"expected a JSON object, found {type(data).__name__}")
+        if data.get("format_version") not in READABLE_FORMATS:
+            # A newer or unknown layout: not damage, but this code cannot read it.
+            raise StaleStoreError(
+                f"the index uses store format {data.get('format_version')}, this version reads {FORMAT_VERSION}; "
+                "rebuild it with python -m engine index"
+            )
+        expected = {"created": str, "backbone": dict, "gallery": str, "categories": list, "items": list, "skipped": list}
+        for key, kind in expected.items():
+            if not isinstance(data.get(key), kind):
+                raise broken(f"'{key}' is missing or not a {kind.__name__}")
+        if not isinstance(data["backbone"].get("name"), str):
+            raise broken("the backbone has no name")
+        if not all(isinstance(c, str) and c for c in data["categories"]):
+            raise broken("a category name is not a string")
+        fields = {f.name for f in dataclasses.fields(IndexedItem)}
+        if data["format_version"] < 3:
+            fields.discard("vector_digest")
+        if data["format_version"] == 1:
+            fields.discard("colours")
+        items = []
+        for row, entry in enumerate(data["items"]):
+            if not isinstance(entry, dict) or set(entry) != fields:
+                raise broken(f"item {row} does not have exactly the fields {', '.join(sorted(fields))}")
+            if not isinstance(entry["row"], int) or entry["row"] != row:
+                raise broken(f"item {row} says it is row {entry['row']!r}")
+            if not all(isinstance(entry[name], str) for name in fields - {"row", "colours"}):
+                raise broken(f"item {row} has a field that is not text")
+            if data["format_version"] >= 3 and not re.fullmatch(r"[0-9a-f]{16}", entry["vector_digest"]):
+                raise broken(f"item {row} has no digest of its vector")
+            if entry["category"] not in data["categories"]:
+                raise broken(f"item {row} is in category {entry['category']!r}, which the store does not list")
+            colours = _read_colours(entry.get("colours", []))
+            if colours is None:
+                raise broken(f"item {row} has colours that are not a list of {{hex, share}} entries")
+            items.append(IndexedItem(**{**entry, "colours": colours}))
+        skipped = []
+        for entry in data["skipped"]:
+            if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)):
+                raise broken("a skipped-file entry is not a [path, reason] pair")
+            skipped.append((entry[0], entry[1]))
+        colour_method = data.get("colour_method", 0)
+        if not isinstance(colour_method, int):
+            raise broken("'colour_method' is not a whole number")
+        indexes = {}
+        if data["format_version"] >= 2:
+            recorded = data.get("indexes")
+            names = {ALL, *data["categories"]}
+            fields = {f.name for f in dataclasses.fields(IndexChoice)}
+            if not isinstance(recorded, dict) or set(recorded) != names or not all(
+                    isinstance(choice, dict) and set(choice) == fields for choice in recorded.values()):
+                raise broken(f"'indexes' does not describe the indexes {', '.join(sorted(names))}")
+            indexes = {name: IndexChoice(**choice) for name, choice in recorded.items()}
+            if not all(choice.kind in ("exact", "hnsw") for choice in indexes.values()):
+                raise broken("an index is neither exact nor hnsw")
+        checksums = data.get("checksums", {}) if data["format_version"] >= 3 else {}
+        files = {"vectors.npy", "classifier.npz", *(f"{name}.usearch" for name in indexes)}
+        if data["format_version"] >= 3 and not (isinstance(checksums, dict) and set(checksums) == files and all(
+                isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) for value in checksums.values())):
+            raise broken(f"'checksums' does not give the SHA-256 of {', '.join(sorted(files))}")
+        return cls(data["format_version"], data["created"], data["backbone"], data["gallery"], data["categories"],
+                   items, skipped, colour_method, indexes, checksums)
+
+
+def _read_colours(entries: object) -> tuple[Colour, ...] | None:
+    """An item's stored colours, or None when they are malformed."""
+    if not isinstance(entries, list):
+        return None
+    colours = []
+    for entry in entries:
+        if not (isinstance(entry, dict) and set(entry) == {"hex", "share"} and isinstance(entry["hex"], str)
+                and re.fullmatch(r"#[0-9a-f]{6}", entry["hex"]) and isinstance(entry["share"], (int, float))
+                and 0 <= entry["share"] <= 1):
+            return None
+        colours.append(Colour(entry["hex"], float(entry["share"])))
+    return tuple(colours)
+
+
+REPAIR_HINT = "repair the store with python -m engine index"
+REPAIR = "repair it with: python -m engine index --gallery <catalogue folder> --store {store}"
