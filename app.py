@@ -35,7 +35,7 @@ from http_api import ApiContext, create_api, image_url
 from service import InstanceFolders, instance_folders, limit_heap_growth, new_searches
 
 ROOT = Path(__file__).resolve().parent
-GALLERY = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
+CATALOGUE = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
 STORE = Path(os.environ.get("FURNITURE_STORE", ROOT / "index_store" / "default")).resolve()
 EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
 # Photos sent back to the page are at most this size: the marked photo and the crop editor show them small.
@@ -141,7 +141,7 @@ def prepare_index() -> None:
 
     try:
         # Loaded once when it is current; a missing, stale or damaged store is built, synced or repaired first.
-        state.engine = SearchEngine.from_store(open_current(GALLERY, STORE, progress=progress), gallery=GALLERY)
+        state.engine = SearchEngine.from_store(open_current(CATALOGUE, STORE, progress=progress), catalogue=CATALOGUE)
     except SearchError as error:
         state.error = f"The catalogue index could not be built: {error}"
     except Exception as error:  # a bug: say so on the page instead of "Loading…" forever
@@ -156,7 +156,7 @@ def index_status() -> str:
         if state.total:
             return f"⏳ Indexing the catalogue on first start: {state.done}/{state.total} images…"
         return "⏳ Loading the catalogue index…"
-    products = len({item.product_id for item in state.engine.stored.items})
+    products = len({item.product_id for item in state.engine.stored.images})
     return f"Catalogue: {products} products in {len(state.engine.categories)} categories."
 
 
@@ -183,7 +183,7 @@ def render(response: SearchResponse, root: str, new_colours: bool = True) -> tup
     lines += [f"- {note}" for note in response.notes if not note.startswith("no close match")]
     if response.colour:
         lines.append(f"- refined by colour: the same look in {response.colour} first")
-    catalogue = ready_engine().stored.items
+    catalogue = ready_engine().stored.images
     items = [(root + image_url(catalogue[r.row].digest), f"{r.name} · {r.category} · {r.score:.2f}")
              for r in response.results]
     # The colour is set again for a refinement: the region search, run just after a search, may have reset it.
@@ -425,7 +425,7 @@ def more_like_this(image_path: str | None, rows: list[int], k: int, category: st
     if not isinstance(index, int) or not 0 <= index < len(rows or []):
         raise InvalidRequestError("Click one of the results shown to search for more like it.")
     engine = ready_engine()
-    item = engine.stored.items[rows[index]]
+    item = engine.stored.images[rows[index]]
     root = public_root(request)
     why = gr.Image(visible=False)
     if image_path:
@@ -469,7 +469,7 @@ def product_details(item) -> str:
 
 def credits_markdown() -> str:
     """Attribution for the catalogue images, as their licences require."""
-    manifest = GALLERY / "manifest.csv"
+    manifest = CATALOGUE / "manifest.csv"
     if not manifest.is_file():
         return "No attribution file (manifest.csv) in the catalogue."
     with manifest.open(newline="", encoding="utf-8") as handle:

@@ -138,7 +138,7 @@ def _linked(response: SearchResponse, records: list[dict], engine: SearchEngine)
     where the manifest has them, its product page, creator and licence."""
     linked = []
     for result, record in zip(response.results, records):
-        item = engine.stored.items[result.row]
+        item = engine.stored.images[result.row]
         extra = {"path": item.path, "image": image_url(item.digest)}
         extra.update({name: value for name, value in (("url", item.url), ("source_url", item.source_url),
                                                        ("creator", item.creator), ("license", item.license)) if value})
@@ -249,12 +249,12 @@ def create_api(context: ApiContext) -> FastAPI:
         rows = engine.product_rows.get(product_id)
         if not rows:
             return error_response(f"no product {product_id!r} in the catalogue", 404)
-        first = engine.stored.items[rows[0]]
+        first = engine.stored.images[rows[0]]
         return {
             "id": product_id, "name": first.name, "category": first.category, "url": first.url,
             "source_url": first.source_url, "creator": first.creator, "license": first.license,
             "colours": colours_json(first.colours),
-            "images": [image_url(engine.stored.items[row].digest) for row in rows],
+            "images": [image_url(engine.stored.images[row].digest) for row in rows],
         }
 
     @api.get("/api/images/{image_id}")
@@ -264,7 +264,7 @@ def create_api(context: ApiContext) -> FastAPI:
         row = engine.image_rows.get(image_id)
         if row is None:
             return error_response(f"no image {image_id!r} in the catalogue", 404)
-        path = engine.item_path(engine.stored.items[row])
+        path = engine.item_path(engine.stored.images[row])
         return served_file(path, IMAGE_TYPES.get(path.suffix.lower(), "application/octet-stream"))
 
     @api.get("/api/docs", include_in_schema=False)

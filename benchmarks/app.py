@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, percentile
+from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, percentile
 from benchmarks.load import (
     DEFAULT_STORE,
     PHONE_SIZE,
@@ -279,12 +279,12 @@ def main(argv: list[str] | None = None) -> None:
     supply = iter([photo for photos in zip(*series) for photo in photos])
     take = lambda number: [next(supply) for _ in range(number)]  # noqa: E731
     ready_photo = take(1)[0]
-    engine = engine_times(DEFAULT_STORE, DEFAULT_GALLERY, take(ENGINE_PHOTOS))
+    engine = engine_times(DEFAULT_STORE, DEFAULT_CATALOGUE, take(ENGINE_PHOTOS))
     print(f"engine alone: {engine}", flush=True)
 
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_app(port, DEFAULT_GALLERY, DEFAULT_STORE, work / "app.log")
+    process = start_app(port, DEFAULT_CATALOGUE, DEFAULT_STORE, work / "app.log")
     try:
         wait_until_ready(url, ready_photo, process)
         browser = browser_rounds(url, take(args.rounds + 1), args.timeout)

@@ -1,6 +1,6 @@
 """Benchmark: refine by colour on the bundled catalogue's colour variants (issue #14).
 
-    python -m benchmarks.colour [--store DIR] [--gallery reference_gallery] [--queries benchmarks/queries]
+    python -m benchmarks.colour [--store DIR] [--catalogue reference_gallery] [--queries benchmarks/queries]
 
 The bundled catalogue pads small categories with recolourings of its models (``<model>-<colour>``). Each
 held-out photo of a model is searched as a shopper would search it, then refined by each of its variants'
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks.common import (DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line,
+from benchmarks.common import (DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line,
                                markdown_table, median)
 from engine.colours import NAMED_COLOURS, Colour
 from engine.indexing import open_current
@@ -46,7 +46,7 @@ class Trial:
 
 def product_colours(engine: SearchEngine) -> dict[str, list[tuple[Colour, ...]]]:
     found: dict[str, list[tuple[Colour, ...]]] = {}
-    for item in engine.stored.items:
+    for item in engine.stored.images:
         found.setdefault(item.product_id, []).append(item.colours)
     return found
 
@@ -95,12 +95,12 @@ def build_trials(engine: SearchEngine, queries_folder: Path) -> list[Trial]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", default=str(Path("/tmp") / "furniture-colour-store"))
-    parser.add_argument("--gallery", default=str(DEFAULT_GALLERY))
+    parser.add_argument("--catalogue", default=str(DEFAULT_CATALOGUE))
     parser.add_argument("--queries", default=str(DEFAULT_QUERIES))
     args = parser.parse_args(argv)
     info = machine_info()
 
-    engine = SearchEngine.from_store(open_current(args.gallery, args.store), gallery=args.gallery)
+    engine = SearchEngine.from_store(open_current(args.catalogue, args.store), catalogue=args.catalogue)
     trials = build_trials(engine, Path(args.queries))
     photos = sorted({trial.query_path for trial in trials})
     print(f"{len(trials)} refinements over {len(photos)} photos")

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_GALLERY = ROOT / "reference_gallery"
+DEFAULT_CATALOGUE = ROOT / "reference_gallery"
 DEFAULT_QUERIES = ROOT / "benchmarks" / "queries"
 
 

@@ -22,9 +22,9 @@ import torch.ao.quantization.quantize_fx as qfx
 import torch.nn as nn
 from torch.ao.quantization import get_default_qconfig_mapping
 
-from benchmarks.common import DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line
+from benchmarks.common import DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line
 from engine.backbones import FeatureExtractor, load_backbone, pool_features
-from engine.catalog import scan_catalog
+from engine.catalogue import scan_catalogue
 from engine.efficientnet_lite import ConvBNAct, tf_same_padding
 from engine.vectors import normalise
 from engine.images import load_image, preprocess
@@ -99,8 +99,8 @@ def main() -> None:
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     extractor = load_backbone("efficientnet_lite0")
     fp32 = traceable_body(extractor)
-    catalog = scan_catalog(DEFAULT_GALLERY)
-    catalogue_paths = [catalog.root / item.path for item in catalog.items]
+    catalogue = scan_catalogue(DEFAULT_CATALOGUE)
+    catalogue_paths = [catalogue.root / item.path for item in catalogue.images]
     example = next(batches(catalogue_paths[:3], extractor))
     prepared = qfx.prepare_fx(copy.deepcopy(fp32), get_default_qconfig_mapping("x86"), (example,))
     with torch.inference_mode():
@@ -109,7 +109,7 @@ def main() -> None:
     int8 = qfx.convert_fx(prepared)
 
     queries = load_queries(DEFAULT_QUERIES)
-    products = np.array([item.product_id for item in catalog.items])
+    products = np.array([item.product_id for item in catalogue.images])
     truth = np.array([q.product_id for q in queries])
     rows, embeddings = {}, {}
     for name, model in (("fp32 (the product)", fp32), ("int8", int8)):

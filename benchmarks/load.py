@@ -35,7 +35,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from benchmarks.common import DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, ROOT, machine_info, machine_line, percentile
+from benchmarks.common import DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, ROOT, machine_info, machine_line, percentile
 
 DEFAULT_STORE = ROOT / "index_store" / "default"
 PHONE_SIZE = (4032, 3024)  # 12 MP
@@ -97,8 +97,8 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def start_app(port: int, gallery: Path, store: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, FURNITURE_GALLERY=str(gallery), FURNITURE_STORE=str(store),
+def start_app(port: int, catalogue: Path, store: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, FURNITURE_GALLERY=str(catalogue), FURNITURE_STORE=str(store),
                GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False")
     return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
@@ -185,7 +185,7 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
         stop.wait(0.2)
 
 
-def engine_times(store: Path, gallery: Path, photos: list[Path]) -> dict[str, float]:
+def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, float]:
     """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
     timed), of the region search right after it (as the page runs them: it reuses the search's detections) and of
     explaining a match with it."""
@@ -194,7 +194,7 @@ def engine_times(store: Path, gallery: Path, photos: list[Path]) -> dict[str, fl
     from engine.search import SearchEngine
 
     torch.set_num_threads(os.cpu_count() or 1)
-    engine = SearchEngine.open(store, gallery)
+    engine = SearchEngine.open(store, catalogue)
     engine.search(photos[0])
     steps = {"search": engine.search, "search_regions": engine.search_regions,
              "explain_match": lambda photo: engine.explain_match(photo, 0)}  # "why this match" for a result
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as failed")
     parser.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--output", type=Path, default=RESULTS / "load.md")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 64 or not 1 <= args.searches <= 10:
@@ -311,12 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     big_photo = None if args.no_big_photo else phone_photo(source, BIG_SIZE, work / "photo-118mp.jpg", quality=60)
     print(f"photos: {photo.stat().st_size / 1e6:.1f} MB"
           + (f", {big_photo.stat().st_size / 1e6:.1f} MB (118 MP)" if big_photo else ""), flush=True)
-    engine = engine_times(args.store, args.gallery, engine_photos)
+    engine = engine_times(args.store, args.catalogue, engine_photos)
     print(f"engine alone: {engine}", flush=True)
 
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_app(port, args.gallery, args.store, work / "app.log")
+    process = start_app(port, args.catalogue, args.store, work / "app.log")
     try:
         wait_until_ready(url, photo, process)
         memory = {"before": resident_mb(process.pid)}

@@ -1,6 +1,6 @@
 """Quality benchmark: category accuracy and instance retrieval on held-out photos.
 
-    python -m benchmarks.quality [--gallery reference_gallery] [--queries benchmarks/queries] [--quick]
+    python -m benchmarks.quality [--catalogue reference_gallery] [--queries benchmarks/queries] [--quick]
 
 The catalogue and the queries are embedded once per backbone and preprocessing
 fit; the layer / pooling / whitening / flip variants are derived from the same
@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import (
-    DEFAULT_GALLERY,
+    DEFAULT_CATALOGUE,
     DEFAULT_QUERIES,
     RESULTS,
     Query,
@@ -43,7 +43,7 @@ from benchmarks.common import (
 )
 from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE
 from engine.backbones import FeatureExtractor, load_backbone, pool_features
-from engine.catalog import scan_catalog
+from engine.catalogue import scan_catalogue
 from engine.classify import CategoryClassifier, fit_classifier
 from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
@@ -188,12 +188,12 @@ class CatalogueImages:
     categories: list[str]
 
     @classmethod
-    def scan(cls, gallery: Path) -> CatalogueImages:
-        catalog = scan_catalog(gallery)
+    def scan(cls, catalogue: Path) -> CatalogueImages:
+        scanned = scan_catalogue(catalogue)
         return cls(
-            [catalog.root / item.path for item in catalog.items],
-            [item.product_id for item in catalog.items],
-            [item.category for item in catalog.items],
+            [scanned.root / item.path for item in scanned.images],
+            [item.product_id for item in scanned.images],
+            [item.category for item in scanned.images],
         )
 
 
@@ -470,7 +470,7 @@ def plot(results: list[VariantResult], info: dict[str, str], out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
     parser.add_argument("--quick", action="store_true", help="three lite0 variants and at most 100 queries")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -484,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     variants = QUICK_VARIANTS if args.quick else VARIANTS
-    catalogue = CatalogueImages.scan(args.gallery)
+    catalogue = CatalogueImages.scan(args.catalogue)
     queries = load_queries(args.queries)
     if args.quick:
         queries = queries[:: max(1, len(queries) // 100)][:100]

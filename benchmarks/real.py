@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
+from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
 
 if TYPE_CHECKING:
     from engine.search import SearchEngine
@@ -279,17 +279,17 @@ def phone_queries(dataset: Dataset, folder: Path, variants: tuple[str, ...]) -> 
 
 def index_own_catalogue(dataset: Dataset, work: Path) -> tuple[SearchEngine, dict]:
     """Index the 452 product photos as a shop would (a category folder each) into a scratch store; open it."""
-    from engine.indexing import index_catalog
+    from engine.indexing import index_catalogue
     from engine.search import SearchEngine
 
-    gallery = work / "ikea_catalogue"
+    catalogue = work / "ikea_catalogue"
     for pid, category in dataset.catalogue.items():
-        target = gallery / category / f"{pid}.jpg"
+        target = catalogue / category / f"{pid}.jpg"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dataset.product_images[pid], target)
     started = time.perf_counter()
-    report = index_catalog(gallery, work / "ikea_store")
+    report = index_catalogue(catalogue, work / "ikea_store")
     facts = {"images_indexed": report.images, "index_seconds": time.perf_counter() - started}
     return SearchEngine.open(work / "ikea_store"), facts
 
@@ -320,14 +320,14 @@ def _retrieval_summary(rows: list[dict]) -> dict:
     }
 
 
-def bundled_catalogue(dataset: Dataset, store: Path, gallery: Path) -> dict:
+def bundled_catalogue(dataset: Dataset, store: Path, catalogue: Path) -> dict:
     """The dev products' real photos searched in the rendered catalogue: is the category right, is the match close?"""
-    from engine.indexing import index_catalog, index_is_current
+    from engine.indexing import index_catalogue, index_is_current
     from engine.search import SearchEngine
 
-    if not index_is_current(gallery, store):
-        index_catalog(gallery, store)
-    engine = SearchEngine.open(store, gallery)
+    if not index_is_current(catalogue, store):
+        index_catalogue(catalogue, store)
+    engine = SearchEngine.open(store, catalogue)
     per_category: dict[str, list[bool]] = defaultdict(list)
     close, top_scores = [], []
     for pid in dataset.dev_products:
@@ -370,7 +370,7 @@ def room_search(dataset: Dataset, engine: SearchEngine) -> tuple[dict, dict]:
     whole_ms: list[float] = []
     regions_ms: dict[str, list[float]] = defaultdict(list)
     # Region labels with and without the detector, in the same run.
-    variants = {"window scorer alone": SearchEngine(engine.stored, engine.extractor, engine.gallery,
+    variants = {"window scorer alone": SearchEngine(engine.stored, engine.extractor, engine.catalogue,
                                                     dataclasses.replace(engine.settings, use_detector=False))}
     if engine.detector is not None:
         variants = {"with the detector": engine, **variants}
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ikea", type=Path, required=True, help="checkout of github.com/IvonaTau/ikea")
     parser.add_argument("--split", type=Path, default=DEFAULT_SPLIT)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help="store of the bundled catalogue")
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="first 40 dev products and 20 rooms; results not saved")
     parser.add_argument("--output", type=Path, default=RESULTS / "real")
@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         room, latency = room_search(dataset, engine)
         print("rooms, R@10 whole / regions: " + ", ".join(
             f"{c} {room['whole'][c][10]:.2f} / {room['regions'][c][10]:.2f}" for c in room["whole"]), flush=True)
-    bundled = bundled_catalogue(dataset, args.store, args.gallery)
+    bundled = bundled_catalogue(dataset, args.store, args.catalogue)
     print(f"bundled catalogue: category accuracy {bundled['accuracy']:.3f} {bundled['per_category']}", flush=True)
     results = {
         "machine": machine_info(),

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from usearch.index import Index  # noqa: E402
 
 from benchmarks import catalogue_vectors  # noqa: E402
-from benchmarks.common import (DEFAULT_GALLERY, DEFAULT_QUERIES, RESULTS, load_queries, machine_info,  # noqa: E402
+from benchmarks.common import (DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, load_queries, machine_info,  # noqa: E402
                                machine_line, markdown_table, percentile)
 from engine.vectors import normalise  # noqa: E402
 from engine.store.vector_index import build_usearch, choose_index, EXACT_BELOW, index_input
@@ -52,20 +52,20 @@ DISTANCE_QUERIES = 50
 CROSSOVER_SIZES = (250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 
 
-def real_groups(store: str, gallery: Path, queries: Path) -> tuple[list[np.ndarray], list[str]]:
+def real_groups(store: str, catalogue: Path, queries: Path) -> tuple[list[np.ndarray], list[str]]:
     """The catalogue's embeddings and its held-out photos' embeddings, grouped by product; each one's category."""
     from engine.backbones import load_backbone
     from engine.embed import embed_images
     from engine.images import load_image
     from engine.indexing import open_current
 
-    stored = open_current(gallery, store)
+    stored = open_current(catalogue, store)
     extractor = load_backbone(stored.backbone.name)
     photos = load_queries(queries)
     vectors = embed_images(extractor, [load_image(q.path, min_side=extractor.spec.preprocessing.size) for q in photos])
     groups: dict[str, list[np.ndarray]] = {}
-    category = {item.product_id: item.category for item in stored.items}
-    for item in stored.items:
+    category = {item.product_id: item.category for item in stored.images}
+    for item in stored.images:
         groups.setdefault(item.product_id, []).append(stored.vectors[item.row])
     for query, vector in zip(photos, vectors):
         groups.setdefault(query.product_id, []).append(vector)
@@ -249,11 +249,11 @@ def crossover(model: catalogue_vectors.CatalogueModel, num_queries: int) -> list
     return found
 
 
-def ray_indexing(gallery: Path) -> list[dict]:
+def ray_indexing(catalogue: Path) -> list[dict]:
     """Images/s indexing the bundled catalogue locally and on a local Ray instance with 1 and 2 workers."""
     import shutil
 
-    from engine.indexing import index_catalog
+    from engine.indexing import index_catalogue
 
     import torch
 
@@ -263,7 +263,7 @@ def ray_indexing(gallery: Path) -> list[dict]:
         # The local path on every core, as python -m engine index runs (this module pins one thread for searches).
         torch.set_num_threads(BUILD_THREADS if workers is None else 1)
         try:
-            report = index_catalog(gallery, store, ray_workers=workers, ray_address="local" if workers else None)
+            report = index_catalogue(catalogue, store, ray_workers=workers, ray_address="local" if workers else None)
         finally:
             shutil.rmtree(store, ignore_errors=True)
         row = {"path": f"local, {BUILD_THREADS} threads" if workers is None else f"Ray, {workers} worker(s)", "images": report.embedded,
@@ -316,12 +316,12 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     if args.ray_only:
         last = json.loads((RESULTS / "scale.json").read_text(encoding="utf-8"))
-        last["ray"] = ray_indexing(DEFAULT_GALLERY)
+        last["ray"] = ray_indexing(DEFAULT_CATALOGUE)
         last["ray_machine"] = info
         write_results(last)
         return
 
-    groups, categories = real_groups(args.store, DEFAULT_GALLERY, DEFAULT_QUERIES)
+    groups, categories = real_groups(args.store, DEFAULT_CATALOGUE, DEFAULT_QUERIES)
     model = catalogue_vectors.fit(groups, categories)
     real = np.concatenate(groups)
     labels = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         if importlib.util.find_spec("ray") is None:
             ray_rows = "Skipped: Ray is not installed (`pip install -r requirements-scale.txt`)."
         else:
-            ray_rows = ray_indexing(DEFAULT_GALLERY)
+            ray_rows = ray_indexing(DEFAULT_CATALOGUE)
     write_results({"machine": info, "spread": model.variant_spread, "profile": profile_rows, "rows": rows,
                    "crossover": cross, "ray": ray_rows})
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table
+from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table
 from buildtime.scenes import SCENES_DIR, SEED, Box, Scene, SceneObject, box_iou, candidate_boxes, load_or_compose
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 SCENES = 200
 FIRST_SCENES = 30
 
-def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path = SCENES_DIR, seed: int = SEED,
+def run(store: Path, catalogue: Path, count: int, max_regions: int, folder: Path = SCENES_DIR, seed: int = SEED,
         other_threads: int | None = None) -> dict:
     """Search every scene whole and by region; returns the measurements.
 
@@ -52,13 +52,13 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
     """
     import torch
 
-    from engine.indexing import index_catalog, index_is_current
+    from engine.indexing import index_catalogue, index_is_current
     from engine.search import SearchEngine
 
-    if not index_is_current(gallery, store):
-        index_catalog(gallery, store)
-    engine = SearchEngine.open(store, gallery=gallery)
-    scenes = load_or_compose(gallery, count, folder, seed)
+    if not index_is_current(catalogue, store):
+        index_catalogue(catalogue, store)
+    engine = SearchEngine.open(store, catalogue=catalogue)
+    scenes = load_or_compose(catalogue, count, folder, seed)
     rows = []
     proposed: dict[str, list[Box]] = {}
     whole_ms, region_ms = [], []
@@ -84,7 +84,7 @@ def run(store: Path, gallery: Path, count: int, max_regions: int, folder: Path =
     for row, fits in zip(rows, candidate_fits(engine, scenes, folder)):
         row["candidate_fits"] = fits
     # The same without the trained window scorer: the ranking a catalogue with other categories gets.
-    untrained_engine = SearchEngine(engine.stored, engine.extractor, engine.gallery,
+    untrained_engine = SearchEngine(engine.stored, engine.extractor, engine.catalogue,
                                     dataclasses.replace(engine.settings, use_window_scorer=False))
     untrained = [region_hit(obj, untrained_engine.search_regions(folder / scene.file, k=10, max_regions=max_regions))
                  for scene in scenes for obj in scene.objects]
@@ -254,7 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"10 scenes instead of {SCENES}")
     parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--max-regions", type=int, default=4)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads (default: torch's, all cores, as the app); latency is measured again "
@@ -262,7 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     count = 10 if args.quick else SCENES
-    measured = run(args.store, args.gallery, count, args.max_regions, other_threads=2 if args.threads == 1 else 1)
+    measured = run(args.store, args.catalogue, count, args.max_regions, other_threads=2 if args.threads == 1 else 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = report(measured, count, args.max_regions)
     (RESULTS / "scenes.md").write_text(text, encoding="utf-8")

@@ -1,6 +1,6 @@
 """Speed benchmark: end-to-end query latency, indexing throughput, vector search, memory.
 
-    python -m benchmarks.speed [--gallery reference_gallery] [--quick]
+    python -m benchmarks.speed [--catalogue reference_gallery] [--quick]
 
 Everything is compared with a baseline measured in the same run, because the
 machine is shared and absolute times drift: the original design (torchvision
@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import DEFAULT_GALLERY, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
+from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
 from engine.backbone_specs import DEFAULT_BACKBONE
 from engine.backbones import load_backbone
-from engine.catalog import scan_catalog
+from engine.catalogue import scan_catalogue
 from engine.embed import embed_batch
 from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
-from engine.indexing import index_catalog
+from engine.indexing import index_catalogue
 from engine.search import SearchEngine, merge_responses
 
 EXIF_ORIENTATION = 0x0112
@@ -68,9 +68,9 @@ def phone_photo(source: Image.Image, size: tuple[int, int], seed: int = 0) -> by
     return buffer.getvalue()
 
 
-def test_photos(gallery: Path) -> dict[str, bytes]:
-    catalog = scan_catalog(gallery)
-    source = load_image(catalog.root / catalog.items[len(catalog.items) // 2].path)
+def test_photos(catalogue: Path) -> dict[str, bytes]:
+    scanned = scan_catalogue(catalogue)
+    source = load_image(scanned.root / scanned.images[len(scanned.images) // 2].path)
     return {"12 MP": phone_photo(source, (3000, 4000)), "1 MP": phone_photo(source, (866, 1155), seed=1)}
 
 
@@ -203,12 +203,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def app_rss(gallery: Path, store: Path, photo: Path, timeout: float = 300) -> dict[str, float]:
+def app_rss(catalogue: Path, store: Path, photo: Path, timeout: float = 300) -> dict[str, float]:
     """Start ``python app.py`` on an already built store, search once through its API, read its memory."""
     from gradio_client import Client, handle_file
 
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "FURNITURE_GALLERY": str(gallery), "FURNITURE_STORE": str(store)}
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "FURNITURE_GALLERY": str(catalogue), "FURNITURE_STORE": str(store)}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
@@ -232,13 +232,13 @@ def app_rss(gallery: Path, store: Path, photo: Path, timeout: float = 300) -> di
 # --------------------------------------------------------------------------- main
 
 
-def subset_gallery(gallery: Path, target: Path, products_per_category: int) -> Path:
+def subset_gallery(catalogue: Path, target: Path, products_per_category: int) -> Path:
     """Copy the first products of each category (and the manifest) for a quick run."""
-    for category in sorted(p for p in gallery.iterdir() if p.is_dir()):
+    for category in sorted(p for p in catalogue.iterdir() if p.is_dir()):
         for product in sorted(p for p in category.iterdir() if p.is_dir())[:products_per_category]:
             shutil.copytree(product, target / category.name / product.name)
-    if (gallery / "manifest.csv").is_file():
-        shutil.copy(gallery / "manifest.csv", target / "manifest.csv")
+    if (catalogue / "manifest.csv").is_file():
+        shutil.copy(catalogue / "manifest.csv", target / "manifest.csv")
     return target
 
 
@@ -252,7 +252,7 @@ def vector_search(sizes: Sequence[int], queries: int, hnsw_max: int) -> list[dic
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gallery", type=Path, default=DEFAULT_GALLERY)
+    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--quick", action="store_true", help="small catalogue subset, 10 runs, vector sizes up to 10k")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads for the query path (default: torch's, all cores, as the app)")
@@ -268,14 +268,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     report: dict = {"machine": machine_info(), "runs": runs, "load_average": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="speed-bench-") as tmp:
         work = Path(tmp)
-        gallery = subset_gallery(args.gallery, work / "gallery", 3) if args.quick else args.gallery
-        photos = test_photos(gallery)
+        catalogue = subset_gallery(args.catalogue, work / "catalogue", 3) if args.quick else args.catalogue
+        photos = test_photos(catalogue)
         for name, data in photos.items():
             (work / f"{name.replace(' ', '')}.jpg").write_bytes(data)
 
         # Indexing throughput: a fresh store, so every image is decoded and embedded.
         started = time.perf_counter()
-        indexed = index_catalog(gallery, work / "store", DEFAULT_BACKBONE)
+        indexed = index_catalogue(catalogue, work / "store", DEFAULT_BACKBONE)
         seconds = time.perf_counter() - started
         report["indexing"] = {"images": indexed.images, "seconds": seconds, "images_per_s": indexed.images / seconds}
         print(f"indexing: {indexed.images} images in {seconds:.1f} s", flush=True)
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         photo12 = work / "12MP.jpg"
         report["peak_rss_mb"] = {which: peak_rss(which, work / "store", photo12) for which in ("ours", "baseline")}
-        report["app"] = app_rss(gallery, work / "store", photo12)
+        report["app"] = app_rss(catalogue, work / "store", photo12)
         print("memory done", flush=True)
 
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)

@@ -160,8 +160,8 @@ class SceneProduct:
     colour: tuple[int, int, int] | None
 
 
-def catalogue_products(gallery: Path) -> list[SceneProduct]:
-    """The gallery's products, with the Sweet Home 3D models they were rendered from."""
+def catalogue_products(catalogue: Path) -> list[SceneProduct]:
+    """The catalogue's products, with the Sweet Home 3D models they were rendered from."""
     from buildtime.catalogue import build, sh3d
 
     cache = ROOT / "build" / "sh3d"
@@ -170,7 +170,7 @@ def catalogue_products(gallery: Path) -> list[SceneProduct]:
         SceneProduct(p.product_id, p.category, sh3d.extract_model(p.entry, cache), p.entry.rotation, p.entry.size_cm,
                 p.colour[1] if p.colour else None)
         for p in plan
-        if (gallery / p.category / p.product_id).is_dir()
+        if (catalogue / p.category / p.product_id).is_dir()
     ]
 
 
@@ -238,16 +238,16 @@ def overlap(a: Box, b: Box) -> float:
 # Running the benchmark
 
 
-def load_or_compose(gallery: Path, count: int, folder: Path = SCENES_DIR, seed: int = SEED) -> list[Scene]:
-    """The scenes cached in ``folder`` if they match the gallery and ``count``, else newly composed ones from ``seed``."""
+def load_or_compose(catalogue: Path, count: int, folder: Path = SCENES_DIR, seed: int = SEED) -> list[Scene]:
+    """The scenes cached in ``folder`` if they match the catalogue and ``count``, else newly composed ones from ``seed``."""
     index = folder / "scenes.json"
     if index.is_file():
         cached = [Scene(s["file"], tuple(SceneObject(o["product_id"], o["category"], tuple(o["box"])) for o in s["objects"]))
                   for s in json.loads(index.read_text())]
-        if len(cached) >= count and all((gallery / o.category / o.product_id).is_dir()
+        if len(cached) >= count and all((catalogue / o.category / o.product_id).is_dir()
                                         for s in cached[:count] for o in s.objects):
             return cached[:count]
-    products = catalogue_products(gallery)
+    products = catalogue_products(catalogue)
     by_category: dict[str, list[SceneProduct]] = {}
     for product in products:
         by_category.setdefault(product.category, []).append(product)

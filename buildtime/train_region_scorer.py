@@ -15,7 +15,7 @@ ones (few windows fit a lamp, dozens fit a bed; lamps boxed: 17% -> 39%). A seco
 one learns, from the windows with IoU >= 0.3, how far each edge of the window lies
 from the nearest true box's (in shares of the window's width and height; smooth L1
 loss), so that a region's box is not stuck on the 32 px cell grid. Both are saved
-to ``engine/models/region_scorer_<backbone>.npz``. Needs the gallery
+to ``engine/models/region_scorer_<backbone>.npz``. Needs the catalogue
 build's Sweet Home 3D cache (``python -m buildtime.catalogue build`` makes it) to
 render the scenes; takes about 20 minutes on 2 cores, half of it rendering the scenes (cached for
 later runs).
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from buildtime.scenes import ROOT, box_iou, candidate_boxes, load_or_compose
-from engine.indexing import index_catalog, index_is_current
+from engine.indexing import index_catalogue, index_is_current
 from engine.window_scorer import (
     TwoLayerNetwork,
     WindowScorer,
@@ -70,14 +70,14 @@ class TrainingWindows:
     near: np.ndarray  # [N] whether the window is close enough to a true box to learn its offsets
 
 
-def training_windows(engine: SearchEngine, gallery: Path, count: int, projection_mean: np.ndarray,
+def training_windows(engine: SearchEngine, catalogue: Path, count: int, projection_mean: np.ndarray,
                      projection: np.ndarray) -> TrainingWindows:
     """Scorer inputs and targets of every candidate window of ``count`` composed training scenes."""
     inputs, targets, weights, offsets, near = [], [], [], [], []
     for first in range(0, count, SCENES_PER_SEED):
         seed = FIRST_SEED + first // SCENES_PER_SEED
         folder = TRAINING_DIR / f"seed{seed}"
-        scenes = load_or_compose(gallery, min(SCENES_PER_SEED, count - first), folder, seed)
+        scenes = load_or_compose(catalogue, min(SCENES_PER_SEED, count - first), folder, seed)
         for scene in scenes:
             candidates, boxes = candidate_boxes(engine, folder / scene.file)
             ious = np.array([[box_iou(obj.box, box) for obj in scene.objects] for box in boxes], dtype=float)
@@ -151,14 +151,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=600, help="training scenes (200 per seed)")
     parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
-    parser.add_argument("--gallery", type=Path, default=ROOT / "reference_gallery")
+    parser.add_argument("--catalogue", type=Path, default=ROOT / "reference_gallery")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    if not index_is_current(args.gallery, args.store):
-        index_catalog(args.gallery, args.store)
-    engine = SearchEngine.open(args.store, gallery=args.gallery)
+    if not index_is_current(args.catalogue, args.store):
+        index_catalogue(args.catalogue, args.store)
+    engine = SearchEngine.open(args.store, catalogue=args.catalogue)
     projection_mean, projection = appearance_projection(engine.stored.vectors)
-    windows = training_windows(engine, args.gallery, args.scenes, projection_mean, projection)
+    windows = training_windows(engine, args.catalogue, args.scenes, projection_mean, projection)
     print(f"{len(windows.targets)} windows, {int((windows.targets >= 0.5).sum())} with IoU >= 0.5, "
           f"{int(windows.near.sum())} near a true box", flush=True)
     scorer = fit_scorer(windows, window_feature_names(engine.categories), projection_mean, projection)

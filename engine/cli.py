@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from engine.backbone_specs import BACKBONES
-from engine.catalog import IMAGE_SUFFIXES
+from engine.catalogue import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
 from engine.store.versions import open_store, read_meta
-from engine.indexing import catalogue_matches, index_catalog
+from engine.indexing import catalogue_matches, index_catalogue
 from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_colour, check_count
 from engine.window_scorer import region_ranking
 
@@ -31,7 +31,7 @@ def run_index(args: argparse.Namespace) -> int:
         check_count("--workers", args.workers, 1024)
         if args.ray is None:
             raise InvalidRequestError("--workers is for indexing on Ray: add --ray [ADDRESS]")
-    report = index_catalog(args.gallery, args.store, backbone=args.backbone, progress=progress_bar,
+    report = index_catalogue(args.catalogue, args.store, backbone=args.backbone, progress=progress_bar,
                            ray_address=args.ray, ray_workers=args.workers)
     if report.repaired:
         print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it")
@@ -79,7 +79,7 @@ def run_search(args: argparse.Namespace) -> int:
         check_count("--max-regions", args.max_regions, MAX_REGIONS)
     check_colour(args.colour)
     queries = query_paths(args.images)
-    engine = SearchEngine.open(args.store, gallery=args.gallery)
+    engine = SearchEngine.open(args.store, catalogue=args.catalogue)
     engine.check_category(args.category)
     failures = 0
     for shown, path in queries:
@@ -99,27 +99,26 @@ def run_search(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     meta = read_meta(args.store)
     backbone = meta.backbone
-    preprocessing = backbone.get("preprocessing") or {}
     products: dict[str, set] = {}
-    for item in meta.items:
+    for item in meta.images:
         products.setdefault(item.category, set()).add(item.product_id)
     print(f"store:     {args.store}")
     print(f"created:   {meta.created}")
-    print(f"backbone:  {meta.backbone_name} ({backbone.get('layer')} layer, {backbone.get('pooling')} pooling, "
-          f"{backbone.get('feature_dim')}-d, {preprocessing.get('size')} px {preprocessing.get('fit')})")
-    print(f"catalogue: {meta.gallery}")
+    print(f"backbone:  {backbone.name} ({backbone.layer} layer, {backbone.pooling} pooling, "
+          f"{backbone.feature_dim}-d, {backbone.preprocessing.size} px {backbone.preprocessing.fit})")
+    print(f"catalogue: {meta.catalogue}")
     try:
         stored = open_store(args.store)  # everything search loads, checked file by file
     except SearchError as error:
         print(f"status:    damaged: {error}")
         return 1
-    up_to_date = catalogue_matches(stored, meta.gallery)
+    up_to_date = catalogue_matches(stored, meta.catalogue)
     print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
-    print(f"regions:   {region_ranking(meta.backbone_name, meta.categories)}")
+    print(f"regions:   {region_ranking(backbone.name, meta.categories)}")
     print(f"search:    {index_summary(meta.indexes)}")
-    print(f"images:    {len(meta.items)} ({len(meta.skipped)} files skipped)")
+    print(f"images:    {len(meta.images)} ({len(meta.skipped)} files skipped)")
     for category in meta.categories:
-        images = sum(1 for item in meta.items if item.category == category)
+        images = sum(1 for item in meta.images if item.category == category)
         print(f"  {category:<12} {len(products.get(category, ())):>5} products {images:>6} images")
     return 0
 
@@ -138,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", help="index (or update the index of) a catalogue folder")
-    index.add_argument("--gallery", required=True, help="catalogue folder: <category>/[<product_id>/]<image>")
+    index.add_argument("--catalogue", "--gallery", required=True,
+                       help="catalogue folder: <category>/[<product_id>/]<image> (--gallery: its old name)")
     index.add_argument("--store", required=True, help="folder to write the index to")
     index.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the store's, else efficientnet_lite0")
     index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--category", default="auto", help="auto (default), all, or a category name")
     search.add_argument("--colour", "--color", metavar="NAME_OR_HEX",
                         help="same look in this colour first: a name (red, mustard, navy, ...) or a hex code (#2d55a0)")
-    search.add_argument("--gallery", help="where the catalogue images are, if moved since indexing")
+    search.add_argument("--catalogue", "--gallery", help="where the catalogue images are, if moved since indexing")
     search.add_argument("--regions", action="store_true",
                         help="find each piece of furniture in the photo and search it on its own (adds \"regions\")")
     search.add_argument("--max-regions", type=int, default=4, help="with --regions: at most this many (default 4)")
@@ -166,8 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Old names that still work, each with a note saying the new one.
+RENAMED_FLAGS = {"--gallery": "--catalogue"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    for old, new in RENAMED_FLAGS.items():
+        if any(arg == old or arg.startswith(old + "=") for arg in argv):
+            print(f"note: {old} is now called {new}; {old} will keep working for a while", file=sys.stderr)
     started = time.perf_counter()
     try:
         status = args.run(args)

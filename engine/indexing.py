@@ -19,13 +19,13 @@ import numpy as np
 
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from engine.backbones import FeatureExtractor, load_backbone
-from engine.catalog import CatalogError, CatalogItem, file_digest, scan_catalog
+from engine.catalogue import CatalogueError, CatalogueImage, file_digest, scan_catalogue
 from engine.classify import fit_classifier
 from engine.colours import COLOUR_METHOD, Colour, dominant_colours
 from engine.embed import embed_images
 from engine.errors import SearchError
 from engine.images import ImageDecodeError, load_image
-from engine.store.meta import IndexedItem, StoreMeta, StoreNotFoundError
+from engine.store.meta import StoredImage, StoreMeta, StoreNotFoundError
 from engine.store.versions import (
     check_compatible,
     current_version,
@@ -40,7 +40,7 @@ from engine.store.versions import (
 from engine.store.files import damaged_files, row_digest
 
 # Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
-CATALOG_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
+CATALOGUE_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogueImage))
 Progress = Callable[[int, int], None]  # (images done, images to embed)
 
 
@@ -122,9 +122,9 @@ def _verified_rows(folder: Path, meta: StoreMeta, vectors: np.ndarray) -> tuple[
     """The rows of a checksummed version that are what was written: all when the file matches its checksum,
     else those whose bytes match their item's row digest."""
     if not damaged_files(folder, {"vectors.npy": meta.checksums["vectors.npy"]}):
-        return list(range(len(meta.items))), "every stored vector matched its checksum"
-    rows = [item.row for item in meta.items if row_digest(vectors[item.row]) == item.vector_digest]
-    return rows, f"{len(rows)} of {len(meta.items)} stored vectors matched their digests; the others are re-embedded"
+        return list(range(len(meta.images))), "every stored vector matched its checksum"
+    rows = [item.row for item in meta.images if row_digest(vectors[item.row]) == item.vector_digest]
+    return rows, f"{len(rows)} of {len(meta.images)} stored vectors matched their digests; the others are re-embedded"
 
 
 def _previous_vectors(store: Path, spec: BackboneSpec) -> Reusable:
@@ -148,11 +148,11 @@ def _previous_vectors(store: Path, spec: BackboneSpec) -> Reusable:
         current = meta.colour_method == COLOUR_METHOD  # colours of another method are recomputed
         if meta.checksums:
             rows, verified = _verified_rows(folder, meta, vectors)
-        else:  # unit vectors only; the sample check in index_catalog decides on the rest
+        else:  # unit vectors only; the sample check in index_catalogue decides on the rest
             norms = np.linalg.norm(vectors, axis=1)
             rows = list(np.flatnonzero(np.abs(norms - 1) < 1e-3))
             verified = ""
-        previous = {meta.items[row].digest: (np.array(vectors[row]), meta.items[row].colours if current else ())
+        previous = {meta.images[row].digest: (np.array(vectors[row]), meta.images[row].colours if current else ())
                     for row in rows}
         return Reusable(previous, verified, needs_sample=not meta.checksums)
     return Reusable(verified="no stored vector could be read; every image is embedded")
@@ -176,8 +176,8 @@ def stored_backbone(store: str | Path) -> str | None:
         return None
 
 
-def index_catalog(
-    gallery: str | Path,
+def index_catalogue(
+    catalogue: str | Path,
     store: str | Path,
     backbone: str | None = None,
     progress: Progress | None = None,
@@ -185,7 +185,7 @@ def index_catalog(
     ray_address: str | None = None,
     ray_workers: int | None = None,
 ) -> IndexReport:
-    """Index (or re-sync) the catalogue folder ``gallery`` into ``store``.
+    """Index (or re-sync) the catalogue folder ``catalogue`` into ``store``.
 
     ``backbone`` defaults to the one the store was built with, else the
     product default. Unreadable images are skipped and listed in the report.
@@ -199,7 +199,7 @@ def index_catalog(
     store = Path(store)
     backbone = backbone or stored_backbone(store) or DEFAULT_BACKBONE
     spec = get_spec(backbone)
-    catalog = scan_catalog(gallery)
+    scanned = scan_catalogue(catalogue)
     stored, repaired = None, ""
     try:
         stored = open_store(store)
@@ -207,22 +207,22 @@ def index_catalog(
         pass
     except SearchError as error:
         repaired = str(error)
-    previous_count = len(stored.items) if stored else 0
+    previous_count = len(stored.images) if stored else 0
     if stored is not None and stored.backbone == spec:  # loaded: every file matched its checksum
-        reusable = Reusable({item.digest: (stored.vectors[item.row], item.colours) for item in stored.items})
+        reusable = Reusable({item.digest: (stored.vectors[item.row], item.colours) for item in stored.images})
     else:  # a damaged or older store (salvage what is verified), or another backbone (nothing to reuse)
         reusable = _previous_vectors(store, spec)
     previous = reusable.previous
 
-    skipped = list(catalog.skipped)
-    readable: list[tuple[CatalogItem, str]] = []
-    for item in catalog.items:
+    skipped = list(scanned.skipped)
+    readable: list[tuple[CatalogueImage, str]] = []
+    for item in scanned.images:
         try:
-            readable.append((item, file_digest(catalog.root / item.path)))
+            readable.append((item, file_digest(scanned.root / item.path)))
         except OSError as error:
             skipped.append((item.path, f"cannot be read ({error.strerror or error})"))
     if reusable.needs_sample and previous:
-        paths = {digest: catalog.root / item.path for item, digest in readable}
+        paths = {digest: scanned.root / item.path for item, digest in readable}
         if _sample_matches(reusable, paths, load_backbone(backbone), spec.preprocessing.size):
             reusable.verified = f"{SAMPLE_CHECKS} sampled stored vectors re-embedded to what is stored"
         else:
@@ -234,7 +234,7 @@ def index_catalog(
     new_vectors: dict[int, np.ndarray] = {}
     new_colours: dict[int, tuple[Colour, ...]] = {}
     work = to_embed + to_colour
-    jobs = [ImageJob(i, str(catalog.root / readable[i][0].path), readable[i][1] not in previous) for i in work]
+    jobs = [ImageJob(i, str(scanned.root / readable[i][0].path), readable[i][1] not in previous) for i in work]
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
     if ray_address is None:
         extractor = load_backbone(backbone) if to_embed else None
@@ -256,22 +256,22 @@ def index_catalog(
         if progress:
             progress(done, len(work))
 
-    kept: list[tuple[CatalogItem, str, np.ndarray, tuple[Colour, ...]]] = []
+    kept: list[tuple[CatalogueImage, str, np.ndarray, tuple[Colour, ...]]] = []
     for i, (item, digest) in enumerate(readable):
         vector, colours = previous.get(digest, (None, ()))
         vector, colours = new_vectors.get(i, vector), new_colours.get(i, colours)
         if vector is not None and colours:
             kept.append((item, digest, vector, colours))
     if not kept:
-        raise CatalogError(f"none of the images in {catalog.root} could be read; nothing to index")
+        raise CatalogueError(f"none of the images in {scanned.root} could be read; nothing to index")
 
     items = [
-        IndexedItem(row=row, digest=digest, colours=colours, **dataclasses.asdict(item))
+        StoredImage(row=row, digest=digest, colours=colours, **dataclasses.asdict(item))
         for row, (item, digest, _, colours) in enumerate(kept)
     ]
     vectors = np.stack([vector for _, _, vector, _ in kept]).astype(np.float32)
     classifier = fit_classifier(vectors, [item.category for item in items])
-    save_store(store, spec, catalog.root, items, vectors, classifier, skipped)
+    save_store(store, spec, scanned.root, items, vectors, classifier, skipped)
 
     reused = len(kept) - len(new_vectors)
     return IndexReport(
@@ -291,38 +291,38 @@ def index_catalog(
     )
 
 
-def index_is_current(gallery: str | Path, store: str | Path) -> bool:
+def index_is_current(catalogue: str | Path, store: str | Path) -> bool:
     """True when the store loads intact, is compatible with today's backbone code and matches the catalogue's files."""
     try:
-        return catalogue_matches(open_store(store), gallery)
+        return catalogue_matches(open_store(store), catalogue)
     except SearchError:
         return False
 
 
-def catalogue_matches(stored: Store, gallery: str | Path) -> bool:
+def catalogue_matches(stored: Store, catalogue: str | Path) -> bool:
     """True when the loaded store holds exactly the catalogue's current files and their fields."""
     try:
-        catalog = scan_catalog(gallery)
+        scanned = scan_catalogue(catalogue)
         skipped = {path for path, _ in stored.skipped}
         current = {
-            (file_digest(Path(gallery) / item.path), *(getattr(item, f) for f in CATALOG_FIELDS))
-            for item in catalog.items
+            (file_digest(Path(catalogue) / item.path), *(getattr(item, f) for f in CATALOGUE_FIELDS))
+            for item in scanned.images
             if item.path not in skipped
         }
     except (SearchError, OSError):
         return False
-    indexed = {(item.digest, *(getattr(item, f) for f in CATALOG_FIELDS)) for item in stored.items}
+    indexed = {(item.digest, *(getattr(item, f) for f in CATALOGUE_FIELDS)) for item in stored.images}
     return indexed == current
 
 
-def open_current(gallery: str | Path, store: str | Path, progress: Progress | None = None) -> Store:
+def open_current(catalogue: str | Path, store: str | Path, progress: Progress | None = None) -> Store:
     """The store, loaded once when it is intact and matches the catalogue; otherwise built, synced or repaired
-    first (``index_catalog``) and then loaded."""
+    first (``index_catalogue``) and then loaded."""
     try:
         stored = open_store(store)
-        if catalogue_matches(stored, gallery):
+        if catalogue_matches(stored, catalogue):
             return stored
     except SearchError:
         pass  # missing or damaged: indexing builds or repairs it
-    index_catalog(gallery, store, progress=progress)
+    index_catalogue(catalogue, store, progress=progress)
     return open_store(store)

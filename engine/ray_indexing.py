@@ -1,6 +1,6 @@
 """Decode and embed a catalogue's images on Ray: Ray Data batches over a pool of actors, one model each.
 
-Used by ``engine.indexing.index_catalog(..., ray_address=...)`` (``python -m engine index --ray``): the
+Used by ``engine.indexing.index_catalogue(..., ray_address=...)`` (``python -m engine index --ray``): the
 driver still scans the catalogue, finds what changed and writes the store; only the work per image moves.
 Each Ray Data row is one batch of ``ImageJob``s, processed by ``engine.indexing.process_batch`` exactly as
 the local path processes it, so the store is the same. Workers read the images by path: on a cluster the

@@ -36,7 +36,7 @@ from PIL import Image
 from engine.backbones import FeatureExtractor
 from engine.detector import Detector
 from engine.vectors import normalise
-from engine.window_features import STRIDE, CatalogueVectors, candidate_windows, cells_to_pixels, proposal_feature_map
+from engine.window_features import STRIDE, ProposalSample, candidate_windows, cells_to_pixels, proposal_feature_map
 from engine.window_scorer import WindowScorer
 
 # Regions overlapping a better one by more than this IoU are dropped...
@@ -78,7 +78,7 @@ class Region:
 
 def propose_regions(
     extractor: FeatureExtractor,
-    catalogue: CatalogueVectors,
+    sample: ProposalSample,
     image: Image.Image,
     max_regions: int = 4,
     scorer: WindowScorer | None = None,
@@ -99,8 +99,8 @@ def propose_regions(
     cells, scale_x, scale_y = proposal_feature_map(extractor, image)
     regions = []
     if detector is not None:
-        regions = _detected_regions(detector, image, cells, (scale_x, scale_y), catalogue, category, max_regions)
-    for region in _window_regions(cells, (scale_x, scale_y), image.size, catalogue, max_regions, scorer, category):
+        regions = _detected_regions(detector, image, cells, (scale_x, scale_y), sample, category, max_regions)
+    for region in _window_regions(cells, (scale_x, scale_y), image.size, sample, max_regions, scorer, category):
         if len(regions) == max_regions:
             break
         if all(_iou(region.box, kept.box) <= NMS_IOU for kept in regions):
@@ -109,12 +109,12 @@ def propose_regions(
 
 
 def _detected_regions(detector: Detector, image: Image.Image, cells: torch.Tensor, scale: tuple[float, float],
-                      catalogue: CatalogueVectors, category: str | None, count: int) -> list[Region]:
+                      sample: ProposalSample, category: str | None, count: int) -> list[Region]:
     """The detector's boxes of the catalogue's categories (or of ``category``), best first, none overlapping a
     better one by more than ``NMS_IOU``; each embedded by average-pooling the proposal cells whose centres it holds."""
     regions: list[Region] = []
     for detection in detector.detect(image, DETECTION_SCORE, DETECTION_SIDE):
-        if detection.category not in catalogue.categories or category not in (None, detection.category):
+        if detection.category not in sample.categories or category not in (None, detection.category):
             continue
         if all(_iou(detection.box, kept.box) <= NMS_IOU for kept in regions):
             embedding = _pooled_box(cells, detection.box, scale)
@@ -138,10 +138,10 @@ def _pooled_box(cells: torch.Tensor, box: tuple[int, int, int, int], scale: tupl
     return normalise(summed.numpy()[None])[0]
 
 
-def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple[int, int], catalogue: CatalogueVectors,
+def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple[int, int], sample: ProposalSample,
                     max_regions: int, scorer: WindowScorer | None, category: str | None) -> list[Region]:
     """The best distinct windows of the proposal pass as regions (steps 3-5 of the module docstring)."""
-    candidates = candidate_windows(cells, catalogue)
+    candidates = candidate_windows(cells, sample)
     if len(candidates.windows) == 0:
         return []
     best_probability = candidates.probabilities.max(axis=1)
@@ -153,7 +153,7 @@ def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple
     categories = candidates.probabilities.argmax(axis=1)
     same_category_overlap = SAME_CATEGORY_OVERLAP if scorer is not None else 1.0
     if category is not None:
-        wanted = catalogue.categories.index(category)
+        wanted = sample.categories.index(category)
         scores = confidences = scores * candidates.probabilities[:, wanted]
         categories = np.full(len(categories), wanted)
         # Nested boxes of the asked category stay: a chair inside a box around a table and its chairs.
@@ -165,7 +165,7 @@ def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple
     if scorer is not None:
         boxes = moved_edges(boxes, scorer.box_offsets(candidates.features[kept], candidates.embeddings[kept]), size)
     return [
-        Region(tuple(int(v) for v in box), catalogue.categories[int(categories[i])],
+        Region(tuple(int(v) for v in box), sample.categories[int(categories[i])],
                float(confidences[i]), candidates.embeddings[i])
         for i, box in zip(kept, boxes)
     ]

@@ -26,10 +26,10 @@ from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.images import full_size, load_image
-from engine.store.meta import ALL, IndexedItem
+from engine.store.meta import ALL, StoredImage
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
-from engine.window_features import PROPOSAL_SIDE, proposal_catalogue
+from engine.window_features import PROPOSAL_SIDE, proposal_sample
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
 from engine.window_scorer import load_window_scorer, region_ranking
 
@@ -234,49 +234,49 @@ def choose_categories(
 class SearchEngine:
     """A loaded store plus the backbone that built it."""
 
-    def __init__(self, stored: Store, extractor: FeatureExtractor, gallery: Path | None = None,
+    def __init__(self, stored: Store, extractor: FeatureExtractor, catalogue: Path | None = None,
                  settings: SearchSettings = DEFAULT_SETTINGS):
         self.stored = stored
         self.settings = settings
         self.extractor = extractor
-        self.gallery = Path(gallery) if gallery else stored.gallery
+        self.catalogue = Path(catalogue) if catalogue else stored.catalogue
         # Each product's image rows, in index order.
         self.product_rows: dict[str, list[int]] = {}
-        for item in stored.items:
+        for item in stored.images:
             self.product_rows.setdefault(item.product_id, []).append(item.row)
         # Each image's row by its id, the digest of its file (how the HTTP API names catalogue images).
-        self.image_rows = {item.digest: item.row for item in stored.items}
+        self.image_rows = {item.digest: item.row for item in stored.images}
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(map(len, self.product_rows.values()), default=1)
-        labels = np.array([stored.categories.index(item.category) for item in stored.items], dtype=np.int64)
-        self.catalogue = proposal_catalogue(stored.vectors, labels, stored.classifier)
+        labels = np.array([stored.categories.index(item.category) for item in stored.images], dtype=np.int64)
+        self.proposal_sample = proposal_sample(stored.vectors, labels, stored.classifier)
         # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
         self.window_scorer = (load_window_scorer(extractor.spec.name, stored.classifier.categories)
                               if settings.use_window_scorer else None)
         if settings.use_window_scorer and self.window_scorer is None:
             log.warning("region search: %s", region_ranking(extractor.spec.name, stored.classifier.categories))
         # Every image's dominant colours, in one table, for refining by colour.
-        self._colour_labs, self._colour_shares = colour_table([item.colours for item in stored.items])
+        self._colour_labs, self._colour_shares = colour_table([item.colours for item in stored.images])
         # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
         knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
         self.detector = load_detector() if knows and settings.use_detector else None
 
     @classmethod
-    def open(cls, store: str | Path, gallery: str | Path | None = None,
+    def open(cls, store: str | Path, catalogue: str | Path | None = None,
              settings: SearchSettings = DEFAULT_SETTINGS) -> SearchEngine:
         """Load a store with the backbone recorded in its metadata.
 
-        ``gallery`` overrides where the catalogue images are (if it moved).
+        ``catalogue`` overrides where the catalogue images are (if it moved).
         Raises ``StoreNotFoundError``, ``StaleStoreError``, ``DamagedStoreError``
         or ``BackboneUnavailableError`` with an actionable message.
         """
-        return cls.from_store(open_store(store), gallery, settings)
+        return cls.from_store(open_store(store), catalogue, settings)
 
     @classmethod
-    def from_store(cls, stored: Store, gallery: str | Path | None = None,
+    def from_store(cls, stored: Store, catalogue: str | Path | None = None,
                    settings: SearchSettings = DEFAULT_SETTINGS) -> SearchEngine:
         """An engine over an already loaded store, with the backbone recorded in its metadata."""
-        return cls(stored, load_backbone(stored.backbone.name), gallery, settings)
+        return cls(stored, load_backbone(stored.backbone.name), catalogue, settings)
 
     @property
     def categories(self) -> list[str]:
@@ -287,8 +287,8 @@ class SearchEngine:
         if category not in ("auto", "all", *self.categories):
             raise _unknown_category(category, self.categories)
 
-    def item_path(self, item: IndexedItem) -> Path:
-        return self.gallery / item.path
+    def item_path(self, item: StoredImage) -> Path:
+        return self.catalogue / item.path
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """Decode (any supported input) and embed one image; returns a unit vector."""
@@ -356,7 +356,7 @@ class SearchEngine:
         targeted = category not in ("auto", "all")
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
-        regions = propose_regions(self.extractor, self.catalogue, decoded, max_regions, self.window_scorer,
+        regions = propose_regions(self.extractor, self.proposal_sample, decoded, max_regions, self.window_scorer,
                                   category if targeted else None, self.detector)
         if is_product_shot(decoded, regions):
             vector = embed_images(self.extractor, [decoded])[0]
@@ -378,11 +378,11 @@ class SearchEngine:
         self._check_row(row)
         photo = load_image(image, min_side=EXPLAIN_SIDE, max_side=self.settings.search_max_side)
         photo_vector = embed_images(self.extractor, [photo])[0]
-        product = load_image(self.item_path(self.stored.items[row]), min_side=EXPLAIN_SIDE)
+        product = load_image(self.item_path(self.stored.images[row]), min_side=EXPLAIN_SIDE)
         return explain_match(self.extractor, photo, photo_vector, product, self.stored.vectors[row])
 
     def _check_row(self, row: int) -> None:
-        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.items):
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.images):
             raise InvalidRequestError(f"no catalogue image number {row!r}; pick one of the results shown")
 
     def search_item(self, row: int, k: int = 10, category: str = "auto", colour: str | None = None) -> SearchResponse:
@@ -424,7 +424,7 @@ class SearchEngine:
                                           self.settings.colour_width)
                               if target else np.zeros(len(rows)))
             for row, distance, colour_match in zip(rows.tolist(), matches.distances.tolist(), colour_matches.tolist()):
-                item = self.stored.items[row]
+                item = self.stored.images[row]
                 score = 1.0 - float(distance)
                 rank = float(ranked_score(score, prior[item.category], self.settings)) if prior else score
                 rank = float(look_and_colour(rank, colour_match, self.settings))

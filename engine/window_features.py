@@ -50,14 +50,14 @@ CANDIDATES = 500
 CANDIDATE_IOU = 0.7
 # Windows taken at a time by the suppression (see _distinct).
 SUPPRESSION_BLOCK = 512
-# Catalogue images the cells are compared with. A larger catalogue is sampled evenly (``proposal_catalogue``):
+# Catalogue images the cells are compared with. A larger catalogue is sampled evenly (``proposal_sample``):
 # comparing each cell with every image of a million costs seconds, and the window scorer was trained on
 # the best similarities to a catalogue of 702 images, which a few thousand approximate.
-PROPOSAL_CATALOGUE_LIMIT = 2_000
+PROPOSAL_SAMPLE_LIMIT = 2_000
 
 
 @dataclass(frozen=True)
-class CatalogueVectors:
+class ProposalSample:
     """What region proposal uses of a catalogue: its unit embeddings [N, C], each row's category index, its classifier."""
 
     vectors: np.ndarray
@@ -69,19 +69,19 @@ class CatalogueVectors:
         return self.classifier.categories
 
 
-def proposal_catalogue(vectors: np.ndarray, labels: np.ndarray, classifier: CategoryClassifier,
-                       limit: int = PROPOSAL_CATALOGUE_LIMIT) -> CatalogueVectors:
+def proposal_sample(vectors: np.ndarray, labels: np.ndarray, classifier: CategoryClassifier,
+                       limit: int = PROPOSAL_SAMPLE_LIMIT) -> ProposalSample:
     """The catalogue as region proposal sees it: every image up to ``limit``; above it ``limit`` images
     evenly spaced through each category's rows, in proportion to the category's size (at least one each)."""
     if len(vectors) <= limit:
-        return CatalogueVectors(vectors, labels, classifier)
+        return ProposalSample(vectors, labels, classifier)
     rows = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         share = max(1, round(limit * len(members) / len(labels)))
         rows.append(members[np.linspace(0, len(members) - 1, min(share, len(members))).round().astype(int)])
     picked = np.unique(np.concatenate(rows))
-    return CatalogueVectors(np.ascontiguousarray(vectors[picked]), labels[picked], classifier)
+    return ProposalSample(np.ascontiguousarray(vectors[picked]), labels[picked], classifier)
 
 
 @dataclass(frozen=True)
@@ -261,13 +261,13 @@ def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray,
     return [*columns, grown_best - best_similarity]
 
 
-def candidate_windows(cells: torch.Tensor, catalogue: CatalogueVectors) -> WindowCandidates:
+def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCandidates:
     """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
     cell_features = cells.numpy()
     norms = np.maximum(np.linalg.norm(cell_features, axis=-1, keepdims=True), 1e-12)
     # Products with the catalogue are linear, so a window's are the sums of its cells' (as its embedding is
     # the sum of its cells', normalised): one product per cell instead of one per candidate window.
-    cell_products = dot_products(cell_features, catalogue.vectors)
+    cell_products = dot_products(cell_features, sample.vectors)
     objectness = _objectness(cell_features / norms, cell_products / norms)
     grid_h, grid_w = objectness.shape
     windows = _windows(grid_h, grid_w)
@@ -280,7 +280,7 @@ def candidate_windows(cells: torch.Tensor, catalogue: CatalogueVectors) -> Windo
     contrast = np.clip(inside - ring, 0.0, None) * np.sqrt(areas)
     positive = np.flatnonzero(contrast > 0)
     picked = positive[_distinct(windows[positive], contrast[positive], CANDIDATES, CANDIDATE_IOU)]
-    categories = catalogue.categories
+    categories = sample.categories
     if picked.size == 0:
         empty = np.zeros((0,))
         return WindowCandidates(np.zeros((0, 4), int), empty, empty, np.zeros((0, len(window_feature_names(categories)))),
@@ -293,12 +293,12 @@ def candidate_windows(cells: torch.Tensor, catalogue: CatalogueVectors) -> Windo
     summed = _box_sums(feature_integral, chosen)
     summed_norms = np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     pooled = (summed / summed_norms).astype(np.float32)
-    probabilities = catalogue.classifier.predict_proba(pooled)
+    probabilities = sample.classifier.predict_proba(pooled)
     ranked = np.sort(probabilities, axis=1)[:, ::-1]
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
     similarity = _box_sums(product_integral, chosen) / summed_norms
     top5 = torch.from_numpy(similarity).topk(min(5, similarity.shape[1]), dim=1).values.numpy()[:, ::-1]
-    per_category = np.stack([similarity[:, catalogue.labels == c].max(axis=1, initial=-1.0)
+    per_category = np.stack([similarity[:, sample.labels == c].max(axis=1, initial=-1.0)
                              for c in range(len(categories))], axis=1)
     rings = [ring[picked], _ring_means(integral, chosen, chosen_inside, RING + 1)]
     width, height = (chosen[:, 2] - chosen[:, 0]) / grid_w, (chosen[:, 3] - chosen[:, 1]) / grid_h

@@ -40,7 +40,7 @@ def product_colour(category_index: int, product: int) -> tuple[int, int, int]:
     return rng.randrange(256), rng.randrange(256), rng.randrange(256)
 
 
-def make_gallery(root: Path) -> Path:
+def make_catalogue(root: Path) -> Path:
     """Write a catalogue in the <category>/<product_id>/<image> layout, with a manifest."""
     lines = ["product_id,name,category,url,creator,license,source"]
     for ci, category in enumerate(CATEGORIES):
@@ -56,25 +56,38 @@ def make_gallery(root: Path) -> Path:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path) -> Path:
-    return make_gallery(tmp_path / "gallery")
+def catalogue(tmp_path: Path) -> Path:
+    return make_catalogue(tmp_path / "catalogue")
 
 
 @pytest.fixture(scope="session")
 def built_store(tmp_path_factory) -> tuple[Path, Path]:
-    """A gallery and its index, built once per test session (read-only for tests)."""
-    from engine.indexing import index_catalog
+    """A catalogue and its index, built once per test session (read-only for tests)."""
+    from engine.indexing import index_catalogue
 
     root = tmp_path_factory.mktemp("shared")
-    gallery = make_gallery(root / "gallery")
+    catalogue = make_catalogue(root / "catalogue")
     store = root / "store"
-    index_catalog(gallery, store)
-    return gallery, store
+    index_catalogue(catalogue, store)
+    return catalogue, store
 
 
 @pytest.fixture(scope="session")
 def search_engine(built_store):
     from engine.search import SearchEngine
 
-    gallery, store = built_store
+    catalogue, store = built_store
     return SearchEngine.open(store)
+
+
+def as_older_format(meta: dict, version: int) -> dict:
+    """A format-3 ``meta.json`` as an older version wrote it: no checksums or row digests (format 2), and no
+    colours either (format 1); the catalogue called "gallery" and its images "items"."""
+    meta["format_version"] = version
+    del meta["checksums"]
+    meta["gallery"], meta["items"] = meta.pop("catalogue"), meta.pop("images")
+    for image in meta["items"]:
+        del image["vector_digest"]
+        if version == 1:
+            del image["colours"]
+    return meta

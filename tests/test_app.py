@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import draw_furniture, make_gallery
+from tests.conftest import draw_furniture, make_catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -30,11 +30,11 @@ def free_port() -> int:
 
 def start_app(root: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     """Start app.py on a small catalogue (no index yet) under ``root``; environment overrides in ``settings``."""
-    gallery = make_gallery(root / "gallery")
+    catalogue = make_catalogue(root / "catalogue")
     port = free_port()
     env = dict(
         os.environ,
-        FURNITURE_GALLERY=str(gallery),
+        FURNITURE_GALLERY=str(catalogue),
         FURNITURE_STORE=str(root / "store"),
         GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",
@@ -88,12 +88,12 @@ def test_search_through_gradio_client(app_server):
     photo = root / "query.jpg"
     draw_furniture("lamp", (200, 40, 40), 1, size=600).save(photo)
     client = Client(url, verbose=False, download_files=False)
-    confidences, summary, gallery, colour = wait_until_indexed(client, photo)
+    confidences, summary, results, colour = wait_until_indexed(client, photo)
     assert colour["value"] == "Any colour" and len(colour["choices"]) >= 2  # the colour chips, offered afresh
     assert confidences["label"] == "lamp"
     assert "Predicted: lamp" in summary
-    assert len(gallery) == 4
-    assert all(" · lamp · " in item["caption"] for item in gallery)
+    assert len(results) == 4
+    assert all(" · lamp · " in item["caption"] for item in results)
 
     bad = root / "bad.jpg"
     bad.write_bytes(b"GIF89a broken")
@@ -110,12 +110,12 @@ def test_result_images_are_served_by_id_not_by_a_server_path(app_server):
     photo = root / "static-query.jpg"
     draw_furniture("chair", (30, 90, 200), 2, size=400).save(photo)
     wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
-    _, _, gallery, _ = Client(url, verbose=False, download_files=False).predict(
+    _, _, results, _ = Client(url, verbose=False, download_files=False).predict(
         handle_file(str(photo)), 3, "auto", api_name="/search_photo")
-    assert all(item["image"]["url"].startswith(f"{url}/api/images/") for item in gallery)
-    assert str(root) not in json.dumps(gallery)
-    served = urllib.request.urlopen(gallery[0]["image"]["url"], timeout=5).read()
-    catalogue = {path.read_bytes() for path in (root / "gallery").rglob("*.jpg")}
+    assert all(item["image"]["url"].startswith(f"{url}/api/images/") for item in results)
+    assert str(root) not in json.dumps(results)
+    served = urllib.request.urlopen(results[0]["image"]["url"], timeout=5).read()
+    catalogue = {path.read_bytes() for path in (root / "catalogue").rglob("*.jpg")}
     assert served in catalogue
 
 
@@ -190,10 +190,10 @@ def test_search_the_hand_crop(app_server):
     client = Client(url, verbose=False, download_files=False)
     wait_until_indexed(client, root / "scene.jpg")
     edited = {"background": handle_file(str(root / "scene.jpg")), "layers": [], "composite": handle_file(str(crop))}
-    confidences, summary, gallery, _ = client.predict(edited, 4, "auto", api_name="/search_crop")
+    confidences, summary, results, _ = client.predict(edited, 4, "auto", api_name="/search_crop")
     assert confidences["label"] == "lamp"
     assert "Predicted: lamp" in summary
-    assert len(gallery) == 4 and all(" · lamp · " in item["caption"] for item in gallery)
+    assert len(results) == 4 and all(" · lamp · " in item["caption"] for item in results)
 
     with pytest.raises(Exception, match="Search a photo first"):
         client.predict({"background": None, "layers": [], "composite": None}, 4, "auto", api_name="/search_crop")
@@ -214,8 +214,8 @@ def test_api_edges_get_messages(app_server):
     for k in ("abc", None, 0):
         with pytest.raises(Exception, match="Results must be a whole number"):
             client.predict(handle_file(str(photo)), k, "auto", api_name="/search_photo")
-    _, summary, gallery, _ = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
-    assert "searched chair" in summary and all(" · chair · " in item["caption"] for item in gallery)
+    _, summary, results, _ = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
+    assert "searched chair" in summary and all(" · chair · " in item["caption"] for item in results)
     bomb = huge_png(root / "bomb.png")
     with pytest.raises(Exception, match="too large"):
         client.predict({"background": handle_file(str(bomb)), "layers": [], "composite": handle_file(str(bomb))},

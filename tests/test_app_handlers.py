@@ -88,21 +88,21 @@ def test_the_crop_editor_copy_is_made_only_while_the_editor_is_open(tmp_path):
 
 @pytest.mark.parametrize("k", ["abc", None, 0, -3, 10_000, [1]])
 def test_bad_result_counts_get_a_message(ready, built_store, k):
-    gallery, _ = built_store
+    catalogue, _ = built_store
     with pytest.raises(gr.Error, match="Results must be a whole number"):
-        app.search_photo(str(gallery / "lamp" / "lamp-0" / "view0.jpg"), k, "auto")
+        app.search_photo(str(catalogue / "lamp" / "lamp-0" / "view0.jpg"), k, "auto")
 
 
 def test_result_counts_from_the_api_may_be_floats_or_text(ready, built_store):
-    gallery, _ = built_store
-    photo = str(gallery / "lamp" / "lamp-0" / "view0.jpg")
+    catalogue, _ = built_store
+    photo = str(catalogue / "lamp" / "lamp-0" / "view0.jpg")
     assert len(app.search_photo(photo, 3.0, "auto")[2]) == 3
     assert len(app.search_photo(photo, "2", "auto")[2]) == 2
 
 
 def test_a_category_by_name(ready, built_store):
-    gallery, _ = built_store
-    photo = str(gallery / "lamp" / "lamp-0" / "view0.jpg")
+    catalogue, _ = built_store
+    photo = str(catalogue / "lamp" / "lamp-0" / "view0.jpg")
     _, summary, items, *_ = app.search_photo(photo, 4, "chair")
     assert "searched chair" in summary and all(" · chair · " in caption for _, caption in items)
     with pytest.raises(gr.Error, match="unknown category 'wardrobe'"):
@@ -131,12 +131,12 @@ def test_the_crop_path_has_the_pixel_limit_and_our_messages(ready, tmp_path):
 
 
 def test_a_broken_store_is_rebuilt_on_start(built_store, tmp_path, monkeypatch):
-    gallery, built = built_store
+    catalogue, built = built_store
     store = tmp_path / "store"
     shutil.copytree(built, store)
     (store / "CURRENT").write_text("")
     monkeypatch.setattr(app, "state", app.IndexState())
-    monkeypatch.setattr(app, "GALLERY", gallery)
+    monkeypatch.setattr(app, "CATALOGUE", catalogue)
     monkeypatch.setattr(app, "STORE", store)
     app.prepare_index()
     assert app.state.error == "" and isinstance(app.state.engine, SearchEngine)
@@ -144,13 +144,13 @@ def test_a_broken_store_is_rebuilt_on_start(built_store, tmp_path, monkeypatch):
 
 
 def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_path, monkeypatch):
-    gallery, _ = built_store
+    catalogue, _ = built_store
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(app, "state", app.IndexState())
-    monkeypatch.setattr(app, "GALLERY", gallery)
+    monkeypatch.setattr(app, "CATALOGUE", catalogue)
     monkeypatch.setattr(app, "STORE", tmp_path / "store")
     monkeypatch.setattr(app, "open_current", broken)
     app.prepare_index()
@@ -183,10 +183,10 @@ def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
 
 def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg", 1200, 600)
-    rows = [item.row for item in ready.stored.items[:3]]
+    rows = [item.row for item in ready.stored.images[:3]]
     details, why, _, summary, items, new_rows, *_ = app.more_like_this(
         str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}), FakeRequest())
-    item = ready.stored.items[rows[1]]
+    item = ready.stored.images[rows[1]]
     assert details.visible and item.name in details.value
     assert why.visible and drawn_picture(why.value).height == app.WHY_HEIGHT
     assert items[0][0] == f"http://testserver/api/images/{item.digest}"  # by id, no server path
@@ -208,17 +208,17 @@ def test_product_details_link_the_product_page_and_credit_the_creator():
 
 
 def test_the_bundled_catalogue_links_each_render_to_its_models_source():
-    from engine.catalog import scan_catalog
+    from engine.catalogue import scan_catalogue
 
-    items = scan_catalog(app.ROOT / "reference_gallery").items
+    items = scan_catalogue(app.ROOT / "reference_gallery").images
     assert all(item.source_url.startswith(("https://", "http://")) for item in items)
     blend_swap = next(item for item in items if item.product_id == "chair-bs0-armchair")
     assert "[image source ↗](http://www.blendswap.com)" in app.product_details(blend_swap)
 
 
 def test_colour_chips_offer_the_results_colours_and_a_pick_refines_them(ready, built_store):
-    gallery, _ = built_store
-    photo = str(gallery / "chair" / "chair-0" / "view0.jpg")
+    catalogue, _ = built_store
+    photo = str(catalogue / "chair" / "chair-0" / "view0.jpg")
     _, _, items, rows, chips, vectors = app.search_photo(photo, 4, "auto")
     assert chips.visible and chips.choices[0][0] == app.ANY_COLOUR and len(chips.choices) >= 2
     colour = chips.choices[-1][0]
@@ -227,7 +227,7 @@ def test_colour_chips_offer_the_results_colours_and_a_pick_refines_them(ready, b
     # The chips stay as offered, not replaced by the refined results' colours; the one picked stays picked.
     assert kept_chips.value == colour and kept_chips.choices != chips.choices
     engine_first = ready.search_vectors(vectors, k=4, colour=colour).results[0]
-    assert refined[0][0] == f"/api/images/{ready.stored.items[engine_first.row].digest}"
+    assert refined[0][0] == f"/api/images/{ready.stored.images[engine_first.row].digest}"
     _, _, unrefined, *_ = app.refine_by_colour(vectors, app.ANY_COLOUR, 4, "auto")
     assert unrefined == items
     with pytest.raises(gr.Error, match="Search a photo first"):

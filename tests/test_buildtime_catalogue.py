@@ -1,4 +1,4 @@
-"""Tests of the reference gallery: category mapping, renderer, committed files."""
+"""Tests of the reference catalogue: category mapping, renderer, committed files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from buildtime.catalogue import sh3d
 from buildtime.catalogue.build import GROUND_TRUTH_COLUMNS, MANIFEST_COLUMNS, VIEWS, slug
 
 ROOT = Path(__file__).resolve().parents[1]
-GALLERY = ROOT / "reference_gallery"
+CATALOGUE = ROOT / "reference_gallery"
 QUERIES = ROOT / "benchmarks" / "queries"
 
 
@@ -158,7 +158,7 @@ def test_renewing_the_render_context_changes_nothing_in_the_picture(tmp_path: Pa
 
 
 # --------------------------------------------------------------------------
-# Committed gallery and queries
+# Committed catalogue and queries
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -168,7 +168,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def test_manifest_matches_gallery_files() -> None:
-    columns, rows = _read_csv(GALLERY / "manifest.csv")
+    columns, rows = _read_csv(CATALOGUE / "manifest.csv")
     assert columns == MANIFEST_COLUMNS
     ids = [r["product_id"] for r in rows]
     assert len(ids) == len(set(ids)), "product ids must be unique"
@@ -176,10 +176,10 @@ def test_manifest_matches_gallery_files() -> None:
         assert row["category"] in sh3d.CATEGORIES
         assert row["product_id"] == slug(row["product_id"]), "filesystem-safe id"
         assert row["name"] and row["source"] and row["license"] and row["model_id"]
-        folder = GALLERY / row["category"] / row["product_id"]
+        folder = CATALOGUE / row["category"] / row["product_id"]
         for view in VIEWS:
             assert (folder / f"{view}.jpg").is_file(), f"missing {folder}/{view}.jpg"
-    on_disk = {(p.parent.name, p.name) for p in GALLERY.glob("*/*") if p.is_dir()}
+    on_disk = {(p.parent.name, p.name) for p in CATALOGUE.glob("*/*") if p.is_dir()}
     assert on_disk == {(r["category"], r["product_id"]) for r in rows}, "unlisted product folders"
     for category in sh3d.CATEGORIES:
         assert sum(r["category"] == category for r in rows) >= 40
@@ -188,7 +188,7 @@ def test_manifest_matches_gallery_files() -> None:
 def test_ground_truth_matches_query_files() -> None:
     columns, rows = _read_csv(QUERIES / "ground_truth.csv")
     assert columns == GROUND_TRUTH_COLUMNS
-    _, products = _read_csv(GALLERY / "manifest.csv")
+    _, products = _read_csv(CATALOGUE / "manifest.csv")
     category_of = {r["product_id"]: r["category"] for r in products}
     for row in rows:
         assert (QUERIES / row["path"]).is_file(), row["path"]
@@ -200,7 +200,7 @@ def test_ground_truth_matches_query_files() -> None:
 
 
 def test_no_query_inside_gallery() -> None:
-    gallery_files = {p.name for p in GALLERY.rglob("*.jpg")}
+    gallery_files = {p.name for p in CATALOGUE.rglob("*.jpg")}
     assert not any("__" in name for name in gallery_files)
-    assert not QUERIES.resolve().is_relative_to(GALLERY.resolve())
-    assert not any(p.resolve().is_relative_to(GALLERY.resolve()) for p in QUERIES.rglob("*"))
+    assert not QUERIES.resolve().is_relative_to(CATALOGUE.resolve())
+    assert not any(p.resolve().is_relative_to(CATALOGUE.resolve()) for p in QUERIES.rglob("*"))

@@ -3,15 +3,15 @@ import json
 from engine.cli import main
 
 
-def test_index_search_info_round_trip(gallery, tmp_path, capsys):
+def test_index_search_info_round_trip(catalogue, tmp_path, capsys):
     store = tmp_path / "store"
-    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 0
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(store)]) == 0
     out = capsys.readouterr()
     assert "indexed 24 images" in out.out
     assert "lamp" in out.out and "4 products" in out.out
     assert "24/24 images" in out.err  # the progress bar reached the end
 
-    query = gallery / "chair" / "chair-3" / "view0.jpg"
+    query = catalogue / "chair" / "chair-3" / "view0.jpg"
     assert main(["search", "--store", str(store), "--k", "3", str(query)]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()
     answer = json.loads(line)
@@ -31,11 +31,11 @@ def test_index_search_info_round_trip(gallery, tmp_path, capsys):
 
 
 def test_search_folder_and_bad_files_in_one_process(built_store, tmp_path, capsys):
-    gallery, store = built_store
+    catalogue, store = built_store
     queries = tmp_path / "queries"
     queries.mkdir()
     for name in ("a.jpg", "b.jpg"):
-        (queries / name).write_bytes((gallery / "lamp" / "lamp-1" / "view0.jpg").read_bytes())
+        (queries / name).write_bytes((catalogue / "lamp" / "lamp-1" / "view0.jpg").read_bytes())
     (queries / "broken.png").write_bytes(b"nope")
     status = main(["search", "--store", str(store), "--category", "all", "--k", "2", str(queries)])
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
@@ -49,7 +49,7 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path, capsys, built_store):
     _, store = built_store
     assert main(["search", "--store", str(tmp_path / "missing"), "x.jpg"]) == 2
     assert "error: no index in" in capsys.readouterr().err
-    assert main(["index", "--gallery", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 2
+    assert main(["index", "--catalogue", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 2
     assert "catalogue folder not found" in capsys.readouterr().err
     # A folder of queries without images says so instead of printing nothing.
     assert main(["search", "--store", str(store), str(tmp_path)]) == 2
@@ -63,8 +63,8 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path, capsys, built_store):
 
 
 def test_search_by_colour_and_a_colour_not_understood(built_store, capsys):
-    gallery, store = built_store
-    query = gallery / "lamp" / "lamp-1" / "view0.jpg"
+    catalogue, store = built_store
+    query = catalogue / "lamp" / "lamp-1" / "view0.jpg"
     assert main(["search", "--store", str(store), "--k", "2", "--colour", "navy", str(query)]) == 0
     answer = json.loads(capsys.readouterr().out.strip())
     assert answer["colour"] == "navy" and all(0 <= r["colour_match"] <= 1 for r in answer["results"])

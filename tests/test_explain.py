@@ -13,8 +13,8 @@ from tests.conftest import draw_furniture
 
 def test_the_photo_is_warm_where_the_product_is(search_engine, tmp_path):
     # A catalogue lamp's drawing on the right of a plain wall: the photo's lamp cells look like the lamp.
-    row = next(item.row for item in search_engine.stored.items if item.category == "lamp")
-    lamp = Image.open(search_engine.item_path(search_engine.stored.items[row])).convert("RGB")
+    row = next(item.row for item in search_engine.stored.images if item.category == "lamp")
+    lamp = Image.open(search_engine.item_path(search_engine.stored.images[row])).convert("RGB")
     photo = Image.new("RGB", (lamp.width * 2, lamp.height), (200, 190, 170))
     photo.paste(lamp, (lamp.width, 0))
     photo.save(tmp_path / "photo.jpg")
@@ -24,7 +24,7 @@ def test_the_photo_is_warm_where_the_product_is(search_engine, tmp_path):
     assert heat[:, heat.shape[1] // 2 :].mean() > 1.5 * heat[:, : heat.shape[1] // 2].mean()
     assert explanation.product_heat.max() == pytest.approx(1.0)
     with pytest.raises(InvalidRequestError, match="no catalogue image"):
-        search_engine.explain_match(tmp_path / "photo.jpg", len(search_engine.stored.items))
+        search_engine.explain_match(tmp_path / "photo.jpg", len(search_engine.stored.images))
 
 
 def test_the_overlay_paints_only_the_warm_cells():

@@ -39,11 +39,11 @@ def test_search_answers_with_the_cli_json_and_image_urls(client, search_engine):
     assert len(line["results"]) == 3
     first = line["results"][0]
     assert {"id", "name", "category", "score", "path", "image"} <= set(first)
-    assert first["image"] == f"/api/images/{search_engine.stored.items[search_engine.image_rows[first['image'].rsplit('/', 1)[1]]].digest}"
+    assert first["image"] == f"/api/images/{search_engine.stored.images[search_engine.image_rows[first['image'].rsplit('/', 1)[1]]].digest}"
     assert not first["path"].startswith("/") and first["path"].endswith(".jpg")  # in the catalogue, not on the server
     served = client.get(first["image"])
     assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
-    assert served.content == (search_engine.gallery / first["path"]).read_bytes()
+    assert served.content == (search_engine.catalogue / first["path"]).read_bytes()
 
 
 def test_a_colour_refines_and_items_list_their_colours(client, search_engine):
@@ -121,7 +121,7 @@ def test_the_api_docs_are_one_page_that_needs_nothing_from_outside(client):
 
 
 def test_items_describe_a_product_or_say_it_is_unknown(client, search_engine):
-    product_id = search_engine.stored.items[0].product_id
+    product_id = search_engine.stored.images[0].product_id
     item = client.get(f"/api/items/{product_id}").json()
     assert item["id"] == product_id and item["images"] and all(url.startswith("/api/images/") for url in item["images"])
     assert client.get(item["images"][0]).status_code == 200
@@ -198,7 +198,7 @@ def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
         status, line = post({"k": "2"}, photo.read_bytes())
         assert status == 200 and line["category"] == "lamp"
         image = urllib.request.urlopen(url + line["results"][0]["image"], timeout=10).read()
-        assert image == (tmp_path / "gallery" / line["results"][0]["path"]).read_bytes()
+        assert image == (tmp_path / "catalogue" / line["results"][0]["path"]).read_bytes()
         status, line = post({}, b"not an image")
         assert status == 400 and "not a supported image" in line["error"]
         # A burst of 24 at once: each answered or told the service is busy, never an error or a stall.

@@ -369,7 +369,7 @@ def zip_bytes() -> bytes:
 
 @pytest.mark.parametrize(
     "data",
-    [b"a chair, but in words\n", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", zip_bytes()],
+    [b"a chair, but in words\n", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalogue >>\nendobj\n", zip_bytes()],
     ids=["text", "pdf", "zip"],
 )
 def test_non_image_is_rejected_with_the_supported_formats(tmp_path: Path, data: bytes) -> None:

@@ -7,53 +7,53 @@ from PIL import Image
 from engine.store.versions import open_store, read_meta
 from engine.backbone_specs import get_spec
 import engine.indexing
-from engine.indexing import index_catalog, index_is_current, open_current
-from tests.conftest import draw_furniture
+from engine.indexing import index_catalogue, index_is_current, open_current
+from tests.conftest import as_older_format, draw_furniture
 
 
-def test_index_reports_categories_and_products(gallery, tmp_path):
-    report = index_catalog(gallery, tmp_path / "store")
+def test_index_reports_categories_and_products(catalogue, tmp_path):
+    report = index_catalogue(catalogue, tmp_path / "store")
     assert report.images == 24 and report.embedded == 24 and report.reused == 0
     assert report.products_per_category == {"chair": 4, "lamp": 4, "table": 4}
     assert report.images_per_category == {"chair": 8, "lamp": 8, "table": 8}
-    assert read_meta(tmp_path / "store").backbone_name == "efficientnet_lite0"
+    assert read_meta(tmp_path / "store").backbone.name == "efficientnet_lite0"
 
 
-def test_update_embeds_only_what_changed(gallery, tmp_path):
+def test_update_embeds_only_what_changed(catalogue, tmp_path):
     store = tmp_path / "store"
-    index_catalog(gallery, store)
-    assert index_is_current(gallery, store)
+    index_catalogue(catalogue, store)
+    assert index_is_current(catalogue, store)
 
-    shutil.rmtree(gallery / "table" / "table-3")
-    draw_furniture("lamp", (10, 200, 30), 1).save(gallery / "lamp" / "lamp-9.jpg")
-    assert not index_is_current(gallery, store)
+    shutil.rmtree(catalogue / "table" / "table-3")
+    draw_furniture("lamp", (10, 200, 30), 1).save(catalogue / "lamp" / "lamp-9.jpg")
+    assert not index_is_current(catalogue, store)
 
-    report = index_catalog(gallery, store)
+    report = index_catalogue(catalogue, store)
     assert report.embedded == 1
     assert report.reused == 22
     assert report.removed == 2
-    assert index_is_current(gallery, store)
-    ids = {item.product_id for item in open_store(store, get_spec("efficientnet_lite0")).items}
+    assert index_is_current(catalogue, store)
+    ids = {item.product_id for item in open_store(store, get_spec("efficientnet_lite0")).images}
     assert "lamp-9" in ids and "table-3" not in ids
 
 
-def test_open_current_loads_a_current_store_once_and_syncs_a_stale_one(gallery, tmp_path, monkeypatch):
+def test_open_current_loads_a_current_store_once_and_syncs_a_stale_one(catalogue, tmp_path, monkeypatch):
     store = tmp_path / "store"
     loads = []
     real_open_store = engine.indexing.open_store
     monkeypatch.setattr(engine.indexing, "open_store", lambda path: loads.append(path) or real_open_store(path))
-    assert len(open_current(gallery, store).items) == 24  # built: tried, indexed, loaded
+    assert len(open_current(catalogue, store).images) == 24  # built: tried, indexed, loaded
     loads.clear()
-    open_current(gallery, store)
+    open_current(catalogue, store)
     assert len(loads) == 1
-    draw_furniture("lamp", (10, 200, 30), 1).save(gallery / "lamp" / "lamp-9.jpg")
-    assert any(item.product_id == "lamp-9" for item in open_current(gallery, store).items)
+    draw_furniture("lamp", (10, 200, 30), 1).save(catalogue / "lamp" / "lamp-9.jpg")
+    assert any(item.product_id == "lamp-9" for item in open_current(catalogue, store).images)
 
-def test_unreadable_images_are_skipped_and_reported(gallery, tmp_path):
-    (gallery / "chair" / "chair-0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (gallery / "chair" / "chair-0" / "empty.png").write_bytes(b"")
-    Image.new("RGB", (40, 40), "blue").save(gallery / "chair" / "chair-0" / "fine.png")
-    report = index_catalog(gallery, tmp_path / "store")
+def test_unreadable_images_are_skipped_and_reported(catalogue, tmp_path):
+    (catalogue / "chair" / "chair-0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (catalogue / "chair" / "chair-0" / "empty.png").write_bytes(b"")
+    Image.new("RGB", (40, 40), "blue").save(catalogue / "chair" / "chair-0" / "fine.png")
+    report = index_catalogue(catalogue, tmp_path / "store")
     skipped = dict(report.skipped)
     assert set(skipped) == {"chair/chair-0/broken.jpg", "chair/chair-0/empty.png"}
     assert all(reason for reason in skipped.values())
@@ -62,28 +62,28 @@ def test_unreadable_images_are_skipped_and_reported(gallery, tmp_path):
     assert not any("upload" in reason for reason in skipped.values())
     assert report.images == 25
     # Skipped files do not make the index look out of date.
-    assert index_is_current(gallery, tmp_path / "store")
+    assert index_is_current(catalogue, tmp_path / "store")
 
 
-def test_manifest_change_makes_index_out_of_date(gallery, tmp_path):
+def test_manifest_change_makes_index_out_of_date(catalogue, tmp_path):
     store = tmp_path / "store"
-    index_catalog(gallery, store)
-    manifest = gallery / "manifest.csv"
+    index_catalogue(catalogue, store)
+    manifest = catalogue / "manifest.csv"
     manifest.write_text(manifest.read_text().replace("Test lamp 1", "Arc lamp"))
-    assert not index_is_current(gallery, store)
-    report = index_catalog(gallery, store)
+    assert not index_is_current(catalogue, store)
+    report = index_catalogue(catalogue, store)
     assert report.embedded == 0
-    names = {item.name for item in open_store(store, get_spec("efficientnet_lite0")).items}
+    names = {item.name for item in open_store(store, get_spec("efficientnet_lite0")).images}
     assert "Arc lamp" in names
 
 
-def _entries_that_cannot_be_read(gallery, tmp_path):
+def _entries_that_cannot_be_read(catalogue, tmp_path):
     """A dangling link, a link to itself, a FIFO named like a photo, a link looping to its folder."""
-    folder = gallery / "chair" / "chair-0"
+    folder = catalogue / "chair" / "chair-0"
     (folder / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
     (folder / "itself.jpg").symlink_to(folder / "itself.jpg")
     os.mkfifo(folder / "pipe.jpg")
-    (folder / "loop").symlink_to(gallery / "chair")
+    (folder / "loop").symlink_to(catalogue / "chair")
     return {
         "chair/chair-0/dangling.jpg": "broken symbolic link",
         "chair/chair-0/itself.jpg": "cannot be read",
@@ -92,21 +92,21 @@ def _entries_that_cannot_be_read(gallery, tmp_path):
     }
 
 
-def test_bad_gallery_entries_are_skipped_and_listed(gallery, tmp_path):
-    expected = _entries_that_cannot_be_read(gallery, tmp_path)
-    report = index_catalog(gallery, tmp_path / "store")  # would hang on the FIFO or raise before
+def test_bad_gallery_entries_are_skipped_and_listed(catalogue, tmp_path):
+    expected = _entries_that_cannot_be_read(catalogue, tmp_path)
+    report = index_catalogue(catalogue, tmp_path / "store")  # would hang on the FIFO or raise before
     skipped = dict(report.skipped)
     for path, reason in expected.items():
         assert reason in skipped[path], (path, skipped.get(path))
     assert report.images == 24
-    assert index_is_current(gallery, tmp_path / "store")
+    assert index_is_current(catalogue, tmp_path / "store")
 
 
-def test_files_and_folders_without_read_permission_are_skipped(gallery, tmp_path, monkeypatch):
+def test_files_and_folders_without_read_permission_are_skipped(catalogue, tmp_path, monkeypatch):
     from pathlib import Path
 
-    unreadable_file = gallery / "lamp" / "lamp-0" / "view1.jpg"
-    unreadable_folder = gallery / "table" / "table-1"
+    unreadable_file = catalogue / "lamp" / "lamp-0" / "view1.jpg"
+    unreadable_folder = catalogue / "table" / "table-1"
     if os.geteuid() == 0:  # root reads everything: make the permission checks fail as they do for users
         real_access, real_iterdir = os.access, Path.iterdir
         monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != unreadable_file and real_access(path, mode))
@@ -120,14 +120,14 @@ def test_files_and_folders_without_read_permission_are_skipped(gallery, tmp_path
     else:
         unreadable_file.chmod(0)
         unreadable_folder.chmod(0)
-    report = index_catalog(gallery, tmp_path / "store")
+    report = index_catalogue(catalogue, tmp_path / "store")
     skipped = dict(report.skipped)
     assert "permission denied" in skipped["lamp/lamp-0/view1.jpg"]
     assert "folder cannot be read" in skipped["table/table-1/"]
     assert report.images == 21
 
 
-def test_a_file_that_fails_while_hashed_is_skipped(gallery, tmp_path, monkeypatch):
+def test_a_file_that_fails_while_hashed_is_skipped(catalogue, tmp_path, monkeypatch):
     from engine import indexing
 
     real_digest = indexing.file_digest
@@ -138,21 +138,21 @@ def test_a_file_that_fails_while_hashed_is_skipped(gallery, tmp_path, monkeypatc
         return real_digest(path)
 
     monkeypatch.setattr(indexing, "file_digest", digest)
-    report = index_catalog(gallery, tmp_path / "store")
+    report = index_catalogue(catalogue, tmp_path / "store")
     assert "Permission denied" in dict(report.skipped)["lamp/lamp-2/view0.jpg"]
     assert report.images == 23
 
 
-def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embedding(gallery, tmp_path):
+def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embedding(catalogue, tmp_path):
     import json
 
     from engine.store.versions import current_version
     from tests.conftest import product_colour
 
     store = tmp_path / "store"
-    index_catalog(gallery, store)
+    index_catalogue(catalogue, store)
     stored = open_store(store, get_spec("efficientnet_lite0"))
-    chair = next(item for item in stored.items if item.product_id == "chair-1")
+    chair = next(item for item in stored.images if item.product_id == "chair-1")
     expected = np.array(product_colour(0, 1))
     found = np.array([int(chair.colours[0].hex[i : i + 2], 16) for i in (1, 3, 5)])
     assert np.abs(found - expected).max() < 20  # the drawn chair's colour, not the white backdrop
@@ -160,29 +160,25 @@ def test_colours_are_stored_and_a_store_without_them_is_updated_without_re_embed
     # A store written before colours existed (format 1): reused vectors, colours computed.
     meta_path = current_version(store) / "meta.json"
     meta = json.loads(meta_path.read_text())
-    meta["format_version"] = 1
-    del meta["checksums"]
-    for item in meta["items"]:
-        del item["colours"], item["vector_digest"]
-    meta_path.write_text(json.dumps(meta))
-    assert not index_is_current(gallery, store)
-    report = index_catalog(gallery, store)
+    meta_path.write_text(json.dumps(as_older_format(meta, 1)))
+    assert not index_is_current(catalogue, store)
+    report = index_catalogue(catalogue, store)
     assert report.embedded == 0 and report.reused == 24 and report.coloured == 24
     assert "older version" in report.repaired
-    assert open_store(store, get_spec("efficientnet_lite0")).items == stored.items
+    assert open_store(store, get_spec("efficientnet_lite0")).images == stored.images
 
 
-def test_a_new_colour_method_recomputes_the_colours_only(gallery, tmp_path, monkeypatch):
+def test_a_new_colour_method_recomputes_the_colours_only(catalogue, tmp_path, monkeypatch):
     import engine.colours
     import engine.store.versions
 
     store = tmp_path / "store"
-    index_catalog(gallery, store)
+    index_catalogue(catalogue, store)
     newer = engine.colours.COLOUR_METHOD + 1
     for module in (engine.colours, engine.store.versions, engine.indexing):
         monkeypatch.setattr(module, "COLOUR_METHOD", newer)
-    assert not index_is_current(gallery, store)
-    report = index_catalog(gallery, store)
+    assert not index_is_current(catalogue, store)
+    report = index_catalogue(catalogue, store)
     assert report.embedded == 0 and report.coloured == 24 and "colours of method" in report.repaired
     assert read_meta(store).colour_method == newer
-    assert index_is_current(gallery, store)
+    assert index_is_current(catalogue, store)

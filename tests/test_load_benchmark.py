@@ -9,10 +9,10 @@ from benchmarks import load
 
 @pytest.mark.slow
 def test_load_benchmark_reports_a_clean_burst(built_store, tmp_path):
-    gallery, store = built_store
+    catalogue, store = built_store
     output = tmp_path / "load.md"
     load.main(["--clients", "2", "--searches", "1", "--no-big-photo", "--store", str(store),
-               "--gallery", str(gallery), "--output", str(output)])
+               "--catalogue", str(catalogue), "--output", str(output)])
     figures = json.loads(output.with_suffix(".json").read_text())
     assert figures["ok"] == 2 and figures["errors"] == 0 and figures["rejected"] == 0
     assert figures["page_answers"] >= 1 and figures["page_failures"] == 0

@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli import main
 from engine.store.versions import open_store
-from engine.indexing import index_catalog
+from engine.indexing import index_catalogue
 from engine.ray_indexing import ROOT, WorkerPlan, worker_plan
 from tests.conftest import draw_furniture
 
@@ -38,41 +38,41 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra (requirements-
 
 
 @pytest.mark.slow
-def test_ray_writes_the_local_store_and_embeds_only_what_changed(gallery, tmp_path):
+def test_ray_writes_the_local_store_and_embeds_only_what_changed(catalogue, tmp_path):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    index_catalog(gallery, local)
+    index_catalogue(catalogue, local)
     progress = []
     try:
-        report = index_catalog(gallery, on_ray, ray_address="local", ray_workers=2,
+        report = index_catalogue(catalogue, on_ray, ray_address="local", ray_workers=2,
                                progress=lambda done, total: progress.append((done, total)))
         assert report.embedded == 24 and progress[-1] == (24, 24)
         expected, found = open_store(local), open_store(on_ray)
         # Same products, digests, colours, in the same order (the vectors' own digests differ with their rounding).
-        assert without_vector_digests(found.items) == without_vector_digests(expected.items)
+        assert without_vector_digests(found.images) == without_vector_digests(expected.images)
         # Same vectors up to float rounding: the workers run the network on fewer threads each.
         np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
 
-        draw_furniture("lamp", (10, 200, 30), 1).save(gallery / "lamp" / "lamp-9.jpg")
-        (gallery / "chair" / "chair-1" / "view0.jpg").unlink()
-        again = index_catalog(gallery, on_ray, ray_address="local", ray_workers=2)
+        draw_furniture("lamp", (10, 200, 30), 1).save(catalogue / "lamp" / "lamp-9.jpg")
+        (catalogue / "chair" / "chair-1" / "view0.jpg").unlink()
+        again = index_catalogue(catalogue, on_ray, ray_address="local", ray_workers=2)
         assert (again.embedded, again.reused, again.removed) == (1, 23, 1)
     finally:
         ray.shutdown()
 
 
 @pytest.mark.slow
-def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(gallery, tmp_path):
+def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(catalogue, tmp_path):
     # A local instance that declares a GPU: both workers are placed on a half of it, find no CUDA device
     # (there is none here) and run on the CPU, writing the same store.
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    index_catalog(gallery, local)
+    index_catalogue(catalogue, local)
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         assert worker_plan(ray.cluster_resources(), batches=2, workers=2).gpus == 0.5
-        index_catalog(gallery, on_ray, ray_address="local", ray_workers=2)
+        index_catalogue(catalogue, on_ray, ray_address="local", ray_workers=2)
         expected, found = open_store(local), open_store(on_ray)
-        assert without_vector_digests(found.items) == without_vector_digests(expected.items)
+        assert without_vector_digests(found.images) == without_vector_digests(expected.images)
         np.testing.assert_allclose(found.vectors, expected.vectors, atol=1e-6)
     finally:
         ray.shutdown()
@@ -88,9 +88,9 @@ def test_ray_starts_after_the_store_module_is_imported_first():
     assert int(done.stdout.split()[-1]) >= 1
 
 
-def test_workers_without_ray_and_ray_missing_are_clear_errors(gallery, tmp_path, capsys, monkeypatch):
-    assert main(["index", "--gallery", str(gallery), "--store", str(tmp_path / "s"), "--workers", "2"]) == 2
+def test_workers_without_ray_and_ray_missing_are_clear_errors(catalogue, tmp_path, capsys, monkeypatch):
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(tmp_path / "s"), "--workers", "2"]) == 2
     assert "--workers is for indexing on Ray" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    assert main(["index", "--gallery", str(gallery), "--store", str(tmp_path / "s"), "--ray"]) == 2
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(tmp_path / "s"), "--ray"]) == 2
     assert "pip install -r requirements-scale.txt" in capsys.readouterr().err

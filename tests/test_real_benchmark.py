@@ -87,10 +87,10 @@ def make_ikea_like(root: Path) -> Path:
 
 @pytest.mark.slow
 def test_the_benchmark_runs_end_to_end_and_writes_its_tables(tmp_path, built_store):
-    gallery, _ = built_store
+    catalogue, _ = built_store
     split = make_ikea_like(tmp_path / "ikea")
     output = tmp_path / "results" / "real"
-    main(["--ikea", str(tmp_path / "ikea"), "--split", str(split), "--gallery", str(gallery),
+    main(["--ikea", str(tmp_path / "ikea"), "--split", str(split), "--catalogue", str(catalogue),
           "--store", str(tmp_path / "bundled_store"), "--work", str(tmp_path / "work"), "--output", str(output)])
     results = json.loads(output.with_suffix(".json").read_text())
     own = results["own"]

@@ -54,7 +54,7 @@ def test_a_lamp_in_a_room_is_found(search_engine):
     found = 0
     for seed in range(8):
         room, (box,) = compose([("lamp", 2, (560, 560), 460)], room_seed=seed)
-        regions = propose_regions(search_engine.extractor, search_engine.catalogue, room)
+        regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room)
         assert regions and all(0 <= r.confidence <= 1 for r in regions)
         assert not is_product_shot(room, regions)
         found += max(box_iou(box, r.box) for r in regions) >= 0.5
@@ -78,23 +78,23 @@ def test_window_features_match_their_embeddings(search_engine):
     # Window similarities are summed from per-cell products; they must equal the pooled embeddings' own.
     room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (250, 560), 300)])
     cells, _, _ = proposal_feature_map(search_engine.extractor, room)
-    catalogue = search_engine.catalogue
-    candidates = candidate_windows(cells, catalogue)
+    sample = search_engine.proposal_sample
+    candidates = candidate_windows(cells, sample)
     assert len(candidates.windows) > 0
     np.testing.assert_allclose(np.linalg.norm(candidates.embeddings, axis=1), 1.0, atol=1e-5)
-    similarity = dot_products(candidates.embeddings, catalogue.vectors)
-    names = list(window_feature_names(catalogue.categories))
-    for c, category in enumerate(catalogue.categories):
+    similarity = dot_products(candidates.embeddings, sample.vectors)
+    names = list(window_feature_names(sample.categories))
+    for c, category in enumerate(sample.categories):
         column = candidates.features[:, names.index(f"similarity:{category}")]
-        np.testing.assert_allclose(column, similarity[:, catalogue.labels == c].max(axis=1), atol=1e-4)
+        np.testing.assert_allclose(column, similarity[:, sample.labels == c].max(axis=1), atol=1e-4)
     np.testing.assert_allclose(candidates.features[:, names.index("similarity_best")], similarity.max(axis=1), atol=1e-4)
-    np.testing.assert_allclose(candidates.probabilities, catalogue.classifier.predict_proba(candidates.embeddings),
+    np.testing.assert_allclose(candidates.probabilities, sample.classifier.predict_proba(candidates.embeddings),
                                atol=1e-5)
 
 
 def test_a_single_centred_product_is_a_product_shot(search_engine):
     photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
-    regions = propose_regions(search_engine.extractor, search_engine.catalogue, photo)
+    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, photo)
     assert is_product_shot(photo, regions)
     result = search_engine.search_regions(photo, k=3)
     assert result.product_shot and len(result.matches) == 1
@@ -182,16 +182,16 @@ def test_the_test_catalogue_falls_back_to_contrast_ranking(search_engine):
 @pytest.mark.slow
 def test_shipped_scorer_finds_the_furniture_of_benchmark_scenes(tmp_path):
     """The trained scorer with the real catalogue: most pieces in the first committed scenes get a box."""
-    from engine.indexing import index_catalog
+    from engine.indexing import index_catalogue
     from engine.search import SearchEngine
 
-    gallery = ROOT / "reference_gallery"
-    index_catalog(gallery, tmp_path / "store")
+    catalogue = ROOT / "reference_gallery"
+    index_catalogue(catalogue, tmp_path / "store")
     engine = SearchEngine.open(tmp_path / "store")
     assert engine.window_scorer is not None
     scenes_dir = ROOT / "benchmarks" / "scenes"
     found = total = 0
-    for scene in load_or_compose(gallery, 30, scenes_dir)[:8]:
+    for scene in load_or_compose(catalogue, 30, scenes_dir)[:8]:
         result = engine.search_regions(scenes_dir / scene.file, k=10)
         assert not result.product_shot and 1 <= len(result.matches) <= 4
         for obj in scene.objects:
@@ -206,7 +206,7 @@ def test_asking_for_a_category_boxes_that_piece(search_engine):
     # the untrained ranking's boxes are loose, hence IoU 0.3.)
     room, (chair_box, lamp_box) = compose([("chair", 1, (250, 560), 300), ("lamp", 2, (600, 560), 420)])
     for category, box, other in (("chair", chair_box, lamp_box), ("lamp", lamp_box, chair_box)):
-        regions = propose_regions(search_engine.extractor, search_engine.catalogue, room, category=category)
+        regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, category=category)
         assert regions and all(region.category == category for region in regions)
         assert box_iou(box, regions[0].box) >= 0.3 > box_iou(other, regions[0].box)
     found = search_engine.search_regions(room, k=3, category="lamp")
@@ -230,7 +230,7 @@ def test_the_detector_boxes_a_real_looking_chair_first_and_windows_fill_in_the_l
     cutout.putalpha(alpha)
     chair_box = paste_cutout(room, cutout.crop(alpha.getbbox()).resize((260, 300)), (230, 560))
     assert search_engine.detector is not None  # the test catalogue has chairs and tables
-    regions = propose_regions(search_engine.extractor, search_engine.catalogue, room, 4, search_engine.window_scorer,
+    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4, search_engine.window_scorer,
                               detector=search_engine.detector)
     assert regions[0].category == "chair" and box_iou(chair_box, regions[0].box) >= 0.5
     assert regions[0].embedding is not None and abs(np.linalg.norm(regions[0].embedding) - 1) < 1e-5

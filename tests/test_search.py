@@ -10,8 +10,8 @@ from engine.settings import DEFAULT_SETTINGS
 
 
 def test_indexed_image_finds_itself_first(search_engine, built_store):
-    gallery, _ = built_store
-    response = search_engine.search(gallery / "lamp" / "lamp-2" / "view0.jpg", k=5)
+    catalogue, _ = built_store
+    response = search_engine.search(catalogue / "lamp" / "lamp-2" / "view0.jpg", k=5)
     top = response.results[0]
     assert top.product_id == "lamp-2"
     assert top.score == pytest.approx(1.0, abs=1e-3)
@@ -21,16 +21,16 @@ def test_indexed_image_finds_itself_first(search_engine, built_store):
 
 
 def test_api_accepts_pil_images_and_bytes(search_engine, built_store):
-    gallery, _ = built_store
-    path = gallery / "chair" / "chair-1" / "view1.jpg"
+    catalogue, _ = built_store
+    path = catalogue / "chair" / "chair-1" / "view1.jpg"
     from_pil = search_engine.search(Image.open(path), k=3)
     from_bytes = search_engine.search(path.read_bytes(), k=3)
     assert from_pil.results[0].product_id == from_bytes.results[0].product_id == "chair-1"
 
 
 def test_products_are_collapsed_to_their_best_image(search_engine, built_store):
-    gallery, _ = built_store
-    response = search_engine.search(gallery / "table" / "table-0" / "view1.jpg", k=10, category="all")
+    catalogue, _ = built_store
+    response = search_engine.search(catalogue / "table" / "table-0" / "view1.jpg", k=10, category="all")
     ids = [r.product_id for r in response.results]
     assert len(ids) == len(set(ids)) == 10
     scores = [r.score for r in response.results]
@@ -38,8 +38,8 @@ def test_products_are_collapsed_to_their_best_image(search_engine, built_store):
 
 
 def test_category_override(search_engine, built_store):
-    gallery, _ = built_store
-    query = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    catalogue, _ = built_store
+    query = catalogue / "lamp" / "lamp-0" / "view0.jpg"
     forced = search_engine.search(query, k=4, category="chair")
     assert forced.searched == ["chair"]
     assert {r.category for r in forced.results} == {"chair"}
@@ -52,7 +52,7 @@ def test_category_override(search_engine, built_store):
 
 
 def test_more_like_this_uses_the_stored_vector(search_engine):
-    row = next(item.row for item in search_engine.stored.items if item.product_id == "table-2")
+    row = next(item.row for item in search_engine.stored.images if item.product_id == "table-2")
     response = search_engine.search_item(row, k=3)
     assert response.results[0].product_id == "table-2"
     assert response.results[0].score == pytest.approx(1.0, abs=1e-3)
@@ -80,14 +80,14 @@ def test_k_must_be_a_whole_number_in_range(search_engine, k):
 
 
 def test_request_bounds_hold_on_every_entry_point(search_engine, built_store):
-    gallery, _ = built_store
-    photo = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    catalogue, _ = built_store
+    photo = catalogue / "lamp" / "lamp-0" / "view0.jpg"
     with pytest.raises(InvalidRequestError, match="max_regions"):
         search_engine.search_regions(photo, max_regions=-1)
     with pytest.raises(InvalidRequestError, match="k must"):
         search_engine.search(photo, k="abc")
     with pytest.raises(InvalidRequestError, match="no catalogue image number"):
-        search_engine.search_item(len(search_engine.stored.items))
+        search_engine.search_item(len(search_engine.stored.images))
     with pytest.raises(UnknownCategoryError):
         search_engine.check_category("wardrobe")
 
@@ -109,7 +109,7 @@ def test_auto_searches_every_likely_category(probabilities, mode, searched, unsu
 
 def test_category_prior_ranks_the_predicted_category_first(search_engine):
     # The mean of the lamps' vectors: lamp results first, and the prediction says lamp.
-    lamps = [item.row for item in search_engine.stored.items if item.category == "lamp"]
+    lamps = [item.row for item in search_engine.stored.images if item.category == "lamp"]
     centre = normalise(search_engine.stored.vectors[lamps].mean(axis=0, keepdims=True))[0]
     response = search_engine.search_vector(centre, k=4)
     assert response.category == "lamp"
@@ -141,18 +141,18 @@ def test_a_chair_among_other_things_is_also_searched_on_its_own(tmp_path):
     from pathlib import Path
 
     from buildtime.scenes import paste_cutout
-    from engine.indexing import index_catalog
+    from engine.indexing import index_catalogue
     from tests.test_regions import compose
 
     bundled = Path(__file__).resolve().parents[1] / "reference_gallery"
-    gallery = tmp_path / "gallery"
+    catalogue = tmp_path / "catalogue"
     for category, product in [("chair", "chair-bs0-armchair"), ("chair", "chair-bs0-antique-chair"),
                               ("chair", "chair-bs0-design-chair"), ("sofa", "sofa-bs0-couch"),
                               ("table", "table-bs0-oak-table"), ("table", "table-bs0-desk")]:
-        (gallery / category / product).mkdir(parents=True)
+        (catalogue / category / product).mkdir(parents=True)
         for view in ("front.jpg", "side.jpg"):
-            shutil.copyfile(bundled / category / product / view, gallery / category / product / view)
-    index_catalog(gallery, tmp_path / "store")
+            shutil.copyfile(bundled / category / product / view, catalogue / category / product / view)
+    index_catalogue(catalogue, tmp_path / "store")
     engine = SearchEngine.open(tmp_path / "store")
     assert engine.detector is not None
 
@@ -193,8 +193,8 @@ def test_settings_change_the_search_without_patching(built_store, search_engine)
 
     from engine.settings import DEFAULT_SETTINGS
 
-    gallery, store = built_store
-    query = gallery / "lamp" / "lamp-0" / "view0.jpg"
+    catalogue, store = built_store
+    query = catalogue / "lamp" / "lamp-0" / "view0.jpg"
     strict = SearchEngine.open(store, settings=dataclasses.replace(DEFAULT_SETTINGS, no_match_similarity=1.01))
     assert not strict.search(query, k=3).close_match
     assert search_engine.search(query, k=3).close_match
@@ -206,8 +206,8 @@ def test_a_colour_brings_the_same_look_in_that_colour_first(search_engine, built
     from engine.colours import rgb_to_hex
     from tests.conftest import product_colour
 
-    gallery, _ = built_store
-    photo = gallery / "chair" / "chair-0" / "view0.jpg"
+    catalogue, _ = built_store
+    photo = catalogue / "chair" / "chair-0" / "view0.jpg"
     plain = search_engine.search(photo, k=4)
     assert plain.results[0].product_id == "chair-0" and plain.colour == ""
     # The other chair whose colour is farthest from chair-0's: same drawing, other colour.
@@ -224,8 +224,8 @@ def test_a_colour_brings_the_same_look_in_that_colour_first(search_engine, built
 
 
 def test_a_colour_not_understood_is_refused_before_any_work(search_engine, built_store):
-    gallery, _ = built_store
-    photo = gallery / "chair" / "chair-0" / "view0.jpg"
+    catalogue, _ = built_store
+    photo = catalogue / "chair" / "chair-0" / "view0.jpg"
     for call in (lambda: search_engine.search(photo, colour="bluish"),
                  lambda: search_engine.search_regions(photo, colour="bluish"),
                  lambda: search_engine.search_item(0, colour="#12")):

@@ -103,7 +103,7 @@ def attacks(url: str, root: Path, pid: int) -> dict[str, dict]:
         "a directory": str(root),
         "a FIFO": str(fifo),
         "the app's own code": str(ROOT / "app.py"),
-        "a catalogue image": str(next((root / "gallery").rglob("*.jpg"))),
+        "a catalogue image": str(next((root / "catalogue").rglob("*.jpg"))),
         ".. out of the uploads": f"{uploads}/../../../../../../etc/passwd",
         ".. with the uploads' name": f"{uploads}/x/../../uploads-evil/../../../../../etc/passwd",
         "a file= URL as the path": f"{url}/gradio_api/file=/etc/passwd",
@@ -142,7 +142,7 @@ def test_client_named_files_are_refused_everywhere_and_never_stall_the_server(se
 
 def test_paths_in_urls_of_the_api_and_gradio_serve_nothing(server):
     url, root, _ = server
-    catalogue_image = next((root / "gallery").rglob("*.jpg"))
+    catalogue_image = next((root / "catalogue").rglob("*.jpg"))
     for path in ("/api/images/..%2F..%2Fetc%2Fpasswd", "/api/images/%2Fetc%2Fpasswd", "/pictures/..%2Fapp.py",
                  "/pictures/%2Fetc%2Fpasswd.jpg", "/pictures/a-fifo.jpg", f"/gradio_api/file={catalogue_image}",
                  "/gradio_api/file=/etc/passwd", f"/gradio_api/file={ROOT / 'app.py'}", "/gradio_api/file=/dev/zero",

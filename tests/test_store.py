@@ -8,7 +8,8 @@ from engine.store import vector_index, versions
 from engine.backbone_specs import get_spec
 from engine.classify import fit_classifier
 from engine.vectors import normalise
-from engine.store.meta import DamagedStoreError, IndexedItem, StaleStoreError, StoreNotFoundError
+from tests.conftest import as_older_format
+from engine.store.meta import DamagedStoreError, StoredImage, StaleStoreError, StoreNotFoundError
 from engine.store.versions import current_version, open_store, save_store
 
 SPEC = get_spec("efficientnet_lite0")
@@ -19,7 +20,7 @@ def tiny_index(seed=0, count=6):
     vectors = normalise(rng.standard_normal((count, SPEC.feature_dim)))
     categories = ["bed", "lamp"] * (count // 2)
     items = [
-        IndexedItem(row=i, product_id=f"p{i}", category=c, path=f"{c}/p{i}.jpg", name=f"P{i}", digest=f"d{i}")
+        StoredImage(row=i, product_id=f"p{i}", category=c, path=f"{c}/p{i}.jpg", name=f"P{i}", digest=f"d{i}")
         for i, c in enumerate(categories)
     ]
     return items, vectors, fit_classifier(vectors, categories)
@@ -27,10 +28,10 @@ def tiny_index(seed=0, count=6):
 
 def test_round_trip(tmp_path):
     items, vectors, classifier = tiny_index()
-    save_store(tmp_path, SPEC, tmp_path / "gallery", items, vectors, classifier, [("x.txt", "not an image")])
+    save_store(tmp_path, SPEC, tmp_path / "catalogue", items, vectors, classifier, [("x.txt", "not an image")])
     loaded = open_store(tmp_path, SPEC)
-    assert [dataclasses.replace(item, vector_digest="") for item in loaded.items] == items
-    assert all(len(item.vector_digest) == 16 for item in loaded.items)
+    assert [dataclasses.replace(item, vector_digest="") for item in loaded.images] == items
+    assert all(len(item.vector_digest) == 16 for item in loaded.images)
     np.testing.assert_array_equal(loaded.vectors, vectors)
     assert loaded.categories == ["bed", "lamp"]
     assert loaded.skipped == [("x.txt", "not an image")]
@@ -70,7 +71,7 @@ def test_crash_mid_write_keeps_previous_version(tmp_path, monkeypatch):
 
     assert current_version(tmp_path) == live
     loaded = open_store(tmp_path, SPEC)
-    assert len(loaded.items) == 6
+    assert len(loaded.images) == 6
     np.testing.assert_array_equal(loaded.vectors, vectors)
 
 
@@ -80,7 +81,7 @@ def test_new_version_replaces_old_one(tmp_path):
     items, vectors, classifier = tiny_index(seed=1, count=4)
     second = save_store(tmp_path, SPEC, tmp_path, items, vectors, classifier)
     assert not first.exists() and second.exists()
-    assert len(open_store(tmp_path, SPEC).items) == 4
+    assert len(open_store(tmp_path, SPEC).images) == 4
 
 
 def test_damaged_files_are_reported(tmp_path):
@@ -102,17 +103,17 @@ def test_items_must_match_vectors(tmp_path):
     assert meta_files == [] or all(json.loads(p.read_text()) for p in meta_files)
 
 
-def test_items_keep_their_colours_and_bad_colours_are_damage(tmp_path):
+def test_images_keep_their_colours_and_bad_colours_are_damage(tmp_path):
     from engine.colours import Colour
 
     items, vectors, classifier = tiny_index()
     items = [dataclasses.replace(item, colours=(Colour("#2d55a0", 0.7), Colour("#ffffff", 0.2))) for item in items]
     folder = save_store(tmp_path, SPEC, tmp_path, items, vectors, classifier)
-    assert open_store(tmp_path, SPEC).items[0].colours == items[0].colours
+    assert open_store(tmp_path, SPEC).images[0].colours == items[0].colours
     meta = json.loads((folder / "meta.json").read_text())
-    meta["items"][2]["colours"] = [{"hex": "blue", "share": 0.5}]
+    meta["images"][2]["colours"] = [{"hex": "blue", "share": 0.5}]
     (folder / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(DamagedStoreError, match="item 2 has colours"):
+    with pytest.raises(DamagedStoreError, match="image 2 has colours"):
         open_store(tmp_path, SPEC)
 
 
@@ -120,11 +121,7 @@ def test_a_store_of_the_previous_format_is_stale_and_says_how_to_update(tmp_path
     items, vectors, classifier = tiny_index()
     folder = save_store(tmp_path, SPEC, tmp_path, items, vectors, classifier)
     meta = json.loads((folder / "meta.json").read_text())
-    meta["format_version"] = 1
-    del meta["checksums"]
-    for item in meta["items"]:
-        del item["colours"], item["vector_digest"]
-    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "meta.json").write_text(json.dumps(as_older_format(meta, 1)))
     with pytest.raises(StaleStoreError, match="older version .* without product colours.*python -m engine index"):
         open_store(tmp_path, SPEC)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from tests.conftest import as_older_format
 from engine.store.versions import current_version
 
 
@@ -27,12 +28,12 @@ def _edit_meta(store, change):
 
 def _set_item(field, value):
     def change(meta):
-        meta["items"][3][field] = value
+        meta["images"][3][field] = value
     return change
 
 
 def _drop_digest(meta):
-    del meta["items"][0]["digest"]
+    del meta["images"][0]["digest"]
 
 
 def _truncate(name, keep=0.5):
@@ -112,8 +113,8 @@ def _swap(first, second):
 
 
 def _drop_item(meta):
-    del meta["items"][5]
-    for row, item in enumerate(meta["items"]):
+    del meta["images"][5]
+    for row, item in enumerate(meta["images"]):
         item["row"] = row
 
 
@@ -174,11 +175,11 @@ def pristine(built_store):
 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
 def test_index_repairs_every_corruption(name, pristine, tmp_path, capsys):
-    gallery, built = pristine
+    catalogue, built = pristine
     store = tmp_path / "store"
     shutil.copytree(built, store)
     CORRUPTIONS[name](store)
-    query = str(gallery / "lamp" / "lamp-1" / "view0.jpg")
+    query = str(catalogue / "lamp" / "lamp-1" / "view0.jpg")
 
     assert main(["info", "--store", str(store)]) in (1, 2)
     said = capsys.readouterr()
@@ -190,7 +191,7 @@ def test_index_repairs_every_corruption(name, pristine, tmp_path, capsys):
     said = capsys.readouterr()
     assert said.err.startswith("error: ") and "python -m engine index" in said.err
 
-    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 0
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(store)]) == 0
     said = capsys.readouterr().out
     assert "indexed 24 images" in said
     if name in VECTORS_INTACT:
@@ -206,37 +207,33 @@ def test_index_repairs_every_corruption(name, pristine, tmp_path, capsys):
 
 
 def test_a_damaged_live_version_falls_back_to_an_intact_older_one(pristine, tmp_path, capsys):
-    gallery, built = pristine
+    catalogue, built = pristine
     store = tmp_path / "store"
     shutil.copytree(built, store)
     live = _live(store)
     shutil.copytree(live, store / "versions" / "00000000-older")
     (live / "vectors.npy").write_bytes(b"garbage")
-    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 0
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(store)]) == 0
     assert "embedded 0, reused 24" in capsys.readouterr().out
     assert sorted(p.name for p in (store / "versions").iterdir()) == [_live(store).name]
 
 
 def test_a_store_path_that_is_a_file_is_refused_clearly(pristine, tmp_path, capsys):
-    gallery, _ = pristine
+    catalogue, _ = pristine
     store = tmp_path / "store"
     store.write_text("oops")
-    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 2
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(store)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert store.read_text() == "oops"
 
 
 def _as_format_2(meta):
-    """A store as the previous version wrote it: no checksums, no row digests."""
-    meta["format_version"] = 2
-    del meta["checksums"]
-    for item in meta["items"]:
-        del item["vector_digest"]
+    as_older_format(meta, 2)
 
 
 @pytest.mark.parametrize("damage, embedded", [(None, 0), (_permute_rows, 24), (_zero_rows(slice(None)), 24)])
 def test_an_older_store_is_reused_only_once_a_sample_re_embeds_to_it(damage, embedded, pristine, tmp_path, capsys):
-    gallery, built = pristine
+    catalogue, built = pristine
     store = tmp_path / "store"
     shutil.copytree(built, store)
     _edit_meta(store, _as_format_2)
@@ -244,7 +241,7 @@ def test_an_older_store_is_reused_only_once_a_sample_re_embeds_to_it(damage, emb
         _vectors(damage)(store)
     assert main(["info", "--store", str(store)]) in (1, 2)
     assert "up to date" not in capsys.readouterr().out
-    assert main(["index", "--gallery", str(gallery), "--store", str(store)]) == 0
+    assert main(["index", "--catalogue", str(catalogue), "--store", str(store)]) == 0
     said = capsys.readouterr().out
     assert f"embedded {embedded}, reused {24 - embedded} " in said
     assert ("re-embedded to what is stored" if embedded == 0 else "did not re-embed" if damage is _permute_rows

@@ -1,4 +1,4 @@
-"""Fitting the region window scorer (the rendering of training scenes is covered by the gallery tests)."""
+"""Fitting the region window scorer (the rendering of training scenes is covered by the catalogue tests)."""
 
 from __future__ import annotations
 

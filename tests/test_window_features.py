@@ -43,15 +43,15 @@ def test_suppression_stops_early_but_keeps_what_full_suppression_keeps():
 
 
 def test_a_large_catalogue_is_sampled_evenly_per_category_for_proposals():
-    from engine.window_features import proposal_catalogue
+    from engine.window_features import proposal_sample
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], [3_000, 900, 100])
     vectors = rng.standard_normal((len(labels), 8)).astype(np.float32)
-    sampled = proposal_catalogue(vectors, labels, classifier=None, limit=400)
+    sampled = proposal_sample(vectors, labels, classifier=None, limit=400)
     # In proportion to each category, spread over its rows (first and last included), rows kept whole.
     assert np.bincount(sampled.labels).tolist() == [300, 90, 10]
     first = np.flatnonzero(labels == 2)[[0, -1]]
     assert all((sampled.vectors == vectors[row]).all(axis=1).any() for row in first)
-    small = proposal_catalogue(vectors[:300], labels[:300], classifier=None, limit=400)
+    small = proposal_sample(vectors[:300], labels[:300], classifier=None, limit=400)
     assert (small.vectors == vectors[:300]).all() and len(small.labels) == 300  # kept whole up to the limit

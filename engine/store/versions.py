@@ -31,8 +31,8 @@ from engine.backbone_specs import BACKBONES, BackboneSpec
 from engine.classify import CategoryClassifier
 from engine.colours import COLOUR_METHOD
 from engine.store.files import atomic_write_text, damaged_files, file_checksum, fsync_path, row_digest, write_durably
-from engine.store.meta import (ALL, FORMAT_VERSION, REPAIR, REPAIR_HINT, DamagedStoreError, IndexedItem,
-                               StoreNotFoundError, StaleStoreError, StoreMeta, spec_to_dict)
+from engine.store.meta import (ALL, FORMAT_VERSION, REPAIR, REPAIR_HINT, DamagedStoreError, StoredImage,
+                               StoreNotFoundError, StaleStoreError, StoreMeta)
 from engine.store.vector_index import IndexChoice, VectorIndex, build_usearch, choose_index
 
 @dataclass
@@ -40,8 +40,8 @@ class Store:
     """Everything a search needs, loaded from one store version."""
 
     backbone: BackboneSpec
-    gallery: Path
-    items: list[IndexedItem]
+    catalogue: Path
+    images: list[StoredImage]
     vectors: np.ndarray
     classifier: CategoryClassifier
     indexes: dict[str, VectorIndex]  # ALL and one per category
@@ -56,8 +56,8 @@ class Store:
 def save_store(
     store: str | Path,
     backbone: BackboneSpec,
-    gallery: str | Path,
-    items: list[IndexedItem],
+    catalogue: str | Path,
+    images: list[StoredImage],
     vectors: np.ndarray,
     classifier: CategoryClassifier,
     skipped: list[tuple[str, str]] = (),
@@ -69,21 +69,21 @@ def save_store(
     ``CURRENT`` that is a folder, a ``versions`` that is a file) are cleared first.
     """
     store = Path(store)
-    if len(items) != len(vectors) or any(item.row != row for row, item in enumerate(items)):
-        raise ValueError("items must be numbered 0..N-1 in the same order as the vectors")
+    if len(images) != len(vectors) or any(image.row != row for row, image in enumerate(images)):
+        raise ValueError("images must be numbered 0..N-1 in the same order as the vectors")
     versions = _versions_folder(store)
     version = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     folder = versions / version
     folder.mkdir(parents=True)
     vectors = vectors.astype(np.float32)
-    choices, checksums = _write_data(folder, vectors, classifier, [item.category for item in items])
+    choices, checksums = _write_data(folder, vectors, classifier, [image.category for image in images])
     meta = StoreMeta(
         format_version=FORMAT_VERSION,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        backbone=spec_to_dict(backbone),
-        gallery=str(Path(gallery).resolve()),
+        backbone=backbone,
+        catalogue=str(Path(catalogue).resolve()),
         categories=list(classifier.categories),
-        items=[dataclasses.replace(item, vector_digest=row_digest(vectors[item.row])) for item in items],
+        images=[dataclasses.replace(image, vector_digest=row_digest(vectors[image.row])) for image in images],
         skipped=[tuple(entry) for entry in skipped],
         colour_method=COLOUR_METHOD,
         indexes=choices,
@@ -142,7 +142,7 @@ def current_version(store: str | Path) -> Path:
     pointer = store / "CURRENT"
     if not store.exists() or not (pointer.exists() or (store / "versions").exists()):
         raise StoreNotFoundError(
-            f"no index in {store}; build one with: python -m engine index --gallery <catalogue folder> --store {store}"
+            f"no index in {store}; build one with: python -m engine index --catalogue <catalogue folder> --store {store}"
         )
     repair = REPAIR.format(store=store)
     if not pointer.is_file():
@@ -175,24 +175,23 @@ def read_meta(store: str | Path) -> StoreMeta:
 
 
 def check_compatible(meta: StoreMeta, backbone: BackboneSpec) -> None:
-    """Raise ``StaleStoreError`` unless the index was built the way ``backbone`` embeds today."""
-    built_with = meta.backbone
-    if built_with != spec_to_dict(backbone):
+    """Raise ``StaleStoreError`` unless the store was built the way ``backbone`` embeds today."""
+    built = meta.backbone
+    if built != backbone:
         raise StaleStoreError(
-            f"the index was built with backbone {built_with.get('name')!r} "
-            f"({built_with.get('layer')}/{built_with.get('pooling')}, {built_with.get('preprocessing')}), "
+            f"the store was built with backbone {built.name!r} ({built.layer}/{built.pooling}, {built.preprocessing}), "
             f"which differs from {backbone.name!r} as defined now; rebuild it with python -m engine index"
         )
 
 
 def stored_spec(meta: StoreMeta) -> BackboneSpec:
     """The spec, as this code defines it, of the backbone a store was built with."""
-    if meta.backbone_name not in BACKBONES:
+    if meta.backbone.name not in BACKBONES:
         raise StaleStoreError(
-            f"the index was built with backbone {meta.backbone_name!r}, which this version does not know "
+            f"the store was built with backbone {meta.backbone.name!r}, which this version does not know "
             f"(known: {', '.join(sorted(BACKBONES))}); rebuild it with python -m engine index"
         )
-    return BACKBONES[meta.backbone_name]
+    return BACKBONES[meta.backbone.name]
 
 
 def _all_finite(vectors: np.ndarray, chunk: int = 65_536) -> bool:
@@ -210,7 +209,7 @@ def load_vectors(folder: Path, meta: StoreMeta, backbone: BackboneSpec, finite: 
     except (OSError, ValueError, EOFError) as error:
         why = str(error) if isinstance(error, OSError) else "not a NumPy array file"
         raise DamagedStoreError(f"cannot read {path} ({why}); {REPAIR_HINT}") from None
-    expected = (len(meta.items), backbone.feature_dim)
+    expected = (len(meta.images), backbone.feature_dim)
     if vectors.dtype != np.float32 or vectors.shape != expected or (finite and not _all_finite(vectors)):
         raise DamagedStoreError(
             f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, expected finite float32 {expected}; "
@@ -246,8 +245,8 @@ def open_store(store: str | Path, backbone: BackboneSpec | None = None) -> Store
             "missing, or contents that differ from the checksum recorded in meta.json"))
     return Store(
         backbone=backbone,
-        gallery=Path(meta.gallery),
-        items=meta.items,
+        catalogue=Path(meta.catalogue),
+        images=meta.images,
         vectors=load_vectors(folder, meta, backbone),
         classifier=_load_classifier(folder, meta, backbone, damaged),
         indexes=_load_vector_indexes(folder, meta, backbone, damaged),
@@ -269,7 +268,7 @@ def _load_classifier(folder: Path, meta: StoreMeta, backbone: BackboneSpec, dama
 
 def _load_vector_indexes(folder: Path, meta: StoreMeta, backbone: BackboneSpec, damaged: str) -> dict[str, VectorIndex]:
     """The vector index over all images and one per category, memory-mapped, each checked against the metadata."""
-    categories = np.array([item.category for item in meta.items])
+    categories = np.array([item.category for item in meta.images])
     indexes = {}
     for name in [ALL, *meta.categories]:
         path = folder / f"{name}.usearch"
@@ -277,7 +276,7 @@ def _load_vector_indexes(folder: Path, meta: StoreMeta, backbone: BackboneSpec, 
             index = Index.restore(str(path), view=True) if path.is_file() else None
         except (OSError, RuntimeError, ValueError) as error:
             raise DamagedStoreError(damaged.format(f"{path.name}: {error}")) from None
-        count = len(meta.items) if name == ALL else int((categories == name).sum())
+        count = len(meta.images) if name == ALL else int((categories == name).sum())
         choice = meta.indexes[name]
         if (index is None or index.ndim != backbone.feature_dim or len(index) != count
                 or str(index.dtype).split(".")[-1].lower() != choice.dtype):

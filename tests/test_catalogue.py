@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-from engine.catalog import CatalogError, file_digest, scan_catalog
+from engine.catalogue import CatalogueError, file_digest, scan_catalogue
 
 
 def write_image(path, colour="red"):
@@ -11,30 +11,30 @@ def write_image(path, colour="red"):
     Image.new("RGB", (32, 32), colour).save(path)
 
 
-def test_product_folders_and_manifest(gallery):
-    catalog = scan_catalog(gallery)
-    assert catalog.categories == ["chair", "lamp", "table"]
-    assert len(catalog.items) == 3 * 4 * 2
-    item = next(i for i in catalog.items if i.product_id == "lamp-2")
+def test_product_folders_and_manifest(catalogue):
+    scanned = scan_catalogue(catalogue)
+    assert scanned.categories == ["chair", "lamp", "table"]
+    assert len(scanned.images) == 3 * 4 * 2
+    item = next(i for i in scanned.images if i.product_id == "lamp-2")
     assert item.category == "lamp"
     assert item.name == "Test lamp 2"
     assert item.license == "CC0-1.0"
     assert item.path.startswith("lamp/lamp-2/")
-    assert catalog.skipped == []
+    assert scanned.skipped == []
 
 
 def test_flat_layout_one_image_per_product(tmp_path):
     write_image(tmp_path / "sofa" / "green_couch.png")
     write_image(tmp_path / "bed" / "oak-bed.jpg")
-    catalog = scan_catalog(tmp_path)
-    ids = {(i.category, i.product_id, i.name) for i in catalog.items}
+    scanned = scan_catalogue(tmp_path)
+    ids = {(i.category, i.product_id, i.name) for i in scanned.images}
     assert ids == {("sofa", "green_couch", "Green couch"), ("bed", "oak-bed", "Oak bed")}
 
 
 def test_json_manifest(tmp_path):
     write_image(tmp_path / "lamp" / "l1.jpg")
     (tmp_path / "manifest.json").write_text(json.dumps({"l1": {"name": "Arc lamp", "url": "https://shop/l1"}}))
-    (item,) = scan_catalog(tmp_path).items
+    (item,) = scan_catalogue(tmp_path).images
     assert (item.name, item.url) == ("Arc lamp", "https://shop/l1")
 
 
@@ -42,33 +42,33 @@ def test_non_images_and_stray_files_are_reported_not_fatal(tmp_path):
     write_image(tmp_path / "chair" / "c1.jpg")
     (tmp_path / "chair" / "notes.txt").write_text("hello")
     (tmp_path / "loose.jpg").write_bytes(b"x")
-    catalog = scan_catalog(tmp_path)
-    assert [i.path for i in catalog.items] == ["chair/c1.jpg"]
-    reasons = dict(catalog.skipped)
+    scanned = scan_catalogue(tmp_path)
+    assert [i.path for i in scanned.images] == ["chair/c1.jpg"]
+    reasons = dict(scanned.skipped)
     assert "not an image file type" in reasons["chair/notes.txt"]
     assert "inside a <category>/ folder" in reasons["loose.jpg"]
 
 
 def test_missing_and_empty_folders(tmp_path):
-    with pytest.raises(CatalogError, match="not found"):
-        scan_catalog(tmp_path / "nope")
+    with pytest.raises(CatalogueError, match="not found"):
+        scan_catalogue(tmp_path / "nope")
     (tmp_path / "chair").mkdir()
-    with pytest.raises(CatalogError, match="no images found"):
-        scan_catalog(tmp_path)
+    with pytest.raises(CatalogueError, match="no images found"):
+        scan_catalogue(tmp_path)
 
 
 def test_product_id_in_two_categories_is_an_error(tmp_path):
     write_image(tmp_path / "chair" / "x" / "1.jpg")
     write_image(tmp_path / "sofa" / "x" / "1.jpg")
-    with pytest.raises(CatalogError, match="two categories"):
-        scan_catalog(tmp_path)
+    with pytest.raises(CatalogueError, match="two categories"):
+        scan_catalogue(tmp_path)
 
 
 def test_malformed_manifest(tmp_path):
     write_image(tmp_path / "chair" / "c1.jpg")
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(CatalogError, match="manifest"):
-        scan_catalog(tmp_path)
+    with pytest.raises(CatalogueError, match="manifest"):
+        scan_catalogue(tmp_path)
 
 
 def test_digest_changes_with_content(tmp_path):

@@ -30,12 +30,12 @@ MANIFEST_FIELDS = ("name", "url", "creator", "license", "source", "source_url")
 IGNORED_NAMES = {"manifest.csv", "manifest.json", "README.md", "CREDITS.md", ".DS_Store", "Thumbs.db"}
 
 
-class CatalogError(SearchError):
+class CatalogueError(SearchError):
     """The catalogue folder cannot be used as given (missing, empty, malformed manifest)."""
 
 
 @dataclass(frozen=True)
-class CatalogItem:
+class CatalogueImage:
     """One catalogue image and the product it shows."""
 
     product_id: str
@@ -50,16 +50,16 @@ class CatalogItem:
 
 
 @dataclass
-class Catalog:
+class Catalogue:
     """The result of scanning a catalogue folder."""
 
     root: Path
-    items: list[CatalogItem]
+    images: list[CatalogueImage]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
     @property
     def categories(self) -> list[str]:
-        return sorted({item.category for item in self.items})
+        return sorted({image.category for image in self.images})
 
 
 def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
@@ -75,11 +75,11 @@ def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
         else:
             return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error, AttributeError, TypeError) as error:
-        raise CatalogError(f"could not read the catalogue manifest in {root}: {error}") from error
+        raise CatalogueError(f"could not read the catalogue manifest in {root}: {error}") from error
     manifest = {}
     for row in rows:
         if not isinstance(row, dict) or not row.get("product_id"):
-            raise CatalogError(f"every manifest row needs a 'product_id' (in {root}); got {row!r}")
+            raise CatalogueError(f"every manifest row needs a 'product_id' (in {root}); got {row!r}")
         manifest[str(row["product_id"])] = {key: str(value or "") for key, value in row.items()}
     return manifest
 
@@ -88,16 +88,16 @@ def _humanise(product_id: str) -> str:
     return product_id.replace("_", " ").replace("-", " ").strip().capitalize() or product_id
 
 
-def scan_catalog(root: str | Path) -> Catalog:
+def scan_catalogue(root: str | Path) -> Catalogue:
     """List the catalogue's images with their product and category.
 
-    Raises ``CatalogError`` when the folder does not exist or holds no images.
+    Raises ``CatalogueError`` when the folder does not exist or holds no images.
     """
     root = Path(root)
     if not root.is_dir():
-        raise CatalogError(f"catalogue folder not found: {root}")
+        raise CatalogueError(f"catalogue folder not found: {root}")
     manifest = _read_manifest(root)
-    items: list[CatalogItem] = []
+    items: list[CatalogueImage] = []
     skipped: list[tuple[str, str]] = []
     product_category: dict[str, str] = {}
 
@@ -120,13 +120,13 @@ def scan_catalog(root: str | Path) -> Catalog:
                 continue
             product_id = path.parent.name if depth == 2 else path.stem
             if product_category.setdefault(product_id, category) != category:
-                raise CatalogError(
+                raise CatalogueError(
                     f"product id {product_id!r} appears in two categories "
                     f"({product_category[product_id]} and {category}); product ids must be unique"
                 )
             fields = manifest.get(product_id, {})
             items.append(
-                CatalogItem(
+                CatalogueImage(
                     product_id=product_id,
                     category=category,
                     path=relative,
@@ -137,10 +137,10 @@ def scan_catalog(root: str | Path) -> Catalog:
     for path in sorted(p for p in root.iterdir() if p.is_file() and p.name not in IGNORED_NAMES):
         skipped.append((path.name, "images must be inside a <category>/ folder"))
     if not items:
-        raise CatalogError(
+        raise CatalogueError(
             f"no images found in {root}; expected <category>/<image> or <category>/<product_id>/<image>"
         )
-    return Catalog(root=root, items=items, skipped=skipped)
+    return Catalogue(root=root, images=items, skipped=skipped)
 
 
 def _walk(folder: Path, root: Path, skipped: list[tuple[str, str]], seen: frozenset[str] = frozenset()) -> list[Path]:
