@@ -1,7 +1,7 @@
 """Gradio app: photograph a piece of furniture, get the most similar catalogue products.
 
 Run with ``python app.py`` (port 7860; ``GRADIO_SERVER_NAME=0.0.0.0`` to listen on
-all interfaces). ``FURNITURE_GALLERY`` and ``FURNITURE_STORE`` point it at another
+all interfaces). ``FURNITURE_CATALOGUE`` and ``FURNITURE_STORE`` point it at another
 catalogue and index folder. All logic lives in ``engine``; this file only wires
 it to the page, and mounts the page on the HTTP API (``http_api``: ``POST /api/search``).
 """
@@ -12,10 +12,8 @@ import csv
 import functools
 import logging
 import os
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -28,21 +26,17 @@ from engine.colours import NAMED_COLOURS, colours_present, rgb_to_hex
 from engine.errors import InvalidRequestError, SearchError
 from guards import Guard, Server, uploaded_file, RequestRefused
 from engine.images import MAX_FILE_BYTES, full_size, load_image
-from engine.indexing import open_current
 from engine.explain import MatchExplanation, heat_overlay
 from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, parse_count
 from http_api import ApiContext, create_api, image_url
-from service import InstanceFolders, instance_folders, limit_heap_growth, new_searches
+from service import AppSettings, CatalogueIndex, InstanceFolders, instance_folders, limit_heap_growth, new_searches
 
 ROOT = Path(__file__).resolve().parent
-CATALOGUE = Path(os.environ.get("FURNITURE_GALLERY", ROOT / "reference_gallery")).resolve()
-STORE = Path(os.environ.get("FURNITURE_STORE", ROOT / "index_store" / "default")).resolve()
+SETTINGS = AppSettings.from_environment()
 EXAMPLES_DIR = ROOT / "benchmarks" / "queries"
 # Photos sent back to the page are at most this size: the marked photo and the crop editor show them small.
 DISPLAY_SIDE = 1024
 CROP_SIDE = 1600  # the hand-crop editor's copy: more pixels, since the crop is searched
-# Uploads are deleted an hour after they arrive (checked every 10 minutes), and all of them on restart.
-UPLOAD_LIFETIME_S = int(os.environ.get("FURNITURE_UPLOAD_LIFETIME_S", "3600"))
 log = logging.getLogger("app")
 
 HOW_IT_WORKS = """
@@ -120,50 +114,10 @@ class CountInput(gr.Slider):
         return payload
 
 
-@dataclass
-class IndexState:
-    """The default index, built in the background on first start."""
-
-    engine: SearchEngine | None = None
-    done: int = 0
-    total: int = 0
-    error: str = ""
-
-
-state = IndexState()
-
-
-def prepare_index() -> None:
-    """Build or update the index if the catalogue changed, then load it."""
-
-    def progress(done: int, total: int) -> None:
-        state.done, state.total = done, total
-
-    try:
-        # Loaded once when it is current; a missing, stale or damaged store is built, synced or repaired first.
-        state.engine = SearchEngine.from_store(open_current(CATALOGUE, STORE, progress=progress), catalogue=CATALOGUE)
-    except SearchError as error:
-        state.error = f"The catalogue index could not be built: {error}"
-    except Exception as error:  # a bug: say so on the page instead of "Loading…" forever
-        log.exception("building the catalogue index failed")
-        state.error = f"The catalogue index could not be built ({type(error).__name__}: {error}); see the app's log."
-
-
-def index_status() -> str:
-    if state.error:
-        return f"⚠️ {state.error}"
-    if state.engine is None:
-        if state.total:
-            return f"⏳ Indexing the catalogue on first start: {state.done}/{state.total} images…"
-        return "⏳ Loading the catalogue index…"
-    products = len({item.product_id for item in state.engine.stored.images})
-    return f"Catalogue: {products} products in {len(state.engine.categories)} categories."
-
-
 def ready_engine() -> SearchEngine:
-    if state.engine is None:
-        raise gr.Error(index_status().lstrip("⏳⚠️ "), title="Not ready yet")
-    return state.engine
+    if catalogue_index.engine is None:
+        raise gr.Error(catalogue_index.status().lstrip("⏳⚠️ "), title="Not ready yet")
+    return catalogue_index.engine
 
 
 # How many page outputs ``render`` fills: the label, summary, results, result rows, colour chips, vectors.
@@ -194,6 +148,8 @@ def render(response: SearchResponse, root: str, new_colours: bool = True) -> tup
     return confidences, "\n".join(lines), items, [r.row for r in response.results], chips, response.vectors
 
 
+# The catalogue's store, opened in the background on start (service.py).
+catalogue_index = CatalogueIndex(SETTINGS)
 # Page and HTTP API searches take turns in one slot, and memory goes back once both are idle (service.py).
 searches = new_searches()
 _folders: InstanceFolders | None = None
@@ -271,7 +227,7 @@ def page_file(image: Image.Image, stem: str, folder: Path | None = None) -> str:
     now = time.time()
     for old in folder.glob("*.jpg"):
         try:
-            if now - old.stat().st_mtime > UPLOAD_LIFETIME_S:
+            if now - old.stat().st_mtime > SETTINGS.upload_lifetime_s:
                 old.unlink()
         except OSError:
             pass  # another worker removed it first
@@ -310,12 +266,13 @@ def find_regions(image_path: str | None, k: int, category: str, request: gr.Requ
     """
     hidden = (gr.Image(visible=False), gr.Radio(choices=[WHOLE_PHOTO], value=WHOLE_PHOTO, visible=False), [], [])
     unchanged = (gr.skip(),) * RENDERED
-    if not image_path or state.engine is None:
+    engine = catalogue_index.engine
+    if not image_path or engine is None:
         return (*hidden, *unchanged)
     try:
         # Decoded once, at the size region search works at; it keeps the photo's own size for the boxes.
-        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=state.engine.settings.region_max_side)
-        found = state.engine.search_regions(photo, k=result_count(k), category=category)
+        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=engine.settings.region_max_side)
+        found = engine.search_regions(photo, k=result_count(k), category=category)
     except SearchError:
         return (*hidden, *unchanged)
     if found.product_shot:
@@ -469,7 +426,7 @@ def product_details(item) -> str:
 
 def credits_markdown() -> str:
     """Attribution for the catalogue images, as their licences require."""
-    manifest = CATALOGUE / "manifest.csv"
+    manifest = SETTINGS.catalogue / "manifest.csv"
     if not manifest.is_file():
         return "No attribution file (manifest.csv) in the catalogue."
     with manifest.open(newline="", encoding="utf-8") as handle:
@@ -533,12 +490,12 @@ def build_app() -> gr.Blocks:
     # The catalogue's images and the photos written for the page are served from where they lie: Gradio would
     # otherwise hash and copy every result image into its cache on every search (python -m benchmarks.app).
     folders()  # Gradio's uploads go to this instance's folder (GRADIO_TEMP_DIR), set before the page is built
-    # Uploads live UPLOAD_LIFETIME_S; Gradio also empties its cache of them when the app restarts.
-    lifetime = (min(600, UPLOAD_LIFETIME_S), UPLOAD_LIFETIME_S)
+    # Uploads live SETTINGS.upload_lifetime_s; Gradio also empties its cache of them when the app restarts.
+    lifetime = (min(600, SETTINGS.upload_lifetime_s), SETTINGS.upload_lifetime_s)
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
         gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; find similar products.",
                     elem_id="intro")
-        status = gr.Markdown(index_status())
+        status = gr.Markdown(catalogue_index.status())
         with gr.Row(equal_height=False, elem_id="main-row"):
             with gr.Column(scale=2, min_width=280, elem_id="photo-column"):
                 image = PhotoInput(
@@ -625,8 +582,10 @@ def build_app() -> gr.Blocks:
         crop_button.click(search_crop, [editor, k, category], outputs, api_name="search_crop", **one)
 
         def refresh_status():
-            choices = ["auto", "all", *(state.engine.categories if state.engine else [])]
-            return index_status(), gr.Dropdown(choices=choices), gr.Timer(active=state.engine is None and not state.error)
+            engine = catalogue_index.engine
+            choices = ["auto", "all", *(engine.categories if engine else [])]
+            return (catalogue_index.status(), gr.Dropdown(choices=choices),
+                    gr.Timer(active=engine is None and not catalogue_index.error))
 
         timer = gr.Timer(1.0)
         timer.tick(refresh_status, None, [status, category, timer], show_progress="hidden")
@@ -639,8 +598,8 @@ def create_server():
     behind the request guard (``guards``): no client-named file is opened, every body is bounded."""
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)
-    server = create_api(ApiContext(engine=lambda: state.engine, status=index_status, searches=searches,
-                                   pictures=folders().pictures))
+    server = create_api(ApiContext(engine=lambda: catalogue_index.engine, status=catalogue_index.status,
+                                   searches=searches, pictures=folders().pictures))
     server = gr.mount_gradio_app(server, demo, path="", max_file_size=MAX_FILE_BYTES, css=CSS)
     # Mounting never marks the page launched, which leaves Gradio's own check of input paths off.
     demo.has_launched = True
@@ -654,9 +613,8 @@ def main() -> None:
     # ~8 instead of ~11-12 region searches/s on 2 cores (benchmarks/results/scenes.md). Two searches at once
     # with all cores each would spin-wait on each other (a query 2.6x slower).
     limit_heap_growth()
-    threading.Thread(target=prepare_index, name="index-builder", daemon=True).start()
-    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
-    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    catalogue_index.start()
+    host, port = SETTINGS.host, SETTINGS.port
     print(f"Visual furniture search on http://{host}:{port} (HTTP API: /api/search, docs at /api/docs)", flush=True)
     # Open event streams of the page would otherwise hold a graceful shutdown for ever.
     config = uvicorn.Config(create_server(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

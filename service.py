@@ -1,5 +1,6 @@
-"""What the page (``app.py``) and the HTTP API (``http_api.py``) share in one process: one search slot,
-memory handed back when idle, and this instance's own folders for uploads and the pictures it draws.
+"""What the page (``app.py``) and the HTTP API (``http_api.py``) share in one process: the app's settings,
+the catalogue's store opened in the background, one search slot, memory handed back when idle, and this
+instance's own folders for uploads and the pictures it draws.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import shutil
 import sys
@@ -14,9 +16,16 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
-from engine.errors import ServiceUnavailableError
+from engine.errors import SearchError, ServiceUnavailableError
+from engine.indexing import open_current
+from engine.search import SearchEngine
+
+ROOT = Path(__file__).resolve().parent
+# Old names of environment variables that still work, each with a note saying the new one.
+RENAMED_VARIABLES = {"FURNITURE_GALLERY": "FURNITURE_CATALOGUE"}
+log = logging.getLogger("service")
 
 # Requests that may wait for the search slot; more are told the service is busy.
 MAX_WAITING = 16
@@ -27,6 +36,71 @@ BUSY_MESSAGE = "The search service is busy; try again in a few seconds."
 IDLE_TRIM_S = 2.0
 # Where instances keep their folders, one sub-folder per process id.
 INSTANCES = Path(tempfile.gettempdir()) / "furniture-search"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the app takes from its environment, read in one place (``from_environment``)."""
+
+    catalogue: Path = ROOT / "reference_gallery"  # FURNITURE_CATALOGUE
+    store: Path = ROOT / "index_store" / "default"  # FURNITURE_STORE
+    host: str = "127.0.0.1"  # GRADIO_SERVER_NAME (0.0.0.0: every interface)
+    port: int = 7860  # GRADIO_SERVER_PORT
+    upload_lifetime_s: int = 3600  # FURNITURE_UPLOAD_LIFETIME_S: uploads are deleted this long after arriving
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> AppSettings:
+        values = dict(environ)
+        for old, new in RENAMED_VARIABLES.items():
+            if old in values:
+                log.warning("%s is now called %s; %s will keep working for a while", old, new, old)
+                values.setdefault(new, values[old])
+        default = cls()
+        return cls(
+            catalogue=Path(values.get("FURNITURE_CATALOGUE", default.catalogue)).resolve(),
+            store=Path(values.get("FURNITURE_STORE", default.store)).resolve(),
+            host=values.get("GRADIO_SERVER_NAME", default.host),
+            port=int(values.get("GRADIO_SERVER_PORT", default.port)),
+            upload_lifetime_s=int(values.get("FURNITURE_UPLOAD_LIFETIME_S", default.upload_lifetime_s)),
+        )
+
+
+@dataclass
+class CatalogueIndex:
+    """The app's store of its catalogue, opened in the background on start: built, synced or repaired first
+    when it is missing, stale or damaged (``prepare``). Until then ``engine`` is None and ``status`` says why."""
+
+    settings: AppSettings
+    engine: SearchEngine | None = None
+    done: int = 0
+    total: int = 0
+    error: str = ""
+
+    def prepare(self) -> None:
+        def progress(done: int, total: int) -> None:
+            self.done, self.total = done, total
+
+        try:
+            stored = open_current(self.settings.catalogue, self.settings.store, progress=progress)
+            self.engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
+        except SearchError as error:
+            self.error = f"The catalogue index could not be built: {error}"
+        except Exception as error:  # a bug: say so on the page instead of "Loading…" for ever
+            log.exception("building the catalogue index failed")
+            self.error = f"The catalogue index could not be built ({type(error).__name__}: {error}); see the app's log."
+
+    def start(self) -> None:
+        threading.Thread(target=self.prepare, name="index-builder", daemon=True).start()
+
+    def status(self) -> str:
+        if self.error:
+            return f"⚠️ {self.error}"
+        if self.engine is None:
+            if self.total:
+                return f"⏳ Indexing the catalogue on first start: {self.done}/{self.total} images…"
+            return "⏳ Loading the catalogue index…"
+        products = len({image.product_id for image in self.engine.stored.images})
+        return f"Catalogue: {products} products in {len(self.engine.categories)} categories."
 
 
 class SearchSlot:

@@ -98,7 +98,7 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
 
 
 def start_app(port: int, catalogue: Path, store: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, FURNITURE_GALLERY=str(catalogue), FURNITURE_STORE=str(store),
+    env = dict(os.environ, FURNITURE_CATALOGUE=str(catalogue), FURNITURE_STORE=str(store),
                GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False")
     return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)

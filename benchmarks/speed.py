@@ -208,7 +208,7 @@ def app_rss(catalogue: Path, store: Path, photo: Path, timeout: float = 300) -> 
     from gradio_client import Client, handle_file
 
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "FURNITURE_GALLERY": str(catalogue), "FURNITURE_STORE": str(store)}
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "FURNITURE_CATALOGUE": str(catalogue), "FURNITURE_STORE": str(store)}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout

@@ -34,7 +34,7 @@ def start_app(root: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(
         os.environ,
-        FURNITURE_GALLERY=str(catalogue),
+        FURNITURE_CATALOGUE=str(catalogue),
         FURNITURE_STORE=str(root / "store"),
         GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",

@@ -12,13 +12,15 @@ import pytest
 from PIL import Image
 
 import app
+import service
+from service import AppSettings, CatalogueIndex
 from engine.search import SearchEngine
 from tests.conftest import draw_furniture
 
 
 @pytest.fixture
 def ready(search_engine, monkeypatch):
-    monkeypatch.setattr(app, "state", app.IndexState(engine=search_engine))
+    monkeypatch.setattr(app, "catalogue_index", CatalogueIndex(app.SETTINGS, engine=search_engine))
     return search_engine
 
 
@@ -135,12 +137,10 @@ def test_a_broken_store_is_rebuilt_on_start(built_store, tmp_path, monkeypatch):
     store = tmp_path / "store"
     shutil.copytree(built, store)
     (store / "CURRENT").write_text("")
-    monkeypatch.setattr(app, "state", app.IndexState())
-    monkeypatch.setattr(app, "CATALOGUE", catalogue)
-    monkeypatch.setattr(app, "STORE", store)
-    app.prepare_index()
-    assert app.state.error == "" and isinstance(app.state.engine, SearchEngine)
-    assert app.index_status().startswith("Catalogue: 12 products")
+    index = CatalogueIndex(AppSettings(catalogue=catalogue, store=store))
+    index.prepare()
+    assert index.error == "" and isinstance(index.engine, SearchEngine)
+    assert index.status().startswith("Catalogue: 12 products")
 
 
 def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_path, monkeypatch):
@@ -149,13 +149,18 @@ def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(app, "state", app.IndexState())
-    monkeypatch.setattr(app, "CATALOGUE", catalogue)
-    monkeypatch.setattr(app, "STORE", tmp_path / "store")
-    monkeypatch.setattr(app, "open_current", broken)
-    app.prepare_index()
-    assert app.state.engine is None
-    assert app.index_status().startswith("⚠️") and "disk on fire" in app.index_status()
+    monkeypatch.setattr(service, "open_current", broken)
+    index = CatalogueIndex(AppSettings(catalogue=catalogue, store=tmp_path / "store"))
+    index.prepare()
+    assert index.engine is None
+    assert index.status().startswith("⚠️") and "disk on fire" in index.status()
+
+
+def test_settings_come_from_the_environment_and_old_names_still_work(tmp_path, caplog):
+    settings = AppSettings.from_environment({"FURNITURE_CATALOGUE": str(tmp_path), "GRADIO_SERVER_PORT": "8000"})
+    assert settings.catalogue == tmp_path and settings.port == 8000 and settings.host == "127.0.0.1"
+    old = AppSettings.from_environment({"FURNITURE_GALLERY": str(tmp_path / "shop")})
+    assert old.catalogue == tmp_path / "shop" and "FURNITURE_GALLERY is now called FURNITURE_CATALOGUE" in caplog.text
 
 
 def test_freed_memory_goes_back_only_once_the_page_is_idle(monkeypatch):
