@@ -27,7 +27,9 @@ from engine.errors import InvalidRequestError, SearchError
 from guards import Guard, Server, uploaded_file, RequestRefused
 from engine.images import MAX_FILE_BYTES, full_size, load_image
 from engine.explain import MatchExplanation, heat_overlay
-from engine.search import MAX_RESULTS, REGION_DECODE_SIDE, SearchEngine, SearchResponse, parse_count
+from engine.requests import MAX_RESULTS, parse_count
+from engine.responses import SearchResponse
+from engine.search import REGION_DECODE_SIDE, SearchEngine
 from http_api import ApiContext, create_api, image_url
 from service import AppSettings, CatalogueIndex, InstanceFolders, instance_folders, limit_heap_growth, new_searches
 

@@ -35,7 +35,9 @@ from starlette.exceptions import HTTPException
 from engine.colours import colours_json
 from engine.errors import InvalidRequestError, SearchError, ServiceUnavailableError, TimedOutError, TooLargeError
 from engine.images import MAX_FILE_BYTES
-from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, SearchResponse, check_colour, parse_count
+from engine.requests import check_colour, MAX_REGIONS, MAX_RESULTS, parse_count
+from engine.responses import SearchResponse
+from engine.search import SearchEngine
 from service import Searches
 
 # Seconds a search request may take, waiting for its turn included; a slower one is answered, not waited for.

@@ -48,7 +48,8 @@ from engine.classify import CategoryClassifier, fit_classifier
 from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.store.meta import ALL
-from engine.search import choose_categories, ranked_score
+from engine.responses import ranked_score
+from engine.search import choose_categories
 from engine.settings import DEFAULT_SETTINGS
 
 KS = (1, 5, 10)
@@ -249,7 +250,7 @@ def evaluate(
         """Top-10 products, the similarity of each, and the predicted category, per query vector.
 
         Modes: "auto" is the product's (the likely categories, ranked by similarity plus
-        the prior's weight x log(category probability), by engine.search.ranked_score); "top1" is hard category-first
+        the prior's weight x log(category probability), by engine.responses.ranked_score); "top1" is hard category-first
         search (the predicted category only); "all" searches every category by similarity.
         """
         similarity = product_scores(vectors @ catalogue_vectors.T, image_products, len(product_names))

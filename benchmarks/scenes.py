@@ -37,7 +37,8 @@ from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, ma
 from buildtime.scenes import SCENES_DIR, SEED, Box, Scene, SceneObject, box_iou, candidate_boxes, load_or_compose
 
 if TYPE_CHECKING:
-    from engine.search import RegionSearch, SearchEngine
+    from engine.responses import RegionSearch
+    from engine.search import SearchEngine
 
 # 200 scenes (469 objects): with the first 30 (77 objects), the benchmark's size until 2026-11-24, one
 # standard error of a share near 70% was 5 points, too coarse to tell 69% from 70%; now it is 2.

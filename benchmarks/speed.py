@@ -37,7 +37,8 @@ from engine.embed import embed_batch
 from engine.vectors import normalise
 from engine.images import Preprocessing, load_image, preprocess
 from engine.indexing import index_catalogue
-from engine.search import SearchEngine, merge_responses
+from engine.responses import merge_responses
+from engine.search import SearchEngine
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # "rotate 90° clockwise to display": how phones store portrait shots

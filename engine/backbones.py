@@ -30,7 +30,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from engine.backbone_specs import BACKBONES, RESNET50_WEIGHTS_NAME, VARIANTS, BackboneSpec, get_spec, lite_weights_package
 from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
-from engine.errors import SearchError
+from engine.models import ModelUnavailableError, shared
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ GEM_EPS = 1e-6
 RESNET50_WEIGHTS = getattr(ResNet50_Weights, RESNET50_WEIGHTS_NAME)
 
 
-class BackboneUnavailableError(SearchError):
+class BackboneUnavailableError(ModelUnavailableError):
     """The backbone's weights are not on this machine; the message says how to get them."""
 
 
@@ -194,9 +194,8 @@ _BUILDERS: dict[str, Callable[[bool], FeatureExtractor]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
-    """The backbone ``name`` with ImageNet weights, in eval mode on the CPU; one instance per process.
+def build_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
+    """A new backbone ``name`` with ImageNet weights, in eval mode on the CPU (``load_backbone`` keeps one).
 
     Raises ``BackboneUnavailableError`` if the weights are not on this machine.
     ``allow_random_weights=True`` instead falls back to random weights (the
@@ -204,8 +203,13 @@ def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtra
     never for embeddings.
     """
     get_spec(name)  # ValueError for unknown names
-    extractor = _BUILDERS[name](allow_random_weights)
-    return extractor.eval().requires_grad_(False)
+    return _BUILDERS[name](allow_random_weights).eval().requires_grad_(False)
+
+
+def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
+    """The process's one backbone ``name`` (``build_backbone``), built on first use."""
+    get_spec(name)
+    return shared(("backbone", name, allow_random_weights), lambda: build_backbone(name, allow_random_weights))
 
 
 def imagenet_labels() -> list[str]:

@@ -14,7 +14,8 @@ from engine.catalogue import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
 from engine.store.versions import open_store, read_meta
 from engine.indexing import catalogue_matches, index_catalogue
-from engine.search import MAX_REGIONS, MAX_RESULTS, SearchEngine, check_colour, check_count
+from engine.requests import check_colour, check_count, MAX_REGIONS, MAX_RESULTS
+from engine.search import SearchEngine
 from engine.window_scorer import region_ranking
 
 

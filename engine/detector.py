@@ -15,7 +15,6 @@ box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph doe
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
@@ -27,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from engine.models import ModelUnavailableError, shared
 
 DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
 STRIDE = 4  # input pixels per output cell
@@ -162,7 +163,12 @@ def decode(heatmap: torch.Tensor, sizes: torch.Tensor, count: int = TOP_DETECTIO
                         scores, coco_class.float()], dim=-1)
 
 
-@functools.lru_cache(maxsize=1)
-def load_detector() -> Detector | None:
-    """The shipped detector, or None where its file is missing (region search then uses the window scorer alone)."""
-    return Detector.load() if DETECTOR_PATH.is_file() else None
+def load_detector() -> Detector:
+    """The shipped detector; ``ModelUnavailableError`` where its file is missing (region search then uses the
+    window scorer alone)."""
+    def load() -> Detector:
+        if not DETECTOR_PATH.is_file():
+            raise ModelUnavailableError(f"no detector at {DETECTOR_PATH}; region search finds pieces without it")
+        return Detector.load()
+
+    return shared("detector", load)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from engine.backbones import FeatureExtractor, load_backbone
-from engine.colours import RGB, Colour, colour_table, colours_json, parse_colour, table_match
-from engine.detector import COCO_CATEGORIES, load_detector
+from engine.colours import RGB, colour_table, table_match
+from engine.detector import COCO_CATEGORIES, Detector, load_detector
 from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
@@ -29,184 +28,20 @@ from engine.images import full_size, load_image
 from engine.store.meta import ALL, StoredImage
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
-from engine.window_features import PROPOSAL_SIDE, proposal_sample
+from engine.models import Lazy, ModelUnavailableError
+from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count, unknown_category
+from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, look_and_colour, merge_responses,
+                              no_match_note, ranked_score)
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
-from engine.window_scorer import load_window_scorer, region_ranking
+from engine.window_features import PROPOSAL_SIDE, ProposalSample, proposal_sample
+from engine.window_scorer import WindowScorer, load_window_scorer
 
 # A region search decodes the photo at least at the proposal pass's size (the upper bound is a setting).
 REGION_DECODE_SIDE = PROPOSAL_SIDE
-# Bounds on a request's counts, so that a typo cannot ask for a million results.
-MAX_RESULTS = 1000
-MAX_REGIONS = 12
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
-
-
-class UnknownCategoryError(InvalidRequestError):
-    """The requested category is not in the index."""
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """One product found, represented by its most similar image."""
-
-    product_id: str
-    name: str
-    category: str
-    score: float  # cosine similarity of the best-matching image, 1.0 = identical
-    path: str  # that image's file path
-    row: int  # the image's row in the index, for "more like this"
-    url: str = ""
-    creator: str = ""
-    license: str = ""
-    colours: tuple[Colour, ...] = ()  # the product's dominant colours in that image
-    colour_match: float = 0.0  # with a colour asked for: how much of the product is that colour, 0 to 1
-
-
-def result_json(result: SearchResult) -> dict:
-    """One result as the CLI and the HTTP API print it."""
-    return {
-        "id": result.product_id,
-        "name": result.name,
-        "category": result.category,
-        "score": round(result.score, 4),
-        "path": result.path,
-        "colours": colours_json(result.colours),
-        "colour_match": round(result.colour_match, 4),
-    }
-
-
-@dataclass
-class SearchResponse:
-    """The answer to one query."""
-
-    category: str  # predicted category
-    probabilities: dict[str, float]
-    searched: list[str]  # categories whose indexes were searched
-    results: list[SearchResult]
-    close_match: bool  # False when even the best hit is too far to call similar
-    notes: list[str] = field(default_factory=list)
-    colour: str = ""  # the colour the results were refined by, as asked ("" for none)
-    vectors: list[np.ndarray] = field(default_factory=list, repr=False)  # the embeddings searched (to refine again)
-
-    def to_json(self, query: str) -> dict:
-        """The CLI's JSON line for this response."""
-        return {
-            "query": query,
-            "category": self.category,
-            "probabilities": {name: round(p, 4) for name, p in self.probabilities.items()},
-            "searched": self.searched,
-            "close_match": self.close_match,
-            "notes": self.notes,
-            "colour": self.colour,
-            "results": [result_json(r) for r in self.results],
-        }
-
-
-@dataclass
-class RegionMatch:
-    """One region of a photo (with its embedding) and the search made with it."""
-
-    region: Region
-    response: SearchResponse
-
-
-@dataclass
-class RegionSearch:
-    """The answer to a region search: the regions found, best first, each searched on its own.
-
-    ``product_shot`` is True when the photo was judged to show one dominant
-    product (see ``engine.regions.is_product_shot``); the single region then
-    spans the whole photo and its response is the plain whole-photo search.
-    """
-
-    product_shot: bool
-    matches: list[RegionMatch]
-    image_size: tuple[int, int] = (0, 0)  # the photo's upright (width, height): the frame of the boxes
-
-    def to_json(self, query: str) -> dict:
-        """The CLI's JSON line: the best region's usual fields plus every region with its results."""
-        line = self.matches[0].response.to_json(query)
-        line["product_shot"] = self.product_shot
-        line["regions"] = [
-            {
-                "box": list(match.region.box),
-                "category": match.region.category,
-                "confidence": round(match.region.confidence, 4),
-                "results": match.response.to_json(query)["results"],
-            }
-            for match in self.matches
-        ]
-        return line
-
-
-def merge_responses(responses: list[SearchResponse], k: int, settings: SearchSettings = DEFAULT_SETTINGS) -> SearchResponse:
-    """One response from searches of the same photo (whole, pieces): each product at its best similarity; the
-    category, probabilities and notes of the search whose best hit is the best."""
-    def rank(result: SearchResult) -> float:
-        return look_and_colour(result.score, result.colour_match, settings)
-
-    best: dict[str, SearchResult] = {}
-    for response in responses:
-        for result in response.results:
-            if result.product_id not in best or rank(result) > rank(best[result.product_id]):
-                best[result.product_id] = result
-    results = sorted(best.values(), key=rank, reverse=True)[:k]
-    leading = max(responses, key=lambda response: response.results[0].score if response.results else -1.0)
-    close_match = bool(results) and results[0].score >= settings.no_match_similarity
-    notes = [note for note in leading.notes if not note.startswith("no close match")]
-    if results and not close_match:
-        notes.append(_no_match_note(results[0].score))
-    searched = list(dict.fromkeys(name for response in responses for name in response.searched))
-    vectors = [vector for response in responses for vector in response.vectors]
-    return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes,
-                          leading.colour, vectors)
-
-
-def check_count(name: str, value: object, limit: int) -> None:
-    """``InvalidRequestError`` unless ``value`` is a whole number from 1 to ``limit``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise InvalidRequestError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
-
-
-def parse_count(name: str, value: object, limit: int) -> int:
-    """A count sent by a form or an API caller (a whole number, a float such as 8.0, or digits as text) as an int;
-    ``InvalidRequestError`` for anything else or out of 1 to ``limit``."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    check_count(name, value, limit)
-    return value
-
-
-def _unknown_category(name: str, categories: list[str]) -> UnknownCategoryError:
-    return UnknownCategoryError(f"unknown category {name!r}; choose auto, all or one of: {', '.join(categories)}")
-
-
-def _no_match_note(score: float) -> str:
-    return f"no close match: the best hit has similarity {score:.2f}; the items shown are the nearest, not similar"
-
-
-def ranked_score(similarity, category_probability, settings: SearchSettings = DEFAULT_SETTINGS):
-    """What "auto" ranks a hit by: its similarity plus ``category_prior_weight`` x log(its category's probability).
-
-    Element-wise on NumPy arrays too, so that the benchmarks rank exactly as the engine does.
-    """
-    return similarity + settings.category_prior_weight * np.log(np.maximum(category_probability, 1e-30))
-
-
-def look_and_colour(similarity, colour_match, settings: SearchSettings = DEFAULT_SETTINGS):
-    """What a search refined by colour ranks by: look similarity plus ``colour_weight`` x how much of the
-    product is the colour asked for (0 to 1; 0 when none is asked)."""
-    return similarity + settings.colour_weight * colour_match
-
-
-def check_colour(colour: str | None) -> RGB | None:
-    """The colour asked for as RGB (None when none is); ``InvalidRequestError`` for one not understood."""
-    return parse_colour(colour) if colour else None
 
 
 def choose_categories(
@@ -218,7 +53,7 @@ def choose_categories(
         return [ALL], ["searched all categories, as asked"]
     if mode != "auto":
         if mode not in probabilities:
-            raise _unknown_category(mode, ranked)
+            raise unknown_category(mode, ranked)
         return [mode], [f"searched {mode}, as asked"]
     searched = [ranked[0], *(name for name in ranked[1:] if probabilities[name] >= settings.min_searched_probability)]
     first = probabilities[ranked[0]]
@@ -248,18 +83,50 @@ class SearchEngine:
         self.image_rows = {item.digest: item.row for item in stored.images}
         # Search this many times k so that collapsing images into products still leaves k products.
         self._oversample = max(map(len, self.product_rows.values()), default=1)
-        labels = np.array([stored.categories.index(item.category) for item in stored.images], dtype=np.int64)
-        self.proposal_sample = proposal_sample(stored.vectors, labels, stored.classifier)
-        # None for catalogues whose categories the trained scorer does not know: regions then rank by contrast.
-        self.window_scorer = (load_window_scorer(extractor.spec.name, stored.classifier.categories)
-                              if settings.use_window_scorer else None)
-        if settings.use_window_scorer and self.window_scorer is None:
-            log.warning("region search: %s", region_ranking(extractor.spec.name, stored.classifier.categories))
-        # Every image's dominant colours, in one table, for refining by colour.
-        self._colour_labs, self._colour_shares = colour_table([item.colours for item in stored.images])
-        # Only for catalogues with a category the detector knows (chair, sofa, bed, table).
-        knows = set(COCO_CATEGORIES.values()) & set(stored.classifier.categories)
-        self.detector = load_detector() if knows and settings.use_detector else None
+        # What only some searches need is made by the first that does (engine.models).
+        self._proposal_sample = Lazy(self._make_proposal_sample)
+        self._colour_table = Lazy(lambda: colour_table([image.colours for image in stored.images]))
+        self._window_scorer = Lazy(self._load_window_scorer)
+        self._detector = Lazy(self._load_detector)
+
+    @property
+    def proposal_sample(self) -> ProposalSample:
+        """The catalogue images region search compares a photo's cells with."""
+        return self._proposal_sample.get()
+
+    @property
+    def window_scorer(self) -> WindowScorer | None:
+        """The trained window scorer; None for catalogues whose categories it does not know (regions then rank
+        by contrast)."""
+        return self._window_scorer.get()
+
+    @property
+    def detector(self) -> Detector | None:
+        """The detector; None for catalogues without a category it knows (chair, sofa, bed, table)."""
+        return self._detector.get()
+
+    def _make_proposal_sample(self) -> ProposalSample:
+        categories = self.stored.categories
+        labels = np.array([categories.index(image.category) for image in self.stored.images], dtype=np.int64)
+        return proposal_sample(self.stored.vectors, labels, self.stored.classifier)
+
+    def _load_window_scorer(self) -> WindowScorer | None:
+        if not self.settings.use_window_scorer:
+            return None
+        try:
+            return load_window_scorer(self.extractor.spec.name, self.stored.classifier.categories)
+        except ModelUnavailableError as error:
+            log.warning("%s", error)
+            return None
+
+    def _load_detector(self) -> Detector | None:
+        if not self.settings.use_detector or not set(COCO_CATEGORIES.values()) & set(self.categories):
+            return None
+        try:
+            return load_detector()
+        except ModelUnavailableError as error:
+            log.warning("%s", error)
+            return None
 
     @classmethod
     def open(cls, store: str | Path, catalogue: str | Path | None = None,
@@ -285,7 +152,7 @@ class SearchEngine:
     def check_category(self, category: str) -> None:
         """``UnknownCategoryError`` unless ``category`` is "auto", "all" or one of the store's."""
         if category not in ("auto", "all", *self.categories):
-            raise _unknown_category(category, self.categories)
+            raise unknown_category(category, self.categories)
 
     def item_path(self, item: StoredImage) -> Path:
         return self.catalogue / item.path
@@ -402,7 +269,7 @@ class SearchEngine:
         results = self._nearest_products(vector, searched, k, prior, target)
         close_match = bool(results) and results[0].score >= self.settings.no_match_similarity
         if results and not close_match:
-            notes.append(_no_match_note(results[0].score))
+            notes.append(no_match_note(results[0].score))
         return SearchResponse(predicted, probabilities, searched, results, close_match, notes, colour or "", [vector])
 
     def _nearest_products(
@@ -420,7 +287,7 @@ class SearchEngine:
                 continue
             matches = index.search(vector, count)
             rows = matches.keys.astype(np.int64)
-            colour_matches = (table_match(self._colour_labs[rows], self._colour_shares[rows], target,
+            colour_matches = (table_match(self._colour_table.get()[0][rows], self._colour_table.get()[1][rows], target,
                                           self.settings.colour_width)
                               if target else np.zeros(len(rows)))
             for row, distance, colour_match in zip(rows.tolist(), matches.distances.tolist(), colour_matches.tolist()):

@@ -4,7 +4,7 @@ A ``WindowScorer`` is two small networks over a candidate window's numbers (``WI
 catalogue categories' probabilities and similarities, then ``APPEARANCE_DIMS`` numbers of its embedding):
 how tightly the window fits one piece of furniture, and how far to move its edges. It is trained by
 ``buildtime/train_region_scorer.py`` for one backbone and one set of categories and saved in
-``engine/models/``; ``load_window_scorer`` returns None for any other, and regions then rank by contrast.
+``engine/models/``; for any other ``load_window_scorer`` says it is unavailable, and regions then rank by contrast.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.models import ModelUnavailableError, shared
 from engine.vectors import dot_products
 
 # Numbers of a window's embedding a WindowScorer reads (its projection on the catalogue's main directions).
@@ -131,10 +132,13 @@ def scorer_path(backbone: str) -> Path:
     return SCORER_DIR / f"region_scorer_{backbone}.npz"
 
 
-def load_window_scorer(backbone: str, categories: list[str]) -> WindowScorer | None:
-    """The trained scorer for this backbone and these categories, or None (regions then use the contrast ranking)."""
+def load_window_scorer(backbone: str, categories: list[str]) -> WindowScorer:
+    """The trained scorer for this backbone and these categories; ``ModelUnavailableError`` saying why where
+    there is none (regions then use the contrast ranking)."""
     scorer = _saved_scorer(backbone)
-    return scorer if scorer is not None and scorer.feature_names == window_feature_names(categories) else None
+    if scorer is None or scorer.feature_names != window_feature_names(categories):
+        raise ModelUnavailableError(f"region search: {region_ranking(backbone, categories)}")
+    return scorer
 
 
 def region_ranking(backbone: str, categories: list[str]) -> str:
@@ -151,10 +155,13 @@ def region_ranking(backbone: str, categories: list[str]) -> str:
 
 
 def _saved_scorer(backbone: str) -> WindowScorer | None:
+    """The scorer file of ``backbone``, read once per process; None where it is missing or unreadable."""
     path = scorer_path(backbone)
-    if not path.is_file():
-        return None
-    try:
-        return WindowScorer.load(path)
-    except (OSError, KeyError, ValueError):  # unreadable, or written by an older version: rank without it
-        return None
+
+    def load() -> WindowScorer | None:
+        try:
+            return WindowScorer.load(path) if path.is_file() else None
+        except (OSError, KeyError, ValueError):  # unreadable, or written by an older version: rank without it
+            return None
+
+    return shared(("window scorer", path), load)

@@ -12,7 +12,7 @@ from torchvision.models import resnet50
 
 from engine import backbones
 from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE, get_spec
-from engine.backbones import BackboneUnavailableError, imagenet_labels, load_backbone, pool_features
+from engine.backbones import BackboneUnavailableError, build_backbone, imagenet_labels, load_backbone, pool_features
 from engine.images import preprocess
 
 DATA = Path(__file__).parent / "data"
@@ -69,11 +69,11 @@ def test_resnet50_without_cached_weights_is_unavailable(monkeypatch: pytest.Monk
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     assert backbones.resnet50_weights_path().is_relative_to(tmp_path)
 
-    # __wrapped__ bypasses the per-process cache, so this test sees only its own TORCH_HOME.
+    # build_backbone, not the process's shared one, so this test sees only its own TORCH_HOME.
     with pytest.raises(BackboneUnavailableError, match="never downloads"):
-        load_backbone.__wrapped__("resnet50")
+        build_backbone("resnet50")
 
-    extractor = load_backbone.__wrapped__("resnet50", allow_random_weights=True)
+    extractor = build_backbone("resnet50", allow_random_weights=True)
     assert not extractor.pretrained
     with torch.inference_mode():
         assert extractor(torch.rand(1, 3, 64, 64)).shape == (1, 2048)
@@ -91,7 +91,7 @@ def test_resnet50_loads_cached_weights_and_folds_batchnorm(monkeypatch: pytest.M
     path.parent.mkdir(parents=True)
     torch.save(original.state_dict(), path)
 
-    extractor = load_backbone.__wrapped__("resnet50")
+    extractor = build_backbone("resnet50")
     x = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():
         expected = original(x)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
+from engine.models import ModelUnavailableError
 from engine.vectors import dot_products
 from engine.regions import _distinct_regions, crop_region, is_product_shot, moved_edges, propose_regions
 from engine.window_features import candidate_windows, proposal_feature_map
@@ -151,8 +152,9 @@ def test_window_scorer_round_trip_and_category_check(tmp_path, monkeypatch):
     offsets = loaded.box_offsets(features, embeddings)
     assert offsets.shape == (5, 4) and np.allclose(offsets, scorer.box_offsets(features, embeddings))
     # Another catalogue's categories, or a backbone without a trained scorer: no scorer, contrast ranking.
-    assert load_window_scorer("some_backbone", ["chair", "sofa"]) is None
-    assert load_window_scorer("other_backbone", ["chair", "lamp"]) is None
+    for backbone, categories in (("some_backbone", ["chair", "sofa"]), ("other_backbone", ["chair", "lamp"])):
+        with pytest.raises(ModelUnavailableError, match="untrained contrast ranking"):
+            load_window_scorer(backbone, categories)
     # ... and `info` says which ranking a store gets, and why.
     assert region_ranking("some_backbone", ["chair", "lamp"]) == "trained window scorer"
     assert "knows chair, lamp, not this catalogue's chair, sofa" in region_ranking("some_backbone", ["chair", "sofa"])
@@ -172,7 +174,8 @@ def test_moved_edges_stay_inside_the_photo():
 def test_an_unreadable_scorer_file_means_contrast_ranking(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.window_scorer.SCORER_DIR", tmp_path)
     scorer_path("some_backbone").write_bytes(b"not an npz file")
-    assert load_window_scorer("some_backbone", ["chair", "lamp"]) is None
+    with pytest.raises(ModelUnavailableError, match="no trained window scorer"):
+        load_window_scorer("some_backbone", ["chair", "lamp"])
 
 
 def test_the_test_catalogue_falls_back_to_contrast_ranking(search_engine):
@@ -215,7 +218,7 @@ def test_asking_for_a_category_boxes_that_piece(search_engine):
 
 
 def test_asking_for_an_unknown_category_is_refused_before_any_work(search_engine):
-    from engine.search import UnknownCategoryError
+    from engine.requests import UnknownCategoryError
 
     with pytest.raises(UnknownCategoryError, match="unknown category 'sofa'"):
         search_engine.search_regions(Image.new("RGB", (64, 64)), category="sofa")

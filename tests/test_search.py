@@ -5,7 +5,9 @@ from PIL import Image
 from engine.vectors import normalise
 from engine.errors import InvalidRequestError
 from engine.images import ImageDecodeError
-from engine.search import ALL, SearchEngine, UnknownCategoryError, choose_categories, ranked_score
+from engine.requests import UnknownCategoryError
+from engine.responses import ranked_score
+from engine.search import ALL, choose_categories, SearchEngine
 from engine.settings import DEFAULT_SETTINGS
 
 
@@ -172,7 +174,7 @@ def test_a_chair_among_other_things_is_also_searched_on_its_own(tmp_path):
 
 
 def test_pieces_and_whole_photo_merge_to_each_products_best():
-    from engine.search import SearchResponse, SearchResult, merge_responses
+    from engine.responses import merge_responses, SearchResponse, SearchResult
 
     def result(product: str, score: float) -> SearchResult:
         return SearchResult(product, product, "chair", score, f"{product}.jpg", 0)
