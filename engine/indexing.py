@@ -19,68 +19,19 @@ import numpy as np
 
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from engine.backbones import FeatureExtractor, load_backbone
-from engine.catalogue import CatalogueError, CatalogueImage, file_digest, scan_catalogue
+from engine.batches import ImageJob, process_batch
+from engine.catalogue import Catalogue, CatalogueError, CatalogueImage, file_digest, scan_catalogue
 from engine.classify import fit_classifier
-from engine.colours import COLOUR_METHOD, Colour, dominant_colours
-from engine.embed import embed_images
+from engine.colours import COLOUR_METHOD, Colour
 from engine.errors import SearchError
-from engine.images import ImageDecodeError, load_image
-from engine.store.meta import StoredImage, StoreMeta, StoreNotFoundError
-from engine.store.versions import (
-    check_compatible,
-    current_version,
-    load_vectors,
-    open_store,
-    read_meta,
-    read_version_meta,
-    save_store,
-    Store,
-    stored_spec,
-)
 from engine.store.files import damaged_files, row_digest
+from engine.store.meta import StoredImage, StoreMeta, StoreNotFoundError
+from engine.store.versions import (Store, check_compatible, current_version, load_vectors, open_store, read_meta,
+                                   read_version_meta, save_store, stored_spec)
 
-# Every field of a catalogue item: a change to any of them (a new manifest field too) makes the index stale.
+# Every field of a catalogue image: a change to any of them (a new manifest field too) makes the index stale.
 CATALOGUE_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogueImage))
 Progress = Callable[[int, int], None]  # (images done, images to embed)
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One catalogue image to decode: its colours found, and its embedding unless ``embed`` is False."""
-
-    position: int  # the image's number in the indexing run
-    path: str
-    embed: bool
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    position: int
-    vector: np.ndarray | None
-    colours: tuple[Colour, ...]
-    error: str = ""  # why the image could not be decoded ("" when it was)
-
-
-def process_batch(jobs: list[ImageJob], extractor: FeatureExtractor | None, min_side: int) -> list[ImageResult]:
-    """Decode a batch of catalogue images, find their colours and embed them in one pass of the network.
-
-    The unit of work of both the local and the Ray path, so that both embed the same batches the same way.
-    """
-    results, images, embedded = [], [], []
-    for job in jobs:
-        try:
-            image = load_image(job.path, min_side=min_side)
-        except ImageDecodeError as error:
-            results.append(ImageResult(job.position, None, (), error.fact()))
-            continue
-        results.append(ImageResult(job.position, None, dominant_colours(image)))
-        if job.embed:
-            images.append(image)
-            embedded.append(len(results) - 1)
-    if images:
-        for slot, vector in zip(embedded, embed_images(extractor, images, batch_size=len(images))):
-            results[slot] = dataclasses.replace(results[slot], vector=vector)
-    return results
 
 
 @dataclass
@@ -190,7 +141,7 @@ def index_catalogue(
     ``backbone`` defaults to the one the store was built with, else the
     product default. Unreadable images are skipped and listed in the report.
     A store that cannot be loaded as it is gets rebuilt, reusing whatever
-    vectors of it are intact; ``IndexReport.repaired`` says what was wrong.
+    vectors of it are verified; ``IndexReport.repaired`` says what was wrong.
     ``ray_address`` ("local" for an instance on this machine, else a cluster's
     address) decodes and embeds on Ray, over ``ray_workers`` workers
     (``engine.ray_indexing``); the store written is the same.
@@ -200,41 +151,17 @@ def index_catalogue(
     backbone = backbone or stored_backbone(store) or DEFAULT_BACKBONE
     spec = get_spec(backbone)
     scanned = scan_catalogue(catalogue)
-    stored, repaired = None, ""
-    try:
-        stored = open_store(store)
-    except StoreNotFoundError:
-        pass
-    except SearchError as error:
-        repaired = str(error)
-    previous_count = len(stored.images) if stored else 0
-    if stored is not None and stored.backbone == spec:  # loaded: every file matched its checksum
-        reusable = Reusable({item.digest: (stored.vectors[item.row], item.colours) for item in stored.images})
-    else:  # a damaged or older store (salvage what is verified), or another backbone (nothing to reuse)
-        reusable = _previous_vectors(store, spec)
-    previous = reusable.previous
-
+    reusable, previous_count, repaired = _reusable(store, spec)
     skipped = list(scanned.skipped)
-    readable: list[tuple[CatalogueImage, str]] = []
-    for item in scanned.images:
-        try:
-            readable.append((item, file_digest(scanned.root / item.path)))
-        except OSError as error:
-            skipped.append((item.path, f"cannot be read ({error.strerror or error})"))
-    if reusable.needs_sample and previous:
-        paths = {digest: scanned.root / item.path for item, digest in readable}
-        if _sample_matches(reusable, paths, load_backbone(backbone), spec.preprocessing.size):
-            reusable.verified = f"{SAMPLE_CHECKS} sampled stored vectors re-embedded to what is stored"
-        else:
-            reusable.verified = "sampled stored vectors did not re-embed to what is stored; every image is embedded"
-            previous.clear()
+    readable = _readable(scanned, skipped)
+    if reusable.needs_sample and reusable.previous:
+        _check_sample(reusable, {digest: scanned.root / image.path for image, digest in readable}, spec)
+    previous = reusable.previous
     to_embed = [i for i, (_, digest) in enumerate(readable) if digest not in previous]
     # Images from a store without colours (format 1) or with another method's: only their colours are computed.
     to_colour = [i for i, (_, digest) in enumerate(readable) if digest in previous and not previous[digest][1]]
-    new_vectors: dict[int, np.ndarray] = {}
-    new_colours: dict[int, tuple[Colour, ...]] = {}
-    work = to_embed + to_colour
-    jobs = [ImageJob(i, str(scanned.root / readable[i][0].path), readable[i][1] not in previous) for i in work]
+    jobs = [ImageJob(i, str(scanned.root / readable[i][0].path), readable[i][1] not in previous)
+            for i in to_embed + to_colour]
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
     if ray_address is None:
         extractor = load_backbone(backbone) if to_embed else None
@@ -243,6 +170,63 @@ def index_catalogue(
         from engine.ray_indexing import process_on_ray  # Ray is an optional extra (requirements-scale.txt)
 
         processed = process_on_ray(batches, backbone, spec.preprocessing.size, ray_address, ray_workers)
+    new_vectors, new_colours = _collect(processed, readable, skipped, len(jobs), progress)
+    images, vectors = _kept(readable, previous, new_vectors, new_colours)
+    if not images:
+        raise CatalogueError(f"none of the images in {scanned.root} could be read; nothing to index")
+    classifier = fit_classifier(vectors, [image.category for image in images])
+    save_store(store, spec, scanned.root, images, vectors, classifier, skipped)
+    reused = len(images) - len(new_vectors)
+    return IndexReport(
+        store=store, backbone=backbone, images=len(images), embedded=len(new_vectors), reused=reused,
+        removed=max(0, previous_count - reused),
+        images_per_category=dict(sorted(Counter(image.category for image in images).items())),
+        products_per_category=dict(sorted(Counter(c for c, _ in {(i.category, i.product_id) for i in images}).items())),
+        skipped=skipped, seconds=time.perf_counter() - started, repaired=repaired, verified=reusable.verified,
+        coloured=len([i for i in to_colour if i in new_colours]),
+    )
+
+
+def _reusable(store: Path, spec: BackboneSpec) -> tuple[Reusable, int, str]:
+    """What of the store may be reused, how many images it held, and what was wrong with it ("" if nothing)."""
+    try:
+        stored = open_store(store)
+    except StoreNotFoundError:
+        return Reusable(), 0, ""
+    except SearchError as error:  # a damaged or older store: salvage what is verified
+        return _previous_vectors(store, spec), 0, str(error)
+    if stored.backbone != spec:  # another backbone: nothing to reuse
+        return Reusable(), len(stored.images), ""
+    # Opened: every file matched its checksum.
+    return Reusable({image.digest: (stored.vectors[image.row], image.colours) for image in stored.images}), \
+        len(stored.images), ""
+
+
+def _readable(scanned: Catalogue, skipped: list[tuple[str, str]]) -> list[tuple[CatalogueImage, str]]:
+    """The catalogue's images that can be read, each with its content digest; the others are added to ``skipped``."""
+    readable = []
+    for image in scanned.images:
+        try:
+            readable.append((image, file_digest(scanned.root / image.path)))
+        except OSError as error:
+            skipped.append((image.path, f"cannot be read ({error.strerror or error})"))
+    return readable
+
+
+def _check_sample(reusable: Reusable, paths: dict[str, Path], spec: BackboneSpec) -> None:
+    """Keep an older store's vectors only if a sample of them re-embeds to what is stored; say which."""
+    if _sample_matches(reusable, paths, load_backbone(spec.name), spec.preprocessing.size):
+        reusable.verified = f"{SAMPLE_CHECKS} sampled stored vectors re-embedded to what is stored"
+    else:
+        reusable.verified = "sampled stored vectors did not re-embed to what is stored; every image is embedded"
+        reusable.previous.clear()
+
+
+def _collect(processed, readable: list, skipped: list[tuple[str, str]], total: int,
+             progress: Progress | None) -> tuple[dict[int, np.ndarray], dict[int, tuple[Colour, ...]]]:
+    """The vectors and colours of the processed batches by image number; failures are added to ``skipped``."""
+    new_vectors: dict[int, np.ndarray] = {}
+    new_colours: dict[int, tuple[Colour, ...]] = {}
     done = 0
     for results in processed:
         for result in results:
@@ -254,41 +238,23 @@ def index_catalogue(
                 new_vectors[result.position] = result.vector
         done += len(results)
         if progress:
-            progress(done, len(work))
+            progress(done, total)
+    return new_vectors, new_colours
 
-    kept: list[tuple[CatalogueImage, str, np.ndarray, tuple[Colour, ...]]] = []
-    for i, (item, digest) in enumerate(readable):
+
+def _kept(readable: list[tuple[CatalogueImage, str]], previous: Previous, new_vectors: dict[int, np.ndarray],
+          new_colours: dict[int, tuple[Colour, ...]]) -> tuple[list[StoredImage], np.ndarray]:
+    """The images the new store holds (a vector and colours each, new or reused), numbered, and their vectors."""
+    kept = []
+    for i, (image, digest) in enumerate(readable):
         vector, colours = previous.get(digest, (None, ()))
         vector, colours = new_vectors.get(i, vector), new_colours.get(i, colours)
         if vector is not None and colours:
-            kept.append((item, digest, vector, colours))
-    if not kept:
-        raise CatalogueError(f"none of the images in {scanned.root} could be read; nothing to index")
-
-    items = [
-        StoredImage(row=row, digest=digest, colours=colours, **dataclasses.asdict(item))
-        for row, (item, digest, _, colours) in enumerate(kept)
-    ]
-    vectors = np.stack([vector for _, _, vector, _ in kept]).astype(np.float32)
-    classifier = fit_classifier(vectors, [item.category for item in items])
-    save_store(store, spec, scanned.root, items, vectors, classifier, skipped)
-
-    reused = len(kept) - len(new_vectors)
-    return IndexReport(
-        store=store,
-        backbone=backbone,
-        images=len(items),
-        embedded=len(new_vectors),
-        reused=reused,
-        removed=max(0, previous_count - reused),
-        images_per_category=dict(sorted(Counter(item.category for item in items).items())),
-        products_per_category=dict(sorted(Counter(c for c, _ in {(i.category, i.product_id) for i in items}).items())),
-        skipped=skipped,
-        seconds=time.perf_counter() - started,
-        repaired=repaired,
-        verified=reusable.verified,
-        coloured=len([i for i in to_colour if i in new_colours]),
-    )
+            kept.append((image, digest, vector, colours))
+    images = [StoredImage(row=row, digest=digest, colours=colours, **dataclasses.asdict(image))
+              for row, (image, digest, _, colours) in enumerate(kept)]
+    vectors = np.stack([vector for _, _, vector, _ in kept]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
+    return images, vectors
 
 
 def index_is_current(catalogue: str | Path, store: str | Path) -> bool:

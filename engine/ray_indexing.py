@@ -2,7 +2,7 @@
 
 Used by ``engine.indexing.index_catalogue(..., ray_address=...)`` (``python -m engine index --ray``): the
 driver still scans the catalogue, finds what changed and writes the store; only the work per image moves.
-Each Ray Data row is one batch of ``ImageJob``s, processed by ``engine.indexing.process_batch`` exactly as
+Each Ray Data row is one batch of ``ImageJob``s, processed by ``engine.batches.process_batch`` exactly as
 the local path processes it, so the store is the same. Workers read the images by path: on a cluster the
 catalogue folder must be readable at the same path on every node (a shared file system), and the code is
 shipped to the workers as the Ray job's working directory. Ray (PyPI ``ray[data]``) is an optional extra:
@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.errors import SearchError
-from engine.indexing import ImageJob, ImageResult
+from engine.batches import ImageJob, ImageResult, process_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the working directory shipped to a cluster's workers leaves out: the environment, stores, data.
@@ -52,8 +52,6 @@ class BatchEmbedder:
         self.min_side = min_side
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from engine.indexing import process_batch
-
         done = [pickle.dumps(process_batch(pickle.loads(payload), self.extractor, self.min_side))
                 for payload in rows["jobs"]]
         return {"results": np.array(done, dtype=object)}
@@ -61,10 +59,6 @@ class BatchEmbedder:
 
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address``, or start a local instance for "local"."""
-    # torch before ray.init: with usearch's extension loaded first (the store), ray.init aborts in C++
-    # (std::regex_error "Invalid range in brace expression") whenever torch had not been loaded yet.
-    import torch  # noqa: F401
-
     try:
         import ray
     except ImportError:

@@ -6,10 +6,19 @@ above ``EXACT_BELOW`` images (``choose_index``); the choice is recorded in the s
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
+
+# The C++ standard library loaded for every module before usearch's extension: usearch links its own copy of
+# std::regex, and with it loaded first a later ray.init (index --ray) aborts in C++ (std::regex_error
+# "Invalid range in brace expression"). torch used to be imported here for that; this costs nothing.
+ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
+
+from usearch.index import Index  # noqa: E402
 
 # The vector index, chosen by catalogue size from python -m benchmarks.scale (benchmarks/README.md): exact
 # search below EXACT_BELOW images, where it is never wrong and within 0.1 ms of the graph; above it an HNSW
@@ -86,3 +95,8 @@ def build_usearch(vectors: np.ndarray, rows: np.ndarray, choice: IndexChoice, th
         chunk = rows[start : start + 100_000]
         index.add(chunk.astype(np.uint64), index_input(vectors[chunk], choice.dtype), threads=threads)
     return index
+
+
+def open_index(path: Path) -> Index | None:
+    """A saved vector index, memory-mapped (processes on one machine share its pages); None if there is none."""
+    return Index.restore(str(path), view=True) if path.is_file() else None

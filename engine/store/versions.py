@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
 
 from engine.backbone_specs import BACKBONES, BackboneSpec
 from engine.classify import CategoryClassifier
@@ -33,7 +32,7 @@ from engine.colours import COLOUR_METHOD
 from engine.store.files import atomic_write_text, damaged_files, file_checksum, fsync_path, row_digest, write_durably
 from engine.store.meta import (ALL, FORMAT_VERSION, REPAIR, REPAIR_HINT, DamagedStoreError, StoredImage,
                                StoreNotFoundError, StaleStoreError, StoreMeta)
-from engine.store.vector_index import IndexChoice, VectorIndex, build_usearch, choose_index
+from engine.store.vector_index import IndexChoice, VectorIndex, build_usearch, choose_index, open_index
 
 @dataclass
 class Store:
@@ -273,7 +272,7 @@ def _load_vector_indexes(folder: Path, meta: StoreMeta, backbone: BackboneSpec, 
     for name in [ALL, *meta.categories]:
         path = folder / f"{name}.usearch"
         try:
-            index = Index.restore(str(path), view=True) if path.is_file() else None
+            index = open_index(path)
         except (OSError, RuntimeError, ValueError) as error:
             raise DamagedStoreError(damaged.format(f"{path.name}: {error}")) from None
         count = len(meta.images) if name == ALL else int((categories == name).sum())
