@@ -30,7 +30,7 @@ from PIL import Image
 from engine.models import ModelUnavailableError, shared
 
 DETECTOR_PATH = Path(__file__).with_name("models") / "detector_centernet.npz"
-STRIDE = 4  # input pixels per output cell
+OUTPUT_STRIDE = 4  # input pixels per output cell
 TOP_DETECTIONS = 100
 # Inputs whose detections are kept (see Detector.__init__).
 RECENT_INPUTS = 8
@@ -118,7 +118,7 @@ class Detector:
     def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
         """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
         with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32). The network was trained at 512;
-        the callers run it smaller, for speed (``engine.regions.DETECTION_SIDE``, ``SearchSettings.main_piece_side``)."""
+        the callers run it smaller, for speed (``SearchSettings.detection_side``)."""
         if side % 32:
             raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
         resized = np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0))
@@ -157,7 +157,7 @@ def decode(heatmap: torch.Tensor, sizes: torch.Tensor, count: int = TOP_DETECTIO
     # The graph ranks cells in (y, x, class) order; so does this, so ties break alike.
     scores, flat = peaks.permute(0, 2, 3, 1).reshape(batch, -1).topk(count, dim=1)
     coco_class, cell = flat % classes, flat // classes
-    y, x = (cell // width).float() * STRIDE, (cell % width).float() * STRIDE
+    y, x = (cell // width).float() * OUTPUT_STRIDE, (cell % width).float() * OUTPUT_STRIDE
     distances = sizes.permute(0, 2, 3, 1).reshape(batch, -1, 4).gather(1, cell[..., None].expand(-1, -1, 4))
     return torch.stack([x - distances[..., 0], y - distances[..., 1], x + distances[..., 2], y + distances[..., 3],
                         scores, coco_class.float()], dim=-1)

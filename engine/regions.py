@@ -34,9 +34,10 @@ import torch
 from PIL import Image
 
 from engine.backbones import FeatureExtractor
-from engine.detector import Detector
+from engine.detector import Detection, Detector
+from engine.settings import DEFAULT_SETTINGS
 from engine.vectors import normalise
-from engine.window_features import STRIDE, ProposalSample, candidate_windows, cells_to_pixels, proposal_feature_map
+from engine.window_features import CELL_SIZE, ProposalSample, candidate_windows, cells_to_pixels, proposal_feature_map
 from engine.window_scorer import WindowScorer
 
 # Regions overlapping a better one by more than this IoU are dropped...
@@ -50,9 +51,6 @@ SAME_CATEGORY_OVERLAP = 0.4
 # Detections (engine.detector) kept as regions: on the dev room photos of the real-photo benchmark, the regions'
 # categories were those of the room's furniture for 72% of the regions instead of 57%.
 DETECTION_SCORE = 0.2
-# The detector's input side for region search: rooms hold small chairs; 384 px costs 0.4x the time of the 512 px
-# it was trained at and boxes the furniture classes of the dev rooms about as often.
-DETECTION_SIDE = 384
 # Regions below this share of the best region's score are not proposed.
 RELATIVE_SCORE = 0.25
 # Largest per-channel standard deviation (0-255) of a "plain" photo border, as in studio shots.
@@ -84,6 +82,7 @@ def propose_regions(
     scorer: WindowScorer | None = None,
     category: str | None = None,
     detector: Detector | None = None,
+    detection_side: int = DEFAULT_SETTINGS.detection_side,
 ) -> list[Region]:
     """Candidate furniture regions in ``image`` (decoded RGB), best first, at most ``max_regions``.
 
@@ -99,7 +98,8 @@ def propose_regions(
     cells, scale_x, scale_y = proposal_feature_map(extractor, image)
     regions = []
     if detector is not None:
-        regions = _detected_regions(detector, image, cells, (scale_x, scale_y), sample, category, max_regions)
+        regions = _detected_regions(detector.detect(image, DETECTION_SCORE, detection_side), cells,
+                                    (scale_x, scale_y), sample, category, max_regions)
     for region in _window_regions(cells, (scale_x, scale_y), image.size, sample, max_regions, scorer, category):
         if len(regions) == max_regions:
             break
@@ -108,12 +108,12 @@ def propose_regions(
     return regions
 
 
-def _detected_regions(detector: Detector, image: Image.Image, cells: torch.Tensor, scale: tuple[float, float],
+def _detected_regions(detections: list[Detection], cells: torch.Tensor, scale: tuple[float, float],
                       sample: ProposalSample, category: str | None, count: int) -> list[Region]:
     """The detector's boxes of the catalogue's categories (or of ``category``), best first, none overlapping a
     better one by more than ``NMS_IOU``; each embedded by average-pooling the proposal cells whose centres it holds."""
     regions: list[Region] = []
-    for detection in detector.detect(image, DETECTION_SCORE, DETECTION_SIDE):
+    for detection in detections:
         if detection.category not in sample.categories or category not in (None, detection.category):
             continue
         if all(_iou(detection.box, kept.box) <= NMS_IOU for kept in regions):
@@ -129,7 +129,7 @@ def _pooled_box(cells: torch.Tensor, box: tuple[int, int, int, int], scale: tupl
     column where the box is narrower than a cell."""
     selected = []
     for axis, (start, end) in enumerate(((box[1], box[3]), (box[0], box[2]))):
-        centres = (np.arange(cells.shape[axis]) + 0.5) * STRIDE * scale[1 - axis]
+        centres = (np.arange(cells.shape[axis]) + 0.5) * CELL_SIZE * scale[1 - axis]
         inside = (centres >= start) & (centres <= end)
         if not inside.any():
             inside[np.argmin(np.abs(centres - (start + end) / 2))] = True

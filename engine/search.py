@@ -199,7 +199,7 @@ class SearchEngine:
         the detector's best, of ``category`` when one is asked; none without a detector."""
         if self.detector is None:
             return []
-        found = self.detector.detect(decoded, self.settings.main_piece_score, self.settings.main_piece_side)
+        found = self.detector.detect(decoded, self.settings.main_piece_score, self.settings.detection_side)
         pieces = [piece for piece in found if category in ("auto", "all") or piece.category == category]
         return [crop_region(decoded, piece.box) for piece in pieces[: self.settings.main_pieces]]
 
@@ -224,7 +224,7 @@ class SearchEngine:
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
         regions = propose_regions(self.extractor, self.proposal_sample, decoded, max_regions, self.window_scorer,
-                                  category if targeted else None, self.detector)
+                                  category if targeted else None, self.detector, self.settings.detection_side)
         if is_product_shot(decoded, regions):
             vector = embed_images(self.extractor, [decoded])[0]
             response = self.search_vector(vector, k, category, colour)

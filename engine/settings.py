@@ -27,15 +27,15 @@ class SearchSettings:
     # benchmarks.quality: ~1% of correct top-1 matches fall below it, no non-furniture image above.
     no_match_similarity: float = 0.60
     # A photo is also searched by the pieces of furniture the detector finds in it: its best main_pieces
-    # scoring at least main_piece_score, found at main_piece_side px in a decode of at least
-    # detection_min_side px (crops need the pixels). Chosen on the real-photo benchmark's phone-like dev
-    # photos: R@1 0.53 -> 0.63, for about +100 ms a search. The side is region search's
-    # (engine.regions.DETECTION_SIDE), so that the page's region search reuses the search's detector pass
-    # (at 320 px R@1 was no better: benchmarks/README.md).
+    # scoring at least main_piece_score, in a decode of at least detection_min_side px (crops need the
+    # pixels). Chosen on the real-photo benchmark's phone-like dev photos (benchmarks/README.md).
     main_pieces: int = 2
     main_piece_score: float = 0.1
-    main_piece_side: int = 384
     detection_min_side: int = 640
+    # The detector's input side, for a search's main pieces and region search alike, so that the page's region
+    # search reuses its search's detector pass: rooms hold small chairs, and 384 px costs 0.4x the time of the
+    # 512 px it was trained at for about as many boxes (benchmarks/README.md).
+    detection_side: int = 384
     # Work per request is bounded whatever the photo's size: a search decodes at most search_max_side px,
     # a region search at most region_max_side (its boxes are still given in the photo's pixels).
     search_max_side: int = 2048

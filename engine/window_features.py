@@ -37,7 +37,7 @@ from engine.window_scorer import window_feature_names
 # Longer side of the proposal pass; a multiple of the 32 px stride. 640 gives a 20-cell grid: at 448 (14 cells)
 # no candidate window fitted 5 of 6 lamps of the scenes benchmark (a window fitted 17% of lamps, now 67%).
 PROPOSAL_SIDE = 640
-STRIDE = 32
+CELL_SIZE = 32  # input pixels per cell of the proposal pass (the backbone's output stride)
 
 # Border cells an object may touch without being taken for background.
 BORDER_TOLERANCE = 3
@@ -107,8 +107,8 @@ def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image,
     y scale from cells' pixels back to the photo's."""
     width, height = image.size
     scale = side / max(width, height)
-    new_w = max(STRIDE, round(width * scale / STRIDE) * STRIDE)
-    new_h = max(STRIDE, round(height * scale / STRIDE) * STRIDE)
+    new_w = max(CELL_SIZE, round(width * scale / CELL_SIZE) * CELL_SIZE)
+    new_h = max(CELL_SIZE, round(height * scale / CELL_SIZE) * CELL_SIZE)
     resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
     prep = extractor.spec.preprocessing
     batch = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div_(255.0)
@@ -317,5 +317,5 @@ def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCand
 
 def cells_to_pixels(window: np.ndarray, scale_x: float, scale_y: float) -> tuple[int, int, int, int]:
     """An (x0, y0, x1, y1) window in cells as a box in photo pixels."""
-    x0, y0, x1, y1 = window * STRIDE
+    x0, y0, x1, y1 = window * CELL_SIZE
     return round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x), round(y1 * scale_y)

@@ -8,9 +8,8 @@ import torch
 
 import pytest
 
-from engine.detector import STRIDE, Detector, _same_padding, _upsample2, decode, load_detector
+from engine.detector import OUTPUT_STRIDE, Detector, _same_padding, _upsample2, decode, load_detector
 from engine.images import load_image
-from engine.regions import DETECTION_SIDE
 from engine.settings import DEFAULT_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +37,13 @@ def test_decoding_keeps_local_maxima_and_boxes_them_around_their_cell():
     sizes = torch.zeros(1, 4, 16, 16)
     sizes[0, :, 10, 5] = torch.tensor([4.0, 8.0, 12.0, 16.0])  # left, top, right, bottom
     detections = decode(heatmap, sizes, count=3)[0]
-    x, y = 5 * STRIDE, 10 * STRIDE
+    x, y = 5 * OUTPUT_STRIDE, 10 * OUTPUT_STRIDE
     assert detections[0].tolist() == [x - 4, y - 8, x + 12, y + 16, torch.tensor(0.9).item(), 2]
     assert detections[1, 4].item() == 0.5 and detections[1, 5].item() == 0
     assert detections[2, 4].item() == 0  # the suppressed neighbour is not among them
 
 
-@pytest.mark.parametrize("side", [DETECTION_SIDE, 320])
+@pytest.mark.parametrize("side", [DEFAULT_SETTINGS.detection_side, 320])
 def test_the_shipped_detector_boxes_rendered_furniture_and_nothing_in_a_cheetah(side):
     detector = load_detector()
     assert detector is not None
@@ -66,16 +65,15 @@ def test_the_input_side_must_suit_the_network():
 def test_search_and_region_search_share_one_detector_pass(monkeypatch):
     # The page searches a photo, then finds its regions: the same network input, so the network runs once,
     # and a lower score threshold still sees every detection the pass kept.
-    assert DEFAULT_SETTINGS.main_piece_side == DETECTION_SIDE
     detector = Detector.load()
     runs = []
     network = detector.network
     monkeypatch.setattr(detector, "network", lambda batch: runs.append(batch.shape) or network(batch))
     chair = load_image(ROOT / "reference_gallery" / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg")
-    loose = detector.detect(chair, DEFAULT_SETTINGS.main_piece_score, DETECTION_SIDE)
-    strict = detector.detect(chair.copy(), 0.2, DETECTION_SIDE)
+    loose = detector.detect(chair, DEFAULT_SETTINGS.main_piece_score, DEFAULT_SETTINGS.detection_side)
+    strict = detector.detect(chair.copy(), 0.2, DEFAULT_SETTINGS.detection_side)
     assert len(runs) == 1 and strict == [d for d in loose if d.score >= 0.2]
     detector.detect(chair, 0.2, 320)  # another input: another pass
     sofa = load_image(ROOT / "reference_gallery" / "sofa" / "sofa-bs0-couch" / "front_three_quarter.jpg")
-    assert detector.detect(sofa, 0.2, DETECTION_SIDE)[0].category == "sofa"
+    assert detector.detect(sofa, 0.2, DEFAULT_SETTINGS.detection_side)[0].category == "sofa"
     assert len(runs) == 3
