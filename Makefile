@@ -18,6 +18,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-scale.txt
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 
+# axe-core, the accessibility checker the browser tests run on the page (npm registry).
+AXE := .cache/axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	npm install --silent --no-audit --no-fund --prefix .cache/axe axe-core@4.14.1
+
 # Debian packages the tests need (headless Chromium, OSMesa), installed only when missing.
 system-deps:
 	@missing=$$(for p in $$(cat apt-packages.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -26,7 +31,7 @@ system-deps:
 run: $(VENV)/.runtime
 	$(PY) app.py
 
-test: system-deps $(VENV)/.dev
+test: system-deps $(VENV)/.dev $(AXE)
 	$(PY) -m pytest
 
 # Render the bundled catalogue (reference_gallery/, benchmarks/queries/) from Sweet Home 3D models: docs/gallery.md.

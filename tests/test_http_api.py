@@ -17,7 +17,7 @@ from engine.errors import ServiceUnavailableError
 from http_api import ApiContext, create_api
 from service import SearchSlot, new_searches
 from tests.conftest import draw_furniture
-from tests.test_app_handlers import huge_png, room_photo
+from tests.test_page_handlers import huge_png, room_photo
 
 
 def jpeg(category: str, colour=(30, 90, 200), variant: int = 0, size: int = 400) -> bytes:

@@ -29,10 +29,11 @@ pytestmark = pytest.mark.slow
 PAGE_ENDPOINTS = {
     "search_photo": lambda f: [f, 4, "auto"],
     "find_regions": lambda f: [f, 4, "auto"],
-    "photo_for_crop": lambda f: [f, True],
-    "search_region": lambda f: [f, [], "Whole photo", 4, "auto"],
-    "more_like_this": lambda f: [f, [0], 4, "auto"],
-    "search_crop": lambda f: [{"background": f, "layers": [], "composite": f}, 4, "auto"],
+    "crop_photo": lambda f: [f],
+    "crop_corner": lambda f: [f],
+    "search_region": lambda f: [f, "Whole photo", 4, "auto"],
+    "more_like_this": lambda f: [f, 4, "auto"],
+    "search_crop": lambda f: [f, 4, "auto"],
 }
 
 
@@ -194,7 +195,7 @@ def test_no_answer_carries_a_path_of_the_server(server):
 
     url, root, process = server
     photo = root / "room.jpg"
-    from tests.test_app_handlers import room_photo
+    from tests.test_page_handlers import room_photo
 
     room_photo(photo, 1600, 800)
     client = Client(url, verbose=False, download_files=False)
@@ -213,9 +214,8 @@ def test_no_answer_carries_a_path_of_the_server(server):
         with pytest.raises(Exception) as error:
             client.predict(handle_file(str(bad)), 4, "auto", api_name="/search_photo")
         answers.append(str(error.value))
-    crop = {"background": handle_file(str(photo)), "layers": [], "composite": handle_file(str(photo))}
-    answers.append(client.predict(crop, 4, "auto", api_name="/search_crop"))
     for call in (lambda: client.predict(handle_file(str(photo)), 4, "auto", api_name="/more_like_this"),
+                 lambda: client.predict(handle_file(str(photo)), 4, "auto", api_name="/search_crop"),
                  lambda: client.predict("red", 4, "auto", api_name="/refine_by_colour")):
         with pytest.raises(Exception) as error:
             call()

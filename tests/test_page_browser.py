@@ -1,0 +1,166 @@
+"""What a shopper sees, driven in headless Chromium at 1280 px and at 390 px with touch: every control does what it
+says, results are readable on a phone, and the page has names for what it shows (axe-core finds nothing serious)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import draw_furniture
+from tests.test_app import CHROMIUM, ROOT, start_app, wait_until_indexed
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (make test does)")]
+AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from gradio_client import Client
+
+    root = tmp_path_factory.mktemp("page")
+    process, url = start_app(root)
+    scene = Image.new("RGB", (1200, 600), (235, 230, 220))
+    scene.paste(draw_furniture("chair", (30, 90, 200), 0, size=560), (20, 20))
+    scene.paste(draw_furniture("lamp", (200, 40, 40), 1, size=560), (620, 20))
+    scene.save(root / "scene.jpg", quality=92)
+    wait_until_indexed(Client(url, verbose=False, download_files=False), root / "scene.jpg")
+    yield url, root
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def searched(browser, url: str, photo: Path, device: dict):
+    """A page on which ``photo`` was uploaded and its results (and pieces) shown."""
+    page = browser.new_page(**device)
+    page.goto(url)
+    page.locator("#query-image input[type=file]").set_input_files(str(photo))
+    page.locator("#results img").first.wait_for(timeout=60_000)
+    # The pieces found come next (this scene has two), replacing the results with the best piece's.
+    page.locator("#regions img").first.wait_for(timeout=60_000)
+    page.get_by_text("Results for the ").first.wait_for(timeout=60_000)
+    return page
+
+
+def tap_on_picture(page, selector: str, x: int, y: int, touch: bool) -> None:
+    """Tap (or click) the picture at pixel (x, y) of the image file it shows."""
+    img = page.locator(f"{selector} img").first
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    natural = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])  # object-fit: contain
+    left = box["x"] + (box["width"] - natural[0] * scale) / 2
+    top = box["y"] + (box["height"] - natural[1] * scale) / 2
+    point = (left + x * scale, top + y * scale)
+    if touch:
+        page.touchscreen.tap(*point)
+    else:
+        page.mouse.click(*point)
+
+
+@pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_crop_searched_is_the_crop_shown(server, browser, device):
+    url, root = server
+    page = searched(browser, url, root / "scene.jpg", device)
+    page.get_by_text("Crop by hand").click()
+    page.locator("#crop-picture img").first.wait_for(timeout=30_000)
+    first = page.locator("#crop-picture img").first.get_attribute("src")
+    # The lamp is the right half of the photo, which the page shows at 1024 x 512.
+    tap_on_picture(page, "#crop-picture", 1000, 20, "has_touch" in device)
+    page.wait_for_function(f"document.querySelector('#crop-picture img').src !== {json.dumps(first)}")
+    second = page.locator("#crop-picture img").first.get_attribute("src")
+    tap_on_picture(page, "#crop-picture", 530, 490, "has_touch" in device)
+    page.wait_for_function(f"document.querySelector('#crop-picture img').src !== {json.dumps(second)}")
+    page.get_by_role("button", name="Search the crop").click()
+    page.get_by_text("Results for your crop.").wait_for(timeout=60_000)
+    assert "It looks like a lamp" in page.locator("#summary").inner_text()
+    page.close()
+
+
+def test_picking_a_result_keeps_the_shoppers_photo_and_explains_the_match(server, browser):
+    url, root = server
+    page = searched(browser, url, root / "scene.jpg", DESKTOP)
+    photo = page.locator("#query-image img").first.get_attribute("src")
+    page.locator("#results .thumbnail-item").first.click()
+    page.locator("#why img").first.wait_for(timeout=60_000)
+    assert page.locator("#query-image img").first.get_attribute("src") == photo
+    picked = page.locator("#picked").inner_text()
+    assert picked.startswith("Picked:") and "Why it matched your photo:" in picked
+    assert page.locator("#summary").inner_text().startswith("Results for the picked ")
+    # The results stay right below the summary, above the picked product.
+    assert page.locator("#results").bounding_box()["y"] < page.locator("#picked").bounding_box()["y"]
+    looks = page.locator("#results .thumbnail-item").evaluate_all(
+        "bs => bs.map(b => { const s = getComputedStyle(b); return s.borderColor + s.boxShadow; })")
+    assert len(set(looks)) == 1  # no tile still marked as the one picked
+    page.close()
+
+
+def test_colour_chips_work_by_keyboard_and_say_why_the_order(server, browser):
+    url, root = server
+    page = searched(browser, url, root / "scene.jpg", DESKTOP)
+    chips = page.locator("#colour-chips input[type=radio]")
+    chips.first.wait_for(state="attached", timeout=30_000)
+    chips.first.focus()
+    page.keyboard.press("Tab")  # each chip is reached with the tab key and picked with the space bar
+    page.keyboard.press("Space")
+    colour = page.locator("#colour-chips input:checked").get_attribute("value")
+    assert colour != "Any colour"
+    page.get_by_text(f"so the same look in {colour} comes first").wait_for(timeout=30_000)
+    captions = page.locator("#results .caption-label").all_inner_texts()
+    assert captions and all(re.fullmatch(rf".+ · \d+% alike · \d+% {colour}", text) for text in captions)
+    page.close()
+
+
+def test_results_are_readable_on_a_phone(server, browser):
+    url, root = server
+    page = searched(browser, url, root / "scene.jpg", PHONE)
+    grid = page.locator("#results .grid-wrap")
+    assert grid.evaluate("g => g.scrollHeight <= g.clientHeight + 1")  # no box scrolling inside the page
+    items = page.locator("#results .thumbnail-item")
+    assert items.count() == 8
+    for i in range(items.count()):
+        image, caption = items.nth(i).locator("img").bounding_box(), items.nth(i).locator(".caption-label").bounding_box()
+        assert caption["y"] >= image["y"] + image["height"] - 1  # the caption under the picture, not over it
+        assert re.fullmatch(r"Test \w+ \d · \d+% alike", items.nth(i).locator(".caption-label").inner_text())
+    # The photo and the first results on the first screen; the short explanation shown.
+    page.evaluate("window.scrollTo(0, 0)")
+    assert items.first.bounding_box()["y"] + 60 < 844
+    assert page.get_by_text("find the most similar products").is_visible()
+    page.close()
+
+
+def test_everything_shown_has_a_name_and_axe_finds_nothing_serious(server, browser, tmp_path):
+    url, root = server
+    page = searched(browser, url, root / "scene.jpg", DESKTOP)
+    assert page.locator("#query-image img").first.get_attribute("alt") == "Your photo"
+    assert page.locator("#regions img").first.get_attribute("alt")
+    labels = page.locator("#results .thumbnail-item").evaluate_all("bs => bs.map(b => b.getAttribute('aria-label'))")
+    captions = page.locator("#results .caption-label").all_inner_texts()
+    assert labels == captions  # a screen reader hears the product, not "Thumbnail 2 of 8"
+    assert all(page.locator("#examples button").evaluate_all("bs => bs.map(b => !!b.getAttribute('aria-label'))"))
+    assert "Use via API" not in page.locator("footer").inner_text()
+    assert page.evaluate("fetch('/favicon.ico').then(r => r.headers.get('content-type'))") == "image/svg+xml"
+    assert "Drop Image Here" not in page.content()
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    serious = [(v["id"], v["impact"], [node["target"] for node in v["nodes"]]) for v in found
+               if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
+    page.close()
