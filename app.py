@@ -73,7 +73,7 @@ def results_column() -> dict:
     parts["summary"] = gr.Markdown(elem_id="summary")
     parts["colour_choice"] = gr.Radio([page.ANY_COLOUR], value=page.ANY_COLOUR, label="Same look, other colour",
                                       visible=False, elem_id="colour-chips")
-    gr.Markdown("## Similar products\nPick one for more like it.", elem_id="results-heading")
+    gr.Markdown("**Similar products** · pick one for more like it", elem_id="results-heading")
     parts["results"] = gr.Gallery(show_label=False, label="Similar products", columns=4, height="auto",
                                   object_fit="contain", allow_preview=False, elem_id="results")
     parts["picked"] = gr.Markdown(visible=False, elem_id="picked")

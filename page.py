@@ -71,6 +71,9 @@ def summary(response: SearchResponse, mode: str = "auto", what: str = "your phot
                      "so both were searched.")
     if not response.close_match:
         lines.append("**No close match in this catalogue.** These are the nearest products, but they do not look alike.")
+    scores = [result.score for result in response.results]
+    if not response.colour and any(later > earlier + 0.005 for earlier, later in zip(scores, scores[1:])):
+        lines.append("Products of the likelier kind come first, so a closer look of another kind may come later.")
     if response.colour:
         lines.append(f"Refined by colour: ranked by look and by how much of each product is {response.colour}, "
                      f"so the same look in {response.colour} comes first.")

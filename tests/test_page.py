@@ -34,6 +34,14 @@ def test_the_summary_says_one_thing_a_sentence_without_jargon():
         assert jargon not in unsure
 
 
+def test_results_out_of_likeness_order_are_explained():
+    ordered = response({"sofa": 0.9, "bed": 0.1})
+    ordered.results = [SearchResult("a", "Couch", "sofa", 0.60, "a.jpg", 0), SearchResult("b", "Bed", "bed", 0.65, "b.jpg", 1)]
+    assert "Products of the likelier kind come first" in page.summary(ordered)
+    ordered.results.reverse()
+    assert "likelier kind" not in page.summary(ordered)
+
+
 def test_captions_name_the_product_and_say_how_alike_in_percent():
     result = response({"chair": 1.0}).results[0]
     assert page.caption(result) == "Oak chair · 79% alike"

@@ -15,7 +15,11 @@
       if (caption && button.getAttribute("aria-label") !== caption.textContent) {
         button.setAttribute("aria-label", caption.textContent);
       }
+      // The button says what the result is; its picture would only say it again.
+      button.querySelectorAll("img").forEach((img) => { if (img.alt) img.alt = ""; });
     });
+    // Footer icons next to their words ("Settings"): decorative.
+    document.querySelectorAll("footer a img, footer button img").forEach((img) => { if (img.alt) img.alt = ""; });
     document.querySelectorAll("#examples button").forEach((button, i) => {
       if (!button.getAttribute("aria-label")) button.setAttribute("aria-label", `Try example photo ${i + 1}`);
       button.querySelectorAll("img").forEach((img) => { if (!img.alt) img.alt = `Example photo ${i + 1}`; });
