@@ -43,13 +43,12 @@ from engine.window_scorer import WindowScorer
 # Regions overlapping a better one by more than this IoU are dropped...
 NMS_IOU = 0.4
 # ...and, with a trained scorer, so are those of the same category lying this much (intersection over the
-# smaller) inside or around it: another box of the same sofa. Frees the slot for another piece of furniture
-# (on 1,379 objects of validation scenes: boxes found 81.1% -> 83.0%, product in top 10 70.3% -> 72.2%,
-# 3.1 regions per photo instead of 4.0); a chair in front of a bed is of another category and stays. The
-# untrained ranking puts loose boxes first and would lose the tight ones inside (boxes found 52% -> 43%).
+# smaller) inside or around it: another box of the same sofa, whose slot is better given to another piece
+# of furniture; a chair in front of a bed is of another category and stays. Not with the untrained ranking,
+# which puts loose boxes first and would lose the tight ones inside (benchmarks/README.md has the figures).
 SAME_CATEGORY_OVERLAP = 0.4
-# Detections (engine.detector) kept as regions: on the dev room photos of the real-photo benchmark, the regions'
-# categories were those of the room's furniture for 72% of the regions instead of 57%.
+# Detections (engine.detector) kept as regions: the score at which, on the real-photo benchmark's dev rooms,
+# the regions' categories were most often those of the room's furniture (benchmarks/README.md).
 DETECTION_SCORE = 0.2
 # Regions below this share of the best region's score are not proposed.
 RELATIVE_SCORE = 0.25

@@ -34,8 +34,8 @@ from engine.classify import CategoryClassifier
 from engine.vectors import dot_products
 from engine.window_scorer import window_feature_names
 
-# Longer side of the proposal pass; a multiple of the 32 px stride. 640 gives a 20-cell grid: at 448 (14 cells)
-# no candidate window fitted 5 of 6 lamps of the scenes benchmark (a window fitted 17% of lamps, now 67%).
+# Longer side of the proposal pass; a multiple of the 32 px cell. A 20-cell grid: with fewer cells no
+# candidate window fits most thin pieces such as lamps (benchmarks/README.md).
 PROPOSAL_SIDE = 640
 CELL_SIZE = 32  # input pixels per cell of the proposal pass (the backbone's output stride)
 
@@ -45,7 +45,7 @@ BORDER_TOLERANCE = 3
 RING = 1
 # Candidate windows pooled, classified and scored per photo (of 25,200 on the 20 x 15 grid), taken in
 # contrast order, skipping any that overlaps an already taken one by more than CANDIDATE_IOU: the top
-# windows by contrast alone are mostly shifted copies of a few windows and missed 29% of the objects.
+# windows by contrast alone are mostly shifted copies of a few windows, and miss objects.
 CANDIDATES = 500
 CANDIDATE_IOU = 0.7
 # Windows taken at a time by the suppression (see _distinct).
@@ -287,7 +287,7 @@ def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCand
                                 np.zeros((0, cells.shape[-1]), np.float32), np.zeros((0, len(categories))))
     chosen, chosen_inside = windows[picked], inside[picked]
     # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
-    # strong context cells dominate (dev scenes: 32% of boxes found and 22% top 10, against 46% and 43%).
+    # strong context cells dominate it (benchmarks/README.md).
     # float32 integrals: sums of windows to ~1e-4 relative, at half the memory traffic of float64.
     feature_integral, product_integral = _integral(cell_features, torch.float32), _integral(cell_products, torch.float32)
     summed = _box_sums(feature_integral, chosen)

@@ -20,12 +20,11 @@ ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6", mode=ctypes.
 
 from usearch.index import Index  # noqa: E402
 
-# The vector index, chosen by catalogue size from python -m benchmarks.scale (benchmarks/README.md): exact
-# search below EXACT_BELOW images, where it is never wrong and within 0.1 ms of the graph; above it an HNSW
-# graph of i8 vectors scaled per vector (index_input: half the memory of f16 and 0.7x its search time
-# for 0.01 less recall), built with a wide expansion (recall@10 0.97 where 40 gives 0.93 at 1M, in the same memory),
-# searched wider for large catalogues, where the same breadth finds fewer of the true neighbours (0.97
-# at 100k with 64, at 1M with 256).
+# The vector index, chosen by catalogue size (python -m benchmarks.scale; the sweeps are in benchmarks/README.md):
+# exact search below EXACT_BELOW images, where it is never wrong and about as fast as a graph; above it an
+# HNSW graph of i8 vectors scaled per vector (index_input: half the memory of f16, and faster, for a little
+# recall), built with a wide expansion (more recall in the same memory), and searched wider for large
+# catalogues, where the same breadth finds fewer of the true neighbours.
 EXACT_BELOW = 1_000
 HNSW_DTYPE = "i8"
 HNSW_CONNECTIVITY = 16
