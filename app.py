@@ -63,7 +63,8 @@ def photo_column() -> dict:
                                               height=360, elem_id="crop-picture")
         parts["crop_button"] = gr.Button("Search the crop", elem_id="search-crop")
     if example_photos():
-        gr.Examples(example_photos(), inputs=[parts["image"]], label="Or try one of these photos", elem_id="examples")
+        parts["examples"] = gr.Examples(example_photos(), inputs=[parts["image"]], label="Or try one of these photos",
+                                        elem_id="examples")
     return parts
 
 
@@ -90,7 +91,11 @@ def wire(c: dict) -> None:
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"]]
     regions_out = [c["marked"], c["region"], c["region_embeddings"], c["region_boxes"], *outputs]
-    for event in (c["button"].click, c["image"].input):
+    # A photo picked among the examples is searched as an upload is, once it is in place.
+    started = [c["button"].click, c["image"].input]
+    if "examples" in c:
+        started.append(c["examples"].load_input_event.then)
+    for event in started:
         event(search_photo, search_in, outputs, **one).then(find_regions, search_in, regions_out, **one)
     region_in = [c["image"], c["region_embeddings"], c["region_boxes"], c["region"], c["k"], c["category"]]
     c["region"].input(search_region, region_in, outputs, **one)

@@ -170,3 +170,15 @@ def test_everything_shown_has_a_name_and_axe_finds_nothing_serious(server, brows
                    if v["impact"] in ("serious", "critical")]
         assert serious == [], (state, serious)
     page.close()
+
+
+def test_an_example_photo_is_searched_when_picked(server, browser):
+    # The examples are files Gradio copied into this instance's uploads when the page was built: the request
+    # guard lets them through, as it does the shopper's own uploads.
+    url, _ = server
+    page = browser.new_page(**DESKTOP)
+    page.goto(url)
+    page.locator("#examples button").first.click()
+    page.locator("#results img").first.wait_for(timeout=60_000)
+    page.get_by_text("Results for ").first.wait_for(timeout=60_000)
+    page.close()
