@@ -45,8 +45,8 @@ nearest in look by their look plus how much of each is that colour.
 
 **Several pieces in one photo.** A small detector trained on real photos (COCO) boxes the
 chairs, sofas, beds and tables; the search also searches the largest of them on their own.
-The pieces found are drawn on a copy of your photo; pick one to search it alone. A photo of one
-product filling the frame, or on a plain background, is searched whole. **Crop by hand** searches
+The pieces found are drawn on a copy of your photo; pick one to search it alone. A product photo on a
+plain backdrop (a studio shot) is searched whole. **Crop by hand** searches
 exactly the part of the photo you mark with two taps.
 """
 

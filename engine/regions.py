@@ -198,19 +198,14 @@ def moved_edges(boxes: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) -
 
 
 def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
-    """Whether the photo shows one dominant product, to be searched whole rather than by region.
+    """Whether the photo shows one product, to be searched whole rather than by its pieces: no region was found,
+    or its border is plain (a studio or cut-out shot, as shops and the catalogue photograph products).
 
-    The rule: no region was found; or the photo's border is plain (a studio or
-    cut-out shot, like the catalogue's own) and no other region reaches half the
-    best one's confidence, apart from regions mostly overlapping it (parts of the
-    same object). Size alone says nothing: the best-scoring window in a room is
-    often a large one, and a sofa seen close up has the room beside it.
+    A plain border separates the real-photo benchmark's dev product photos from its rooms without one error
+    (benchmarks/results/real.md); a studio shot's several regions are parts of the product (a lamp's shade and
+    base) or what it is sold with (a bed's night tables), not pieces to choose from.
     """
-    if not regions:
-        return True
-    best = regions[0]
-    runners_up = [r for r in regions[1:] if r.confidence >= 0.5 * best.confidence and _overlap(r.box, best.box) < 0.5]
-    return not runners_up and _plain_border(image)
+    return not regions or _plain_border(image)
 
 
 def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:

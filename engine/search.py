@@ -211,8 +211,8 @@ class SearchEngine:
         Each proposed region is searched with its embedding pooled from the
         proposal pass (``category`` as in ``search``; "auto" predicts it from
         that embedding). A category name also asks the proposal for pieces of
-        that category only ("the chairs in this room"). A product shot (one
-        dominant object) is searched whole instead. ``colour`` refines each
+        that category only ("the chairs in this room"). A product shot (a plain
+        backdrop, ``engine.regions.is_product_shot``) is searched whole instead. ``colour`` refines each
         region's results as in ``search``. Raises ``ImageDecodeError`` for bad
         images, ``UnknownCategoryError`` for a category not in the index.
         """

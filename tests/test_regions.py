@@ -239,3 +239,13 @@ def test_the_detector_boxes_a_real_looking_chair_first_and_windows_fill_in_the_l
     assert regions[0].embedding is not None and abs(np.linalg.norm(regions[0].embedding) - 1) < 1e-5
     assert max(box_iou(lamp_box, region.box) for region in regions[1:]) >= 0.3
     assert all(box_iou(regions[0].box, region.box) <= 0.4 for region in regions[1:])
+
+
+def test_a_studio_photo_is_one_piece_even_where_several_regions_are_found(search_engine):
+    # As shops photograph a product with what it is sold with: on a plain backdrop, searched whole.
+    photo = Image.new("RGB", (900, 500), "white")
+    photo.paste(draw_furniture("table", (120, 80, 40), 0, size=450), (0, 40))
+    photo.paste(draw_furniture("lamp", (200, 40, 40), 1, size=450), (450, 40))
+    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, photo)
+    assert is_product_shot(photo, regions)
+    assert search_engine.search_regions(photo, k=3).product_shot
