@@ -249,3 +249,13 @@ def test_a_studio_photo_is_one_piece_even_where_several_regions_are_found(search
     regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, photo)
     assert is_product_shot(photo, regions)
     assert search_engine.search_regions(photo, k=3).product_shot
+
+
+def test_the_benchmarks_see_the_candidate_windows_region_search_ranks(search_engine, tmp_path):
+    from buildtime.scenes import candidate_boxes
+
+    room, _ = compose([("lamp", 2, (560, 560), 460)], room_seed=1)
+    room.save(tmp_path / "room.jpg")
+    candidates, boxes = candidate_boxes(search_engine, tmp_path / "room.jpg")
+    assert len(boxes) == len(candidates.windows) > 0
+    assert all(0 <= x0 < x1 <= room.width and 0 <= y0 < y1 <= room.height for x0, y0, x1, y1 in boxes)
