@@ -23,7 +23,7 @@ from engine.errors import InvalidRequestError, SearchError
 from engine.images import full_size, load_image
 from engine.requests import MAX_RESULTS, parse_count
 from engine.responses import SearchResponse
-from engine.search import REGION_DECODE_SIDE, SearchEngine
+from engine.search import SearchEngine
 from guards import RequestRefused, uploaded_file
 from http_api import image_url
 from service import AppSettings, CatalogueIndex, InstanceFolders, instance_folders, new_searches
@@ -204,16 +204,15 @@ def find_regions(image_path: str | None, k: int, category: str, request: gr.Requ
     if not image_path or engine is None:
         return (*hidden, *unchanged)
     try:
-        # Decoded once, at the size region search works at; it keeps the photo's own size for the boxes.
-        photo = load_image(image_path, min_side=REGION_DECODE_SIDE, max_side=engine.settings.region_max_side)
-        found = engine.search_regions(photo, k=result_count(k), category=category)
+        found = engine.search_regions(image_path, k=result_count(k), category=category)
     except SearchError:
         return (*hidden, *unchanged)
     if found.product_shot:
         return (*hidden, *unchanged)
-    shown = photo.copy()
+    # The photo as region search decoded it (its own size kept for the boxes), shrunk for the page.
+    shown = found.photo.copy()
     shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))
-    scale = shown.width / full_size(photo)[0]
+    scale = shown.width / full_size(found.photo)[0]
     labels = page.region_labels([m.region.category for m in found.matches])
     boxes = [tuple(round(value * scale) for value in m.region.box) for m in found.matches]
     return (

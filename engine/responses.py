@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from engine.colours import Colour, colours_json
 from engine.regions import Region
@@ -88,6 +89,8 @@ class RegionSearch:
     product_shot: bool
     matches: list[RegionMatch]
     image_size: tuple[int, int] = (0, 0)  # the photo's upright (width, height): the frame of the boxes
+    # The photo as decoded for the search (at most SearchSettings.region_max_side), to draw the regions on.
+    photo: Image.Image | None = field(default=None, repr=False, compare=False)
 
     def to_json(self, query: str) -> dict:
         """The CLI's JSON line: the best region's usual fields plus every region with its results."""

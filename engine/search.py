@@ -229,7 +229,7 @@ class SearchEngine:
             vector = embed_images(self.extractor, [decoded])[0]
             response = self.search_vector(vector, k, category, colour)
             whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
-            return RegionSearch(True, [RegionMatch(whole, response)], (width, height))
+            return RegionSearch(True, [RegionMatch(whole, response)], (width, height), decoded)
         scale_x, scale_y = width / decoded.width, height / decoded.height
         matches = []
         for region in regions:
@@ -237,7 +237,7 @@ class SearchEngine:
             box = (round(x0 * scale_x), round(y0 * scale_y), min(width, round(x1 * scale_x)), min(height, round(y1 * scale_y)))
             response = self.search_vector(region.embedding, k, category, colour)
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
-        return RegionSearch(False, matches, (width, height))
+        return RegionSearch(False, matches, (width, height), decoded)
 
     def explain_match(self, image: ImageInput, row: int) -> MatchExplanation:
         """Why catalogue image ``row`` matched ``image``: heat maps of the parts of each that look like the other
@@ -287,7 +287,8 @@ class SearchEngine:
                 continue
             matches = index.search(vector, count)
             rows = matches.keys.astype(np.int64)
-            colour_matches = (table_match(self._colour_table.get()[0][rows], self._colour_table.get()[1][rows], target,
+            labs, shares = self._colour_table.get()
+            colour_matches = (table_match(labs[rows], shares[rows], target,
                                           self.settings.colour_width)
                               if target else np.zeros(len(rows)))
             for row, distance, colour_match in zip(rows.tolist(), matches.distances.tolist(), colour_matches.tolist()):

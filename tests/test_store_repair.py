@@ -227,16 +227,12 @@ def test_a_store_path_that_is_a_file_is_refused_clearly(pristine, tmp_path, caps
     assert store.read_text() == "oops"
 
 
-def _as_format_2(meta):
-    as_older_format(meta, 2)
-
-
 @pytest.mark.parametrize("damage, embedded", [(None, 0), (_permute_rows, 24), (_zero_rows(slice(None)), 24)])
 def test_an_older_store_is_reused_only_once_a_sample_re_embeds_to_it(damage, embedded, pristine, tmp_path, capsys):
     catalogue, built = pristine
     store = tmp_path / "store"
     shutil.copytree(built, store)
-    _edit_meta(store, _as_format_2)
+    _edit_meta(store, lambda meta: as_older_format(meta, 2))
     if damage is not None:
         _vectors(damage)(store)
     assert main(["info", "--store", str(store)]) in (1, 2)
