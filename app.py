@@ -19,8 +19,8 @@ from engine.images import MAX_FILE_BYTES
 from guards import Guard, Server
 from http_api import ApiContext, create_api
 from page_handlers import (SETTINGS, CountInput, PhotoInput, PictureOutput, catalogue_index, crop_corner, crop_photo,
-                           find_regions, folders, more_like_this, picked_box, refine_by_colour, search_crop,
-                           search_photo, search_region, searches)
+                           find_regions, folders, more_like_this, picked_box, refilter, refine_by_colour, search_crop,
+                           search_photo, search_region, searches, set_filters)
 from service import limit_heap_growth
 
 ROOT = Path(__file__).resolve().parent
@@ -55,6 +55,12 @@ def photo_column() -> dict:
         parts["category"] = gr.Dropdown(page.category_choices([]), value="auto", label="What to search",
                                         min_width=160, allow_custom_value=True)
         parts["k"] = CountInput(1, 24, value=8, step=1, label="How many results", min_width=140)
+    with gr.Row(elem_id="shop-filters", visible=False) as parts["filters"]:
+        # Shown once the store is loaded, for a catalogue whose shop gives prices, stock or brands.
+        parts["max_price"] = gr.Number(label="Price up to", minimum=0, min_width=110, elem_id="max-price")
+        parts["in_stock"] = gr.Checkbox(label="In stock only", min_width=110, elem_id="in-stock")
+        parts["brand"] = gr.Dropdown([page.ANY_BRAND], value=page.ANY_BRAND, label="Brand", min_width=140,
+                                     elem_id="brand")
     parts["button"] = gr.Button("Find similar", variant="primary", elem_id="find-similar")
     with gr.Accordion("Crop by hand", open=False, elem_id="crop-by-hand") as parts["crop_by_hand"]:
         gr.Markdown("Tap two opposite corners of the piece on the photo below, then search the crop.")
@@ -89,7 +95,7 @@ def wire(c: dict) -> None:
     searches again. Every search shares one queue slot ("search"): one search at a time for the whole page."""
     one = {"concurrency_id": "search", "concurrency_limit": 1}
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
-    search_in = [c["image"], c["k"], c["category"]]
+    search_in = [c["image"], c["k"], c["category"], c["where"]]
     regions_out = [c["marked"], c["region"], c["region_embeddings"], c["region_boxes"], *outputs]
     # A photo picked among the examples is searched as an upload is, once it is in place.
     started = [c["button"].click, c["image"].input]
@@ -97,10 +103,10 @@ def wire(c: dict) -> None:
         started.append(c["examples"].load_input_event.then)
     for event in started:
         event(search_photo, search_in, outputs, **one).then(find_regions, search_in, regions_out, **one)
-    region_in = [c["image"], c["region_embeddings"], c["region_boxes"], c["region"], c["k"], c["category"]]
+    region_in = [c["image"], c["region_embeddings"], c["region_boxes"], c["region"], c["k"], c["category"], c["where"]]
     c["region"].input(search_region, region_in, outputs, **one)
     c["marked"].select(picked_box, c["region_boxes"], c["region"]).then(search_region, region_in, outputs, **one)
-    c["results"].select(more_like_this, [c["image"], c["rows"], c["k"], c["category"]],
+    c["results"].select(more_like_this, [c["image"], c["rows"], c["k"], c["category"], c["where"]],
                         [c["picked"], c["why"], *outputs], **one)
     # A new photo: no product is picked any more, no piece found yet.
     c["image"].input(lambda: (gr.Markdown(visible=False), gr.Image(visible=False)), None, [c["picked"], c["why"]],
@@ -111,10 +117,23 @@ def wire(c: dict) -> None:
     c["crop_by_hand"].collapse(lambda: False, None, c["crop_open"])
     c["image"].change(crop_photo, [c["image"], c["crop_open"]], crop_out, show_progress="hidden")
     c["crop_picture"].select(crop_corner, [c["image"], c["crop"]], crop_out, show_progress="hidden")
-    c["crop_button"].click(search_crop, [c["image"], c["crop"], c["k"], c["category"]], outputs,
+    c["crop_button"].click(search_crop, [c["image"], c["crop"], c["k"], c["category"], c["where"]], outputs,
                            api_name="search_crop", **one)
-    c["colour_choice"].input(refine_by_colour, [c["vectors"], c["colour_choice"], c["k"], c["category"],
-                                                c["subject"]], outputs, **one)
+    again_in = [c["vectors"], c["colour_choice"], c["k"], c["category"], c["subject"], c["where"]]
+    c["colour_choice"].input(refine_by_colour, again_in, outputs, **one)
+    # A filter set: the results shown searched again among the products that meet it.
+    filters = [c["max_price"], c["in_stock"], c["brand"]]
+    for event in (c["max_price"].submit, c["max_price"].blur, c["in_stock"].input, c["brand"].input):
+        event(set_filters, filters, c["where"], queue=False).then(refilter, again_in, outputs, **one)
+
+
+def filter_controls(engine) -> tuple:
+    """The shop filters as the loaded store allows them: shown only where its shop gives prices, stock or brands."""
+    allowed = page.shop_filters(engine.stored.images) if engine else page.ShopFilters()
+    symbol = f" ({allowed.currency})" if allowed.currency else ""
+    return (gr.Row(visible=allowed.any), gr.Number(label=f"Price up to{symbol}", visible=bool(allowed.currency)),
+            gr.Checkbox(visible=allowed.stock),
+            gr.Dropdown(choices=[page.ANY_BRAND, *allowed.brands], visible=bool(allowed.brands)))
 
 
 def build_app() -> gr.Blocks:
@@ -130,23 +149,25 @@ def build_app() -> gr.Blocks:
                 parts = photo_column()
             with gr.Column(scale=3, min_width=280, elem_id="results-column"):
                 parts.update(results_column())
-        for name in ("rows", "region_embeddings", "region_boxes", "vectors", "crop", "crop_open", "subject"):
-            parts[name] = gr.State(False if name == "crop_open" else "" if name == "subject" else [])
+        for name in ("rows", "region_embeddings", "region_boxes", "vectors", "crop", "crop_open", "subject", "where"):
+            parts[name] = gr.State(False if name == "crop_open" else "" if name in ("subject", "where") else [])
         with gr.Accordion("How it works", open=False):
             gr.Markdown(page.HOW_IT_WORKS)
         with gr.Accordion("Catalogue credits and licences", open=False):
-            gr.Markdown(page.credits_markdown(SETTINGS.catalogue))
+            gr.Markdown(page.credits_markdown(SETTINGS.catalogue, SETTINGS.feed))
         wire(parts)
 
         def refresh_status():
             engine = catalogue_index.engine
             choices = page.category_choices(engine.categories if engine else [])
             return (catalogue_index.status(), gr.Dropdown(choices=choices),
-                    gr.Timer(active=engine is None and not catalogue_index.error))
+                    gr.Timer(active=engine is None and not catalogue_index.error), *filter_controls(engine))
 
         timer = gr.Timer(1.0)
-        timer.tick(refresh_status, None, [status, parts["category"], timer], show_progress="hidden")
-        demo.load(refresh_status, None, [status, parts["category"], timer], show_progress="hidden")
+        refreshed = [status, parts["category"], timer, parts["filters"], parts["max_price"], parts["in_stock"],
+                     parts["brand"]]
+        timer.tick(refresh_status, None, refreshed, show_progress="hidden")
+        demo.load(refresh_status, None, refreshed, show_progress="hidden")
     return demo
 
 

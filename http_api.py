@@ -3,12 +3,14 @@
     curl -F image=@photo.jpg http://127.0.0.1:7860/api/search
     curl -F image=@room.jpg -F regions=true -F k=5 http://127.0.0.1:7860/api/search
     curl -F image=@photo.jpg -F colour=mustard http://127.0.0.1:7860/api/search
+    curl -F image=@photo.jpg -F 'where=price<300; availability=in_stock' http://127.0.0.1:7860/api/search
     curl http://127.0.0.1:7860/api/items/PRODUCT_ID
     curl -o picture.jpg http://127.0.0.1:7860/api/images/IMAGE_ID
 
 ``POST /api/search`` answers with the CLI's JSON line (``python -m engine search``), each result with its
 image's path in the catalogue and the URL of its image (and its product page, image source, creator and
-licence where the manifest has them); ``GET /api/items/{id}`` describes one product; ``GET /api/images/{id}``
+licence where the manifest has them, and the shop's price, sale price, availability, brand, colour name and
+product type where its feed or manifest gives them); ``GET /api/items/{id}`` describes one product; ``GET /api/images/{id}``
 is one catalogue image, by the id the other answers give. The OpenAPI description is at ``/api/docs``.
 The limits are the page's (file size, pixels, result counts); every error, a malformed request's too, is
 JSON ``{"error": message, "status": code}`` with a message a person can act on. Searches take turns with
@@ -33,11 +35,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from engine.colours import colours_json
+from engine.filters import parse_where
 from engine.errors import InvalidRequestError, SearchError, ServiceUnavailableError, TimedOutError, TooLargeError
 from engine.images import MAX_FILE_BYTES
 from engine.requests import check_colour, MAX_REGIONS, MAX_RESULTS, parse_count
 from engine.responses import SearchResponse
 from engine.search import SearchEngine
+from engine.shop_fields import SHOP_FIELDS
 from service import Searches
 
 # Seconds a search request may take, waiting for its turn included; a slower one is answered, not waited for.
@@ -52,6 +56,7 @@ FIELDS = {
     "regions": "true to find the pieces of furniture and search each (default false)",
     "max_regions": f"with regions: at most this many, 1-{MAX_REGIONS} (default 4)",
     "colour": "same look in this colour first: a name (red, navy ...) or #hex",
+    "where": "only products that meet it: price<300; availability=in_stock; brand=NAME (conditions joined by ;)",
 }
 FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
@@ -81,6 +86,7 @@ class SearchRequest:
     regions: bool = False
     max_regions: int = 4
     colour: str = ""
+    where: str = ""
 
 
 def parse_flag(name: str, value: str) -> bool:
@@ -120,8 +126,10 @@ async def parse_search_form(request: Request) -> SearchRequest:
         regions=parse_flag("regions", texts.get("regions", "false")),
         max_regions=parse_count("max_regions", texts.get("max_regions", "4"), MAX_REGIONS),
         colour=texts.get("colour", ""),
+        where=texts.get("where", ""),
     )
     check_colour(parsed.colour)
+    parse_where(parsed.where)
     return parsed
 
 
@@ -154,13 +162,14 @@ def search_line(engine: SearchEngine, query: SearchRequest, searches: Searches) 
     with searches.turn():
         if query.regions:
             found = engine.search_regions(query.image, k=query.k, max_regions=query.max_regions,
-                                          category=query.category, colour=query.colour)
+                                          category=query.category, colour=query.colour, where=query.where)
             line = found.to_json(query.name)
             for match, region in zip(found.matches, line["regions"]):
                 region["results"] = _linked(match.response, region["results"], engine)
             response = found.matches[0].response
         else:
-            response = engine.search(query.image, k=query.k, category=query.category, colour=query.colour)
+            response = engine.search(query.image, k=query.k, category=query.category, colour=query.colour,
+                                     where=query.where)
             line = response.to_json(query.name)
     line["results"] = _linked(response, line["results"], engine)
     return line
@@ -255,6 +264,7 @@ def create_api(context: ApiContext) -> FastAPI:
         return {
             "id": product_id, "name": first.name, "category": first.category, "url": first.url,
             "source_url": first.source_url, "creator": first.creator, "license": first.license,
+            **{name: getattr(first, name) for name in SHOP_FIELDS if getattr(first, name)},
             "colours": colours_json(first.colours),
             "images": [image_url(engine.stored.images[row].digest) for row in rows],
         }

@@ -6,15 +6,18 @@ Plain functions of engine records and PIL images; ``app.py`` wires them to Gradi
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.catalogue import CatalogueError, scan_catalogue
+from engine.catalogue import CatalogueError, CatalogueImage, scan_catalogue
 from engine.colours import NAMED_COLOURS, rgb_to_hex
 from engine.explain import MatchExplanation, heat_overlay
 from engine.responses import SearchResponse, SearchResult
 from engine.settings import DEFAULT_SETTINGS
+from engine.shop_fields import availability_text, price_amount, price_text
 
 WEB = Path(__file__).resolve().parent / "web"
 # Photos sent back to the page are at most this size: the boxes and the crop are drawn on such a copy.
@@ -51,6 +54,41 @@ exactly the part of the photo you mark with two taps.
 """
 
 
+ANY_BRAND = "Any brand"
+
+
+@dataclass(frozen=True)
+class ShopFilters:
+    """The filters a catalogue's shop fields allow: a price cap (in its currency), in stock only, a brand."""
+
+    currency: str = ""  # the most common price currency ("" when no product has a price)
+    stock: bool = False  # whether any product says whether it is in stock
+    brands: tuple[str, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.currency or self.stock or self.brands)
+
+
+def shop_filters(images: list[CatalogueImage]) -> ShopFilters:
+    currencies = Counter(amount[1] for image in images if (amount := price_amount(image.sale_price or image.price)))
+    return ShopFilters(currencies.most_common(1)[0][0] if currencies else "",
+                       any(image.availability for image in images),
+                       tuple(sorted({image.brand for image in images if image.brand}, key=str.lower)))
+
+
+def filter_where(max_price: float | None, in_stock: bool, brand: str | None, currency: str = "") -> str:
+    """The filter the page's controls ask for, as the engine takes it ("" for none)."""
+    conditions = []
+    if isinstance(max_price, (int, float)) and not isinstance(max_price, bool) and max_price > 0:
+        conditions.append(f"price<={max_price:g}" + (f" {currency}" if currency else ""))
+    if in_stock:
+        conditions.append("availability=in_stock")
+    if brand and brand != ANY_BRAND:
+        conditions.append(f"brand={brand}")
+    return "; ".join(conditions)
+
+
 def category_choices(categories: list[str]) -> list[tuple[str, str]]:
     """The category menu: what a shopper reads, and the value the engine takes."""
     return [("Guess from the photo", "auto"), ("Every category", "all"), *((f"Only {c}", c) for c in categories)]
@@ -77,13 +115,17 @@ def summary(response: SearchResponse, mode: str = "auto", what: str = "your phot
     if response.colour:
         lines.append(f"Refined by colour: ranked by look and by how much of each product is {response.colour}, "
                      f"so the same look in {response.colour} comes first.")
+    if response.where:
+        lines.append(f"Only products that meet your filters ({response.where}).")
     return "\n\n".join(lines)
 
 
 def caption(result: SearchResult, colour: str = "") -> str:
-    """A result's caption: the product and how alike it looks, in words a shopper reads (and, refined by a
-    colour, how much of it is that colour, which is why it may rank above a closer look)."""
-    text = f"{result.name} · {result.score:.0%} alike"
+    """A result's caption: the product, its price and stock where the shop gives them, and how alike it looks,
+    in words a shopper reads (and, refined by a colour, how much of it is that colour, which is why it may rank
+    above a closer look)."""
+    shop = [price_text(result.price, result.sale_price), availability_text(result.availability)]
+    text = " · ".join([result.name, *filter(None, shop), f"{result.score:.0%} alike"])
     if colour:
         text += f" · {result.colour_match:.0%} {colour}"
     return text
@@ -167,8 +209,9 @@ def product_details(item, explained: bool) -> str:
     """The picked product: its name and category, a link to its page and its credits where the manifest has
     them; what the "why" picture below shows when there is one."""
     parts = [f"**{item.name}** ({item.category})"]
+    parts += filter(None, [price_text(item.price, item.sale_price), availability_text(item.availability), item.brand])
     if item.url.startswith(("https://", "http://")):
-        parts.append(f"[product page ↗]({item.url})")
+        parts.append(f"[{'view in shop' if item.price or item.availability else 'product page'} ↗]({item.url})")
     if item.source_url.startswith(("https://", "http://")):
         parts.append(f"[image source ↗]({item.source_url})")
     credit = " · ".join(value for value in (f"by {item.creator}" if item.creator else "", item.license) if value)
@@ -181,8 +224,10 @@ def product_details(item, explained: bool) -> str:
     return "\n\n".join(lines)
 
 
-def credits_markdown(catalogue: Path) -> str:
-    """Attribution for the catalogue images, as their licences require."""
+def credits_markdown(catalogue: Path, feed: str = "") -> str:
+    """Attribution for the catalogue images, as their licences require (a shop's feed: the shop's own)."""
+    if feed:
+        return f"Product images, names, prices and stock are the shop's, from its product feed ({feed})."
     try:
         images = scan_catalogue(catalogue).images
     except CatalogueError as error:

@@ -182,15 +182,16 @@ def render(response: SearchResponse, request: gr.Request | None, mode: str, subj
 
 
 @handler("Cannot search this image")
-def search_photo(image_path: str | None, k: int, category: str, request: gr.Request = None):
-    """Search the uploaded / captured photo."""
+def search_photo(image_path: str | None, k: int, category: str, where: str = "", request: gr.Request = None):
+    """Search the uploaded / captured photo (among the products that meet the page's filters, ``where``)."""
     if not image_path:
         raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
-    return render(ready_engine().search(image_path, k=result_count(k), category=category), request, category)
+    return render(ready_engine().search(image_path, k=result_count(k), category=category, where=where), request,
+                  category)
 
 
 @handler("Cannot find the furniture in this photo")
-def find_regions(image_path: str | None, k: int, category: str, request: gr.Request = None):
+def find_regions(image_path: str | None, k: int, category: str, where: str = "", request: gr.Request = None):
     """Find the pieces of furniture in the photo and show the best one's results, unless it is a product shot.
 
     Runs after the whole-photo search; leaves its results alone for a product shot. The page gets the
@@ -204,7 +205,7 @@ def find_regions(image_path: str | None, k: int, category: str, request: gr.Requ
     if not image_path or engine is None:
         return (*hidden, *unchanged)
     try:
-        found = engine.search_regions(image_path, k=result_count(k), category=category)
+        found = engine.search_regions(image_path, k=result_count(k), category=category, where=where)
     except SearchError:
         return (*hidden, *unchanged)
     if found.product_shot:
@@ -235,7 +236,7 @@ def picked_box(region_boxes: list, selected: gr.SelectData):
 
 @handler("Cannot search this piece")
 def search_region(image_path: str | None, region_embeddings: list, region_boxes: list, choice: str, k: int,
-                  category: str, request: gr.Request = None):
+                  category: str, where: str = "", request: gr.Request = None):
     """Search the piece picked in the list (or by clicking the marked photo), or the whole photo.
 
     A piece is searched with the embedding its region search used, so it shows what it showed first
@@ -245,12 +246,13 @@ def search_region(image_path: str | None, region_embeddings: list, region_boxes:
         return (gr.skip(),) * RENDERED
     engine = ready_engine()
     if choice == page.WHOLE_PHOTO:
-        return render(engine.search(image_path, k=result_count(k), category=category), request, category,
-                      "your whole photo")
+        return render(engine.search(image_path, k=result_count(k), category=category, where=where), request,
+                      category, "your whole photo")
     labels = [label for _, label in region_boxes]
     if choice not in labels or len(labels) != len(region_embeddings):
         raise InvalidRequestError(f"no piece {choice!r} in this photo; pick one of the pieces shown")
-    response = engine.search_vector(region_embeddings[labels.index(choice)], k=result_count(k), category=category)
+    response = engine.search_vector(region_embeddings[labels.index(choice)], k=result_count(k), category=category,
+                                    where=where)
     return render(response, request, category, f"the {choice}")
 
 
@@ -277,7 +279,8 @@ def crop_corner(image_path: str | None, crop: dict, selected: gr.SelectData, req
 
 
 @handler("Cannot search this crop")
-def search_crop(image_path: str | None, crop: dict, k: int, category: str, request: gr.Request = None):
+def search_crop(image_path: str | None, crop: dict, k: int, category: str, where: str = "",
+                request: gr.Request = None):
     """Search exactly the part of the photo between the two corners tapped."""
     box = page.crop_box((crop or {}).get("points", []))
     if not image_path or box is None:
@@ -288,24 +291,49 @@ def search_crop(image_path: str | None, crop: dict, k: int, category: str, reque
     photo = load_image(image_path, max_side=engine.settings.search_max_side)
     scale = photo.width / crop["size"][0]
     cropped = photo.crop(tuple(round(value * scale) for value in box))
-    return render(engine.search(cropped, k=result_count(k), category=category), request, category, "your crop")
+    return render(engine.search(cropped, k=result_count(k), category=category, where=where), request, category,
+                  "your crop")
 
 
 @handler("Cannot refine by this colour")
-def refine_by_colour(vectors: list, colour: str | None, k: int, category: str, subject: str,
+def refine_by_colour(vectors: list, colour: str | None, k: int, category: str, subject: str, where: str = "",
                      request: gr.Request = None):
     """Search the embeddings of the results shown again, the same look in the colour picked first
     ("Any colour": as searched)."""
     if not vectors:
         raise InvalidRequestError("Search a photo first, then pick one of the colours found among the results.")
+    return search_again(vectors, colour, k, category, subject, where, request)
+
+
+def set_filters(max_price: float | None, in_stock: bool, brand: str | None) -> str:
+    """The filter the page's controls ask for (``page.filter_where``), in the store's price currency."""
+    engine = catalogue_index.engine
+    currency = page.shop_filters(engine.stored.images).currency if engine else ""
+    return page.filter_where(max_price, in_stock, brand, currency)
+
+
+@handler("Cannot filter these results")
+def refilter(vectors: list, colour: str | None, k: int, category: str, subject: str, where: str = "",
+             request: gr.Request = None):
+    """The results shown, searched again among the products that meet the filters now set (nothing to do before
+    a search)."""
+    if not vectors:
+        return (gr.skip(),) * RENDERED
+    return search_again(vectors, colour, k, category, subject, where, request)
+
+
+def search_again(vectors: list, colour: str | None, k: int, category: str, subject: str, where: str,
+                 request: gr.Request | None) -> tuple:
+    """The embeddings searched last, searched again with the colour and filters now chosen."""
     chosen = None if colour in (None, "", page.ANY_COLOUR) else colour
-    response = ready_engine().search_vectors(vectors, k=result_count(k), category=category, colour=chosen)
+    response = ready_engine().search_vectors(vectors, k=result_count(k), category=category, colour=chosen,
+                                             where=where)
     return render(response, request, category, subject or "your photo", new_colours=False)
 
 
 @handler("Cannot search this result")
-def more_like_this(image_path: str | None, rows: list[int], k: int, category: str, selected: gr.EventData = None,
-                   request: gr.Request = None):
+def more_like_this(image_path: str | None, rows: list[int], k: int, category: str, where: str = "",
+                   selected: gr.EventData = None, request: gr.Request = None):
     """Search again with a picked result's catalogue photo; show the product, and why it matched the photo
     searched before (heat maps, ``engine.explain``). The shopper's photo stays where it is.
 
@@ -321,6 +349,6 @@ def more_like_this(image_path: str | None, rows: list[int], k: int, category: st
     why = gr.Image(visible=False)
     if image_path:
         why = picture(page.why_picture(engine.explain_match(image_path, item.row)), "why", request)
-    response = engine.search_item(item.row, k=result_count(k), category=category)
+    response = engine.search_item(item.row, k=result_count(k), category=category, where=where)
     return (gr.Markdown(page.product_details(item, explained=bool(image_path)), visible=True), why,
             *render(response, request, category, f"the picked {item.name}"))

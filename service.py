@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from engine.errors import SearchError, ServiceUnavailableError
+from engine.feed_indexing import index_feed
 from engine.indexing import open_current
 from engine.search import SearchEngine
 
@@ -43,6 +44,7 @@ class AppSettings:
     """Everything the app takes from its environment, read in one place (``from_environment``)."""
 
     catalogue: Path = ROOT / "reference_gallery"  # FURNITURE_CATALOGUE
+    feed: str = ""  # FURNITURE_FEED: a product feed (file or URL) to index from instead of the catalogue folder
     store: Path = ROOT / "index_store" / "default"  # FURNITURE_STORE
     host: str = "127.0.0.1"  # GRADIO_SERVER_NAME (0.0.0.0: every interface)
     port: int = 7860  # GRADIO_SERVER_PORT
@@ -58,6 +60,7 @@ class AppSettings:
         default = cls()
         return cls(
             catalogue=Path(values.get("FURNITURE_CATALOGUE", default.catalogue)).resolve(),
+            feed=values.get("FURNITURE_FEED", default.feed),
             store=Path(values.get("FURNITURE_STORE", default.store)).resolve(),
             host=values.get("GRADIO_SERVER_NAME", default.host),
             port=int(values.get("GRADIO_SERVER_PORT", default.port)),
@@ -81,8 +84,12 @@ class CatalogueIndex:
             self.done, self.total = done, total
 
         try:
-            stored = open_current(self.settings.catalogue, self.settings.store, progress=progress)
-            self.engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
+            if self.settings.feed:  # synced with the feed on every start: the shop's prices and stock change
+                index_feed(self.settings.feed, self.settings.store, progress=progress)
+                self.engine = SearchEngine.open(self.settings.store)
+            else:
+                stored = open_current(self.settings.catalogue, self.settings.store, progress=progress)
+                self.engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
         except SearchError as error:
             self.error = f"The catalogue index could not be built: {error}"
         except Exception as error:  # a bug: say so on the page instead of "Loading…" for ever

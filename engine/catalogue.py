@@ -7,7 +7,9 @@ A catalogue is a folder laid out as either
 
 with an optional ``manifest.csv`` or ``manifest.json`` at its root that adds
 per-product fields (``name``, ``url`` (its product page), ``creator``, ``license``, ``source``,
-``source_url`` (where the image or its 3D model comes from)).
+``source_url`` (where the image or its 3D model comes from), and what a shop says of it: ``price``,
+``sale_price``, ``availability``, ``brand``, ``colour_name``, ``product_type`` (``engine.shop_fields``)).
+A shop's product feed gives the same records (``engine.feed_indexing``).
 Files that are not images by extension are reported, never fatal; whether an
 image actually decodes is found out when it is embedded.
 """
@@ -23,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import SearchError
+from engine.shop_fields import SHOP_FIELDS, normalise_availability, normalise_price
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-MANIFEST_FIELDS = ("name", "url", "creator", "license", "source", "source_url")
+MANIFEST_FIELDS = ("name", "url", "creator", "license", "source", "source_url", *SHOP_FIELDS)
 # Files a catalogue folder commonly holds that are not catalogue images and not worth reporting.
 IGNORED_NAMES = {"manifest.csv", "manifest.json", "README.md", "CREDITS.md", ".DS_Store", "Thumbs.db"}
 
@@ -47,6 +50,13 @@ class CatalogueImage:
     license: str = ""
     source: str = ""
     source_url: str = ""
+    # What the shop says of the product (engine.shop_fields); "" where it says nothing.
+    price: str = ""  # "129.00 EUR"
+    sale_price: str = ""
+    availability: str = ""  # in_stock, out_of_stock, preorder or backorder
+    brand: str = ""
+    colour_name: str = ""  # the colour as the shop names it (a feed's "color")
+    product_type: str = ""
 
 
 @dataclass
@@ -80,7 +90,11 @@ def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
     for row in rows:
         if not isinstance(row, dict) or not row.get("product_id"):
             raise CatalogueError(f"every manifest row needs a 'product_id' (in {root}); got {row!r}")
-        manifest[str(row["product_id"])] = {key: str(value or "") for key, value in row.items()}
+        fields = {key: str(value or "") for key, value in row.items()}
+        for key in ("price", "sale_price"):
+            fields[key] = normalise_price(fields.get(key, ""))
+        fields["availability"] = normalise_availability(fields.get("availability", ""))
+        manifest[str(row["product_id"])] = fields
     return manifest
 
 

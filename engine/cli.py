@@ -12,8 +12,11 @@ from pathlib import Path
 from engine.backbone_specs import BACKBONES
 from engine.catalogue import IMAGE_SUFFIXES
 from engine.errors import InvalidRequestError, SearchError
+from engine.filters import parse_where
 from engine.store.versions import open_store, read_meta
-from engine.indexing import catalogue_matches, index_catalogue
+from engine.feed import load_category_map
+from engine.feed_indexing import FeedReport, index_feed, print_fetch_progress
+from engine.indexing import IndexReport, catalogue_matches, index_catalogue
 from engine.requests import check_colour, check_count, MAX_REGIONS, MAX_RESULTS
 from engine.search import SearchEngine
 from engine.window_scorer import region_ranking
@@ -32,8 +35,40 @@ def run_index(args: argparse.Namespace) -> int:
         check_count("--workers", args.workers, 1024)
         if args.ray is None:
             raise InvalidRequestError("--workers is for indexing on Ray: add --ray [ADDRESS]")
-    report = index_catalogue(args.catalogue, args.store, backbone=args.backbone, progress=progress_bar,
-                           ray_address=args.ray, ray_workers=args.workers)
+    if (args.catalogue is None) == (args.feed is None):
+        raise InvalidRequestError("index needs one of --catalogue FOLDER or --feed FILE_OR_URL")
+    if args.feed is not None:
+        if args.ray is not None:
+            raise InvalidRequestError("--ray indexes catalogue folders; index a feed without it")
+        return print_feed_report(index_feed(args.feed, args.store, load_category_map(args.category_map),
+                                            args.backbone, fetch_progress=print_fetch_progress(write_progress),
+                                            progress=progress_bar))
+    if args.category_map is not None:
+        raise InvalidRequestError("--category-map maps a feed's categories: use it with --feed")
+    return print_index_report(index_catalogue(args.catalogue, args.store, backbone=args.backbone,
+                                              progress=progress_bar, ray_address=args.ray, ray_workers=args.workers))
+
+
+def write_progress(text: str) -> None:
+    print(text, end="", file=sys.stderr, flush=True)
+
+
+def print_feed_report(report: FeedReport) -> int:
+    """What indexing a feed did: the feed's rows left out, the images that failed and why, then the index."""
+    print(f"feed: {report.products} products; images: {report.downloaded} downloaded, {report.unchanged} unchanged, "
+          f"{len(report.failed_images)} failed, in {report.fetch_seconds:.1f} s")
+    for what, items in (("feed rows left out", report.left_out), ("images that failed", report.failed_images)):
+        if items:
+            print(f"{len(items)} {what}:")
+            for name, why in items:
+                print(f"  {name}: {why}")
+    if report.without_images:
+        print(f"{len(report.without_images)} products left out, none of their images could be used: "
+              + ", ".join(report.without_images))
+    return print_index_report(report.index)
+
+
+def print_index_report(report: IndexReport) -> int:
     if report.repaired:
         print(f"repaired the store: it could not be used ({report.repaired}); rebuilt it")
     if report.verified:
@@ -79,6 +114,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.regions:
         check_count("--max-regions", args.max_regions, MAX_REGIONS)
     check_colour(args.colour)
+    parse_where(args.where)
     queries = query_paths(args.images)
     engine = SearchEngine.open(args.store, catalogue=args.catalogue)
     engine.check_category(args.category)
@@ -87,9 +123,10 @@ def run_search(args: argparse.Namespace) -> int:
         try:
             if args.regions:
                 line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category,
-                                             colour=args.colour).to_json(shown)
+                                             colour=args.colour, where=args.where).to_json(shown)
             else:
-                line = engine.search(path, k=args.k, category=args.category, colour=args.colour).to_json(shown)
+                line = engine.search(path, k=args.k, category=args.category, colour=args.colour,
+                                     where=args.where).to_json(shown)
         except SearchError as error:
             failures += 1
             line = {"query": shown, "error": str(error)}
@@ -107,14 +144,17 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"created:   {meta.created}")
     print(f"backbone:  {backbone.name} ({backbone.layer} layer, {backbone.pooling} pooling, "
           f"{backbone.feature_dim}-d, {backbone.preprocessing.size} px {backbone.preprocessing.fit})")
-    print(f"catalogue: {meta.catalogue}")
+    print(f"catalogue: {meta.catalogue}" + (f" (images of the feed {meta.feed})" if meta.feed else ""))
     try:
         stored = open_store(args.store)  # everything search loads, checked file by file
     except SearchError as error:
         print(f"status:    damaged: {error}")
         return 1
-    up_to_date = catalogue_matches(stored, meta.catalogue)
-    print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
+    if meta.feed:
+        print(f"status:    intact; re-run python -m engine index --feed {meta.feed} --store {args.store} to update it")
+    else:
+        up_to_date = catalogue_matches(stored, meta.catalogue)
+        print(f"status:    {'up to date' if up_to_date else 'out of date: re-run python -m engine index'}")
     print(f"regions:   {region_ranking(backbone.name, meta.categories)}")
     print(f"search:    {index_summary(meta.indexes)}")
     print(f"images:    {len(meta.images)} ({len(meta.skipped)} files skipped)")
@@ -137,9 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Visual furniture search.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index = commands.add_parser("index", help="index (or update the index of) a catalogue folder")
-    index.add_argument("--catalogue", "--gallery", required=True,
+    index = commands.add_parser("index", help="index (or update the index of) a catalogue folder or a product feed")
+    index.add_argument("--catalogue", "--gallery",
                        help="catalogue folder: <category>/[<product_id>/]<image> (--gallery: its old name)")
+    index.add_argument("--feed", metavar="FILE_OR_URL",
+                       help="a product feed in Google Merchant Center's fields (TSV, CSV, RSS/Atom XML; gzip too): "
+                            "its images are fetched and indexed with their prices, stock and links")
+    index.add_argument("--category-map", metavar="FILE",
+                       help='with --feed: a JSON object mapping feed categories to the store\'s, e.g. '
+                            '{"Furniture > Tables > Nightstands": "table"}')
     index.add_argument("--store", required=True, help="folder to write the index to")
     index.add_argument("--backbone", choices=sorted(BACKBONES), help="default: the store's, else efficientnet_lite0")
     index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -154,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--category", default="auto", help="auto (default), all, or a category name")
     search.add_argument("--colour", "--color", metavar="NAME_OR_HEX",
                         help="same look in this colour first: a name (red, mustard, navy, ...) or a hex code (#2d55a0)")
+    search.add_argument("--where", action="append", metavar="CONDITION",
+                        help="only products that meet it: price<300, availability=in_stock, brand=NAME, ... "
+                             "(repeat it, or separate conditions with ';')")
     search.add_argument("--catalogue", "--gallery", help="where the catalogue images are, if moved since indexing")
     search.add_argument("--regions", action="store_true",
                         help="find each piece of furniture in the photo and search it on its own (adds \"regions\")")

@@ -127,16 +127,22 @@ def stored_backbone(store: str | Path) -> str | None:
         return None
 
 
-def index_catalogue(
-    catalogue: str | Path,
+def index_catalogue(catalogue: str | Path, store: str | Path, **options) -> IndexReport:
+    """Index (or re-sync) the catalogue folder ``catalogue`` into ``store``; ``options`` as ``index_scanned``."""
+    return index_scanned(scan_catalogue(catalogue), store, **options)
+
+
+def index_scanned(
+    scanned: Catalogue,
     store: str | Path,
     backbone: str | None = None,
     progress: Progress | None = None,
     batch_size: int = 16,
     ray_address: str | None = None,
     ray_workers: int | None = None,
+    feed: str = "",
 ) -> IndexReport:
-    """Index (or re-sync) the catalogue folder ``catalogue`` into ``store``.
+    """Index (or re-sync) the listed catalogue images into ``store``.
 
     ``backbone`` defaults to the one the store was built with, else the
     product default. Unreadable images are skipped and listed in the report.
@@ -144,13 +150,13 @@ def index_catalogue(
     vectors of it are verified; ``IndexReport.repaired`` says what was wrong.
     ``ray_address`` ("local" for an instance on this machine, else a cluster's
     address) decodes and embeds on Ray, over ``ray_workers`` workers
-    (``engine.ray_indexing``); the store written is the same.
+    (``engine.ray_indexing``); the store written is the same. ``feed`` names the
+    product feed the images were listed from, if any (``engine.feed_indexing``).
     """
     started = time.perf_counter()
     store = Path(store)
     backbone = backbone or stored_backbone(store) or DEFAULT_BACKBONE
     spec = get_spec(backbone)
-    scanned = scan_catalogue(catalogue)
     reusable, previous_count, repaired = _reusable(store, spec)
     skipped = list(scanned.skipped)
     readable = _readable(scanned, skipped)
@@ -175,7 +181,7 @@ def index_catalogue(
     if not images:
         raise CatalogueError(f"none of the images in {scanned.root} could be read; nothing to index")
     classifier = fit_classifier(vectors, [image.category for image in images])
-    save_store(store, spec, scanned.root, images, vectors, classifier, skipped)
+    save_store(store, spec, scanned.root, images, vectors, classifier, skipped, feed)
     reused = len(images) - len(new_vectors)
     return IndexReport(
         store=store, backbone=backbone, images=len(images), embedded=len(new_vectors), reused=reused,

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from engine.catalogue import CatalogueImage
 from engine.colours import Colour, colours_json
 from engine.regions import Region
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
+from engine.shop_fields import SHOP_FIELDS
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -27,10 +29,24 @@ class SearchResult:
     license: str = ""
     colours: tuple[Colour, ...] = ()  # the product's dominant colours in that image
     colour_match: float = 0.0  # with a colour asked for: how much of the product is that colour, 0 to 1
+    # What the shop says of the product (engine.shop_fields); "" where it says nothing.
+    price: str = ""
+    sale_price: str = ""
+    availability: str = ""
+    brand: str = ""
+    colour_name: str = ""
+    product_type: str = ""
+
+
+def found_result(item: CatalogueImage, score: float, path: str, colour_match: float = 0.0) -> SearchResult:
+    """The result for a stored image (``item``, with its ``row`` and ``colours``) found with ``score``."""
+    return SearchResult(product_id=item.product_id, name=item.name, category=item.category, score=score, path=path,
+                        row=item.row, url=item.url, creator=item.creator, license=item.license, colours=item.colours,
+                        colour_match=colour_match, **{name: getattr(item, name) for name in SHOP_FIELDS})
 
 
 def result_json(result: SearchResult) -> dict:
-    """One result as the CLI and the HTTP API print it."""
+    """One result as the CLI and the HTTP API print it: the shop's fields where it gives them."""
     return {
         "id": result.product_id,
         "name": result.name,
@@ -39,6 +55,7 @@ def result_json(result: SearchResult) -> dict:
         "path": result.path,
         "colours": colours_json(result.colours),
         "colour_match": round(result.colour_match, 4),
+        **{name: getattr(result, name) for name in SHOP_FIELDS if getattr(result, name)},
     }
 
 
@@ -54,6 +71,7 @@ class SearchResponse:
     notes: list[str] = field(default_factory=list)
     colour: str = ""  # the colour the results were refined by, as asked ("" for none)
     vectors: list[np.ndarray] = field(default_factory=list, repr=False)  # the embeddings searched (to refine again)
+    where: str = ""  # the filter the results meet, as engine.filters writes it ("" for none)
 
     def to_json(self, query: str) -> dict:
         """The CLI's JSON line for this response."""
@@ -65,6 +83,7 @@ class SearchResponse:
             "close_match": self.close_match,
             "notes": self.notes,
             "colour": self.colour,
+            "where": self.where,
             "results": [result_json(r) for r in self.results],
         }
 
@@ -122,13 +141,19 @@ def merge_responses(responses: list[SearchResponse], k: int, settings: SearchSet
     results = sorted(best.values(), key=rank, reverse=True)[:k]
     leading = max(responses, key=lambda response: response.results[0].score if response.results else -1.0)
     close_match = bool(results) and results[0].score >= settings.no_match_similarity
-    notes = [note for note in leading.notes if not note.startswith("no close match")]
+    notes = [note for note in leading.notes if not note.startswith(("no close match", "only "))]
     if results and not close_match:
         notes.append(no_match_note(results[0].score))
+    if leading.where and len(results) < k:
+        notes.append(filter_note(len(results), leading.where))
     searched = list(dict.fromkeys(name for response in responses for name in response.searched))
     vectors = [vector for response in responses for vector in response.vectors]
     return SearchResponse(leading.category, leading.probabilities, searched, results, close_match, notes,
-                          leading.colour, vectors)
+                          leading.colour, vectors, leading.where)
+
+
+def filter_note(count: int, where: str) -> str:
+    return f"only {count} products meet the filter {where}"
 
 
 def no_match_note(score: float) -> str:

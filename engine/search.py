@@ -24,14 +24,15 @@ from engine.detector import COCO_CATEGORIES, Detector, load_detector
 from engine.embed import embed_images
 from engine.errors import InvalidRequestError
 from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
+from engine.filters import ProductTable, parse_where, where_text
 from engine.images import full_size, load_image
 from engine.store.meta import ALL, StoredImage
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
 from engine.models import Lazy, ModelUnavailableError
 from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count, unknown_category
-from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, look_and_colour, merge_responses,
-                              no_match_note, ranked_score)
+from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, filter_note, found_result,
+                              look_and_colour, merge_responses, no_match_note, ranked_score)
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
 from engine.window_features import PROPOSAL_SIDE, ProposalSample, proposal_sample
 from engine.window_scorer import WindowScorer, load_window_scorer
@@ -42,6 +43,7 @@ REGION_DECODE_SIDE = PROPOSAL_SIDE
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
+Where = str | list[str] | None  # a filter on shop fields (engine.filters)
 
 
 def choose_categories(
@@ -88,6 +90,11 @@ class SearchEngine:
         self._colour_table = Lazy(lambda: colour_table([image.colours for image in stored.images]))
         self._window_scorer = Lazy(self._load_window_scorer)
         self._detector = Lazy(self._load_detector)
+        self._product_table = Lazy(lambda: ProductTable(stored.images))
+        # Each vector index's rows, for searches filtered on shop fields.
+        categories = np.array([item.category for item in stored.images])
+        self.index_rows = {ALL: np.arange(len(stored.images)),
+                           **{name: np.flatnonzero(categories == name) for name in stored.categories}}
 
     @property
     def proposal_sample(self) -> ProposalSample:
@@ -162,7 +169,8 @@ class SearchEngine:
         decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=self.settings.search_max_side)
         return embed_images(self.extractor, [decoded])[0]
 
-    def search(self, image: ImageInput, k: int = 10, category: str = "auto", colour: str | None = None) -> SearchResponse:
+    def search(self, image: ImageInput, k: int = 10, category: str = "auto", colour: str | None = None,
+               where: Where = None) -> SearchResponse:
         """Find the ``k`` products most similar to ``image``.
 
         ``category`` is "auto" (predict it, widen the search when unsure),
@@ -171,27 +179,30 @@ class SearchEngine:
         too (a chair photographed among other furniture; only pieces of the asked
         category when one is asked), and each product keeps its best match over the
         whole photo and those pieces. ``colour`` (a name or hex code) refines the
-        results: the same look in that colour first. Raises ``ImageDecodeError`` for
-        bad images, ``InvalidRequestError`` for a bad count, category or colour.
+        results: the same look in that colour first. ``where`` keeps only the products
+        that meet a filter on what the shop says of them (``engine.filters``: "price<300;
+        availability=in_stock"). Raises ``ImageDecodeError`` for bad images,
+        ``InvalidRequestError`` for a bad count, category, colour or filter.
         """
         check_count("k", k, MAX_RESULTS)
         self.check_category(category)
         check_colour(colour)
+        parse_where(where)
         if self.detector is None:
-            return self.search_vectors([self.embed(image)], k, category, colour)
+            return self.search_vectors([self.embed(image)], k, category, colour, where)
         decoded = load_image(image, min_side=self.settings.detection_min_side, max_side=self.settings.search_max_side)
         vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
-        return self.search_vectors(list(vectors), k, category, colour)
+        return self.search_vectors(list(vectors), k, category, colour, where)
 
     def search_vectors(self, vectors: list[np.ndarray], k: int = 10, category: str = "auto",
-                       colour: str | None = None) -> SearchResponse:
+                       colour: str | None = None, where: Where = None) -> SearchResponse:
         """Search with embeddings of one photo (the whole photo, its pieces), each product at its best match.
 
         A response's ``vectors`` can be passed back here to refine it (another colour, another count).
         """
         if not len(vectors):
             raise InvalidRequestError("nothing to search: search a photo first")
-        responses = [self.search_vector(vector, k, category, colour) for vector in vectors]
+        responses = [self.search_vector(vector, k, category, colour, where) for vector in vectors]
         return merge_responses(responses, k, self.settings) if len(responses) > 1 else responses[0]
 
     def main_pieces(self, decoded: Image.Image, category: str = "auto") -> list[Image.Image]:
@@ -204,7 +215,8 @@ class SearchEngine:
         return [crop_region(decoded, piece.box) for piece in pieces[: self.settings.main_pieces]]
 
     def search_regions(
-        self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto", colour: str | None = None
+        self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto", colour: str | None = None,
+        where: Where = None,
     ) -> RegionSearch:
         """Find the furniture in a (possibly cluttered) photo and search each piece on its own.
 
@@ -213,13 +225,14 @@ class SearchEngine:
         that embedding). A category name also asks the proposal for pieces of
         that category only ("the chairs in this room"). A product shot (a plain
         backdrop, ``engine.regions.is_product_shot``) is searched whole instead. ``colour`` refines each
-        region's results as in ``search``. Raises ``ImageDecodeError`` for bad
+        region's results as in ``search``, and ``where`` filters them. Raises ``ImageDecodeError`` for bad
         images, ``UnknownCategoryError`` for a category not in the index.
         """
         check_count("k", k, MAX_RESULTS)
         check_count("max_regions", max_regions, MAX_REGIONS)
         self.check_category(category)
         check_colour(colour)
+        parse_where(where)
         targeted = category not in ("auto", "all")
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
@@ -227,7 +240,7 @@ class SearchEngine:
                                   category if targeted else None, self.detector, self.settings.detection_side)
         if is_product_shot(decoded, regions):
             vector = embed_images(self.extractor, [decoded])[0]
-            response = self.search_vector(vector, k, category, colour)
+            response = self.search_vector(vector, k, category, colour, where)
             whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
             return RegionSearch(True, [RegionMatch(whole, response)], (width, height), decoded)
         scale_x, scale_y = width / decoded.width, height / decoded.height
@@ -235,7 +248,7 @@ class SearchEngine:
         for region in regions:
             x0, y0, x1, y1 = region.box
             box = (round(x0 * scale_x), round(y0 * scale_y), min(width, round(x1 * scale_x)), min(height, round(y1 * scale_y)))
-            response = self.search_vector(region.embedding, k, category, colour)
+            response = self.search_vector(region.embedding, k, category, colour, where)
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
         return RegionSearch(False, matches, (width, height), decoded)
 
@@ -252,32 +265,39 @@ class SearchEngine:
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.images):
             raise InvalidRequestError(f"no catalogue image number {row!r}; pick one of the results shown")
 
-    def search_item(self, row: int, k: int = 10, category: str = "auto", colour: str | None = None) -> SearchResponse:
+    def search_item(self, row: int, k: int = 10, category: str = "auto", colour: str | None = None,
+                    where: Where = None) -> SearchResponse:
         """"More like this": search with an indexed image's stored vector."""
         self._check_row(row)
-        return self.search_vector(self.stored.vectors[row], k, category, colour)
+        return self.search_vector(self.stored.vectors[row], k, category, colour, where)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, category: str = "auto",
-                      colour: str | None = None) -> SearchResponse:
-        """Search with an already computed unit embedding (``colour`` as in ``search``)."""
+                      colour: str | None = None, where: Where = None) -> SearchResponse:
+        """Search with an already computed unit embedding (``colour`` and ``where`` as in ``search``)."""
         check_count("k", k, MAX_RESULTS)
         target = check_colour(colour)
+        conditions = parse_where(where)
         probabilities = dict(zip(self.categories, self.stored.classifier.predict_proba(vector)[0].tolist()))
         predicted = max(probabilities, key=probabilities.get)
         searched, notes = choose_categories(probabilities, category, self.settings)
         prior = probabilities if category == "auto" else None
-        results = self._nearest_products(vector, searched, k, prior, target)
+        allowed = self._product_table.get().allowed(conditions)
+        results = self._nearest_products(vector, searched, k, prior, target, allowed)
         close_match = bool(results) and results[0].score >= self.settings.no_match_similarity
         if results and not close_match:
             notes.append(no_match_note(results[0].score))
-        return SearchResponse(predicted, probabilities, searched, results, close_match, notes, colour or "", [vector])
+        if allowed is not None and len(results) < k:
+            notes.append(filter_note(len(results), where_text(conditions)))
+        return SearchResponse(predicted, probabilities, searched, results, close_match, notes, colour or "", [vector],
+                              where_text(conditions))
 
     def _nearest_products(
         self, vector: np.ndarray, searched: list[str], k: int, prior: dict[str, float] | None = None,
-        target: RGB | None = None,
+        target: RGB | None = None, allowed: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """Best image per product over the searched indexes, ranked by similarity (plus the category prior, plus
-        the colour match when a colour ``target`` is given: then among the ``colour_pool`` nearest products)."""
+        the colour match when a colour ``target`` is given: then among the ``colour_pool`` nearest products),
+        among the ``allowed`` rows only when a filter is given."""
         best: dict[str, tuple[float, SearchResult]] = {}
         wanted = max(k, self.settings.colour_pool) if target else k
         for name in searched:
@@ -285,33 +305,20 @@ class SearchEngine:
             count = min(len(index), wanted * self._oversample)
             if count == 0:
                 continue
-            matches = index.search(vector, count)
-            rows = matches.keys.astype(np.int64)
+            if allowed is None:
+                rows, distances = index.search(vector, count)
+            else:
+                rows, distances = index.search_filtered(vector, count, allowed, self.index_rows[name],
+                                                        self.stored.vectors)
             labs, shares = self._colour_table.get()
-            colour_matches = (table_match(labs[rows], shares[rows], target,
-                                          self.settings.colour_width)
+            colour_matches = (table_match(labs[rows], shares[rows], target, self.settings.colour_width)
                               if target else np.zeros(len(rows)))
-            for row, distance, colour_match in zip(rows.tolist(), matches.distances.tolist(), colour_matches.tolist()):
+            for row, distance, colour_match in zip(rows.tolist(), distances.tolist(), colour_matches.tolist()):
                 item = self.stored.images[row]
                 score = 1.0 - float(distance)
                 rank = float(ranked_score(score, prior[item.category], self.settings)) if prior else score
                 rank = float(look_and_colour(rank, colour_match, self.settings))
                 if item.product_id not in best or rank > best[item.product_id][0]:
-                    best[item.product_id] = (
-                        rank,
-                        SearchResult(
-                            product_id=item.product_id,
-                            name=item.name,
-                            category=item.category,
-                            score=score,
-                            path=str(self.item_path(item)),
-                            row=item.row,
-                            url=item.url,
-                            creator=item.creator,
-                            license=item.license,
-                            colours=item.colours,
-                            colour_match=colour_match,
-                        ),
-                    )
+                    best[item.product_id] = (rank, found_result(item, score, str(self.item_path(item)), colour_match))
         ranked = sorted(best.values(), key=lambda pair: pair[0], reverse=True)
         return [result for _, result in ranked[:k]]

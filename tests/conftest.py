@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from engine.shop_fields import SHOP_FIELDS
+
 CATEGORIES = ("chair", "lamp", "table")
 PRODUCTS_PER_CATEGORY = 4
 VIEWS_PER_PRODUCT = 2
@@ -81,9 +83,16 @@ def search_engine(built_store):
 
 
 def as_older_format(meta: dict, version: int) -> dict:
-    """A format-3 ``meta.json`` as an older version wrote it: no checksums or row digests (format 2), and no
-    colours either (format 1); the catalogue called "gallery" and its images "items"."""
+    """A ``meta.json`` of today's format as an older version wrote it: no shop fields or feed (format 3), no
+    checksums or row digests either (format 2), and no colours either (format 1); up to format 2 the
+    catalogue called "gallery" and its images "items"."""
     meta["format_version"] = version
+    del meta["feed"]
+    for image in meta["images"]:
+        for name in SHOP_FIELDS:
+            del image[name]
+    if version == 3:
+        return meta
     del meta["checksums"]
     meta["gallery"], meta["items"] = meta.pop("catalogue"), meta.pop("images")
     for image in meta["items"]:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from PIL import Image
 
 import page
-from engine.catalogue import scan_catalogue
+from engine.catalogue import CatalogueImage, scan_catalogue
 from engine.responses import SearchResponse, SearchResult
 
 ROOT = page.WEB.parent
@@ -66,15 +66,37 @@ def test_the_crop_is_the_box_between_two_taps_and_is_drawn_so():
 
 
 def test_product_details_link_the_product_page_credit_the_creator_and_explain_the_picture():
-    shop = SimpleNamespace(name="Oak chair", category="chair", url="https://shop.example/oak-chair",
-                           creator="Doug C", license="CC0", source_url="")
+    shop = CatalogueImage("oak-chair", "chair", "chair/oak.jpg", "Oak chair", url="https://shop.example/oak-chair",
+                          creator="Doug C", license="CC0")
     assert page.product_details(shop, explained=False) == (
         "Picked: **Oak chair** (chair) · [product page ↗](https://shop.example/oak-chair) · by Doug C · CC0. "
         "The results are now more like it.")
-    odd = SimpleNamespace(name="Lamp", category="lamp", url="javascript:alert(1)", creator="", license="",
-                          source_url="javascript:alert(2)")
+    odd = CatalogueImage("lamp", "lamp", "lamp/lamp.jpg", "Lamp", url="javascript:alert(1)",
+                         source_url="javascript:alert(2)")
     details = page.product_details(odd, explained=True)
     assert "javascript" not in details and "Why it matched your photo" in details
+
+
+def test_a_shops_product_shows_its_price_stock_brand_and_a_link_to_buy_it():
+    item = CatalogueImage("oak-chair", "chair", "a.jpg", "Oak chair", url="https://shop.example/p/oak",
+                          price="129.00 EUR", sale_price="99.00 EUR", availability="in_stock", brand="Nordhem")
+    assert page.product_details(item, explained=False).startswith(
+        "Picked: **Oak chair** (chair) · €99.00 (was €129.00) · in stock · Nordhem · "
+        "[view in shop ↗](https://shop.example/p/oak)")
+    result = SearchResult("oak-chair", "Oak chair", "chair", 0.79, "a.jpg", 0, price="1299.00 SEK",
+                          availability="out_of_stock")
+    assert page.caption(result) == "Oak chair · 1,299.00 SEK · out of stock · 79% alike"
+
+
+def test_the_page_filters_are_those_the_shop_fields_allow_and_say_what_they_ask():
+    images = [CatalogueImage("a", "chair", "a.jpg", "A", price="10.00 EUR", brand="Halden"),
+              CatalogueImage("b", "chair", "b.jpg", "B", price="12.00 USD", sale_price="9.00 EUR", brand="birch"),
+              CatalogueImage("c", "lamp", "c.jpg", "C")]
+    assert page.shop_filters(images) == page.ShopFilters("EUR", False, ("birch", "Halden"))
+    assert not page.shop_filters(images[2:]).any
+    assert page.filter_where(300, True, "Halden", "EUR") == "price<=300 EUR; availability=in_stock; brand=Halden"
+    assert page.filter_where(None, False, page.ANY_BRAND) == ""
+    assert page.filter_where(0, False, None) == ""  # an emptied price box is no cap
 
 
 def test_the_bundled_catalogue_links_each_render_to_its_models_source_and_is_credited():

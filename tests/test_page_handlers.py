@@ -68,7 +68,7 @@ def uploaded(photo) -> str:
 
 def test_pieces_come_back_at_display_size_named_and_a_pick_shows_what_was_shown(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg")
-    marked, choices, embeddings, boxes, _, summary, first_items, *_ = handlers.find_regions(str(photo), 4, "auto",
+    marked, choices, embeddings, boxes, _, summary, first_items, *_ = handlers.find_regions(str(photo), 4, "auto", "",
                                                                                            FakeRequest())
     assert marked.visible
     shown = drawn_picture(marked.value)
@@ -82,7 +82,7 @@ def test_pieces_come_back_at_display_size_named_and_a_pick_shows_what_was_shown(
     picked = handlers.picked_box(boxes, click)
     assert picked in labels
     assert not isinstance(handlers.picked_box(boxes, gr.SelectData(None, {"index": [-5, -5], "value": None})), str)
-    _, _, picked_items, *_ = handlers.search_region(str(photo), embeddings, boxes, labels[0], 4, "auto", FakeRequest())
+    _, _, picked_items, *_ = handlers.search_region(str(photo), embeddings, boxes, labels[0], 4, "auto", "", FakeRequest())
     assert picked_items == first_items
     with pytest.raises(gr.Error, match="no piece"):
         handlers.search_region(str(photo), embeddings, boxes, "wardrobe 9", 4, "auto")
@@ -100,7 +100,7 @@ def test_the_crop_copy_is_made_only_while_crop_by_hand_is_open_and_two_taps_crop
     for x, y in ((1000, 60), (540, 460)):  # the lamp, on the right: corners in any order
         _, crop = handlers.crop_corner(photo, crop, gr.SelectData(None, {"index": [x, y], "value": None}), FakeRequest())
     assert crop["points"] == [[1000, 60], [540, 460]]
-    confidences, summary, items, *_ = handlers.search_crop(photo, crop, 4, "auto", FakeRequest())
+    confidences, summary, items, *_ = handlers.search_crop(photo, crop, 4, "auto", "", FakeRequest())
     assert summary.startswith("**Results for your crop.**") and max(confidences, key=confidences.get) == "lamp"
     # A third tap starts a new crop.
     _, crop = handlers.crop_corner(photo, crop, gr.SelectData(None, {"index": [5, 5], "value": None}), FakeRequest())
@@ -145,23 +145,23 @@ def test_a_category_by_name(ready, built_store):
 
 def test_more_like_this_without_a_selection(ready):
     with pytest.raises(gr.Error, match="Click one of the results"):
-        handlers.more_like_this(None, [0, 1], 4, "auto", None)
+        handlers.more_like_this(None, [0, 1], 4, "auto", "", None)
     with pytest.raises(gr.Error, match="Click one of the results"):
-        handlers.more_like_this(None, [], 4, "auto", gr.SelectData(None, {"index": 0, "value": None}))
+        handlers.more_like_this(None, [], 4, "auto", "", gr.SelectData(None, {"index": 0, "value": None}))
 
 
 def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg", 1200, 600)
     rows = [item.row for item in ready.stored.images[:3]]
     details, why, _, summary, items, new_rows, *_ = handlers.more_like_this(
-        str(photo), rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}), FakeRequest())
+        str(photo), rows, 4, "auto", "", gr.SelectData(None, {"index": 1, "value": None}), FakeRequest())
     item = ready.stored.images[rows[1]]
     assert details.visible and item.name in details.value and "Why it matched your photo" in details.value
     assert why.visible and drawn_picture(why.value).height == page.WHY_HEIGHT
     assert items[0][0] == f"http://testserver/api/images/{item.digest}"  # by id, no server path
     assert len(items) == 4 and new_rows[0] == item.row  # the picked image finds itself first
     assert summary.startswith(f"**Results for the picked {item.name}.**")
-    _, why, *_ = handlers.more_like_this(None, rows, 4, "auto", gr.SelectData(None, {"index": 1, "value": None}))
+    _, why, *_ = handlers.more_like_this(None, rows, 4, "auto", "", gr.SelectData(None, {"index": 1, "value": None}))
     assert not why.visible  # no photo searched before: nothing to explain
 
 

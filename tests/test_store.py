@@ -36,8 +36,8 @@ def test_round_trip(tmp_path):
     assert loaded.categories == ["bed", "lamp"]
     assert loaded.skipped == [("x.txt", "not an image")]
     assert len(loaded.indexes["all"]) == 6
-    assert sorted(loaded.indexes["lamp"].search(vectors[1], 3).keys.tolist()) == [1, 3, 5]
-    assert loaded.indexes["lamp"].search(vectors[3], 1).keys[0] == 3
+    assert sorted(loaded.indexes["lamp"].search(vectors[1], 3)[0].tolist()) == [1, 3, 5]
+    assert loaded.indexes["lamp"].search(vectors[3], 1)[0][0] == 3
 
 
 def test_missing_store_says_how_to_build(tmp_path):
@@ -135,8 +135,8 @@ def test_each_index_is_exact_or_a_graph_by_its_size_as_recorded(tmp_path, monkey
     assert meta.indexes["bed"].kind == meta.indexes["lamp"].kind == "exact"
     loaded = open_store(tmp_path, SPEC)
     assert loaded.indexes["all"].choice == meta.indexes["all"]
-    assert loaded.indexes["all"].search(vectors[4], 1).keys[0] == 4
-    assert loaded.indexes["lamp"].search(vectors[3], 3).keys.tolist()[0] == 3
+    assert loaded.indexes["all"].search(vectors[4], 1)[0][0] == 4
+    assert loaded.indexes["lamp"].search(vectors[3], 3)[0].tolist()[0] == 3
 
 
 def test_i8_input_uses_the_full_range_and_keeps_the_cosines():

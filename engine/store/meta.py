@@ -12,13 +12,15 @@ from engine.backbone_specs import BackboneSpec, Preprocessing
 from engine.catalogue import CatalogueImage
 from engine.colours import Colour
 from engine.errors import SearchError
+from engine.shop_fields import SHOP_FIELDS
 from engine.store.vector_index import IndexChoice
 
 # 2: items carry their product's dominant colours. 3: data files carry checksums and items their row's
-# digest. An older store is stale; indexing updates it, reusing its vectors once a sample of them
-# re-embeds to what is stored (engine.indexing).
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+# digest. 4: images carry what the shop says of the product (engine.shop_fields) and the store the feed it
+# was built from. An older store is stale; indexing updates it, reusing its vectors (checked by their
+# checksums, or for formats 1 and 2 once a sample of them re-embeds to what is stored: engine.indexing).
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 ALL = "all"  # name of the index over every category
 
 class StoreNotFoundError(SearchError):
@@ -67,6 +69,7 @@ class StoreMeta:
     colour_method: int = 0  # engine.colours.COLOUR_METHOD the images' colours were computed with (0: none)
     indexes: dict[str, IndexChoice] = dataclasses.field(default_factory=dict)  # how each vector index searches
     checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # data file name -> SHA-256 (format 3)
+    feed: str = ""  # the product feed it was built from (format 4; "" for a catalogue folder)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -108,16 +111,20 @@ class StoreMeta:
             raise broken("a category name is not a string")
         if not isinstance(data.get("colour_method", 0), int):
             raise broken("'colour_method' is not a whole number")
+        if not isinstance(data.get("feed", ""), str):
+            raise broken("'feed' is not text")
         indexes = _read_indexes(data, broken)
         return cls(version, data["created"], backbone, data["catalogue"], data["categories"],
                    _read_images(data, broken), _read_skipped(data["skipped"], broken), data.get("colour_method", 0),
-                   indexes, _read_checksums(data, indexes, broken))
+                   indexes, _read_checksums(data, indexes, broken), data.get("feed", ""))
 
 
 def _read_images(data: dict, broken) -> list[StoredImage]:
     """The recorded images, each with exactly its format's fields, numbered in order, in a listed category."""
     version = data["format_version"]
     fields = {f.name for f in dataclasses.fields(StoredImage)}
+    if version < 4:
+        fields -= set(SHOP_FIELDS)
     if version < 3:
         fields.discard("vector_digest")
     if version == 1:

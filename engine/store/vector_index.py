@@ -32,6 +32,11 @@ HNSW_EXPANSION_ADD = 128
 HNSW_EXPANSION_SEARCH = 64
 WIDE_SEARCH_FROM = 300_000
 HNSW_WIDE_EXPANSION_SEARCH = 256
+# A filtered search compares the passing rows directly when there are at most BRUTE_FORCE_ROWS of them or they
+# are under WIDE_FILTER of the index (a graph search would have to look far to find enough); otherwise it searches
+# the graph and keeps the rows that pass (python -m benchmarks.feed).
+BRUTE_FORCE_ROWS = 20_000
+WIDE_FILTER = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,42 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.index)
 
-    def search(self, vector: np.ndarray, count: int):
-        """usearch ``Matches``: the ``count`` nearest keys (catalogue rows) and their cosine distances."""
-        return self.index.search(index_input(vector, self.choice.dtype), count, exact=self.choice.kind == "exact")
+    def search(self, vector: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` nearest keys (catalogue rows) and their cosine distances, nearest first."""
+        matches = self.index.search(index_input(vector, self.choice.dtype), count, exact=self.choice.kind == "exact")
+        return matches.keys.astype(np.int64), matches.distances.astype(np.float64)
+
+    def search_filtered(self, vector: np.ndarray, count: int, allowed: np.ndarray, rows: np.ndarray,
+                        vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``search``, among the rows ``allowed`` (a boolean per catalogue row) only; ``rows`` are this index's
+        rows and ``vectors`` the store's, so that ``count`` rows come back whenever ``count`` pass.
+
+        usearch's Python API takes no filter, so: a filter that leaves few rows (or an exact index) compares
+        the passing rows' vectors directly, exactly; a wide one searches the graph ever wider and keeps the rows
+        that pass (python -m benchmarks.feed measures both against an exact filtered search).
+        """
+        passing = rows[allowed[rows]]
+        if self.choice.kind == "exact" or len(passing) <= BRUTE_FORCE_ROWS or len(passing) < len(rows) * WIDE_FILTER:
+            return nearest_rows(vector, passing, vectors, count)
+        wanted = min(len(rows), int(count * len(rows) / len(passing) * 2) + 1)
+        while True:
+            keys, distances = self.search(vector, wanted)
+            keep = allowed[keys]
+            if keep.sum() >= count or wanted >= len(rows):
+                return keys[keep][:count], distances[keep][:count]
+            wanted = min(len(rows), wanted * 4)
+
+
+def nearest_rows(vector: np.ndarray, rows: np.ndarray, vectors: np.ndarray, count: int,
+                 chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` rows among ``rows`` whose vectors are nearest ``vector`` by cosine, compared exactly (a chunk
+    of rows at a time), and their cosine distances, nearest first."""
+    similarities = np.concatenate([vectors[rows[start : start + chunk]] @ vector.astype(np.float32)
+                                   for start in range(0, len(rows), chunk)]) if len(rows) else np.zeros(0, np.float32)
+    count = min(count, len(rows))
+    top = np.argpartition(-similarities, count - 1)[:count] if count < len(rows) else np.arange(len(rows))
+    top = top[np.argsort(-similarities[top], kind="stable")]
+    return rows[top], 1.0 - similarities[top].astype(np.float64)
 
 
 def index_input(vectors: np.ndarray, dtype: str) -> np.ndarray:

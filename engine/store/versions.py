@@ -46,6 +46,7 @@ class Store:
     indexes: dict[str, VectorIndex]  # ALL and one per category
     created: str
     skipped: list[tuple[str, str]]
+    feed: str = ""  # the product feed it was built from ("" for a catalogue folder)
 
     @property
     def categories(self) -> list[str]:
@@ -60,6 +61,7 @@ def save_store(
     vectors: np.ndarray,
     classifier: CategoryClassifier,
     skipped: list[tuple[str, str]] = (),
+    feed: str = "",
 ) -> Path:
     """Write a new store version and make it the live one; returns its folder.
 
@@ -87,6 +89,7 @@ def save_store(
         colour_method=COLOUR_METHOD,
         indexes=choices,
         checksums=checksums,
+        feed=feed,
     )
     # meta.json last: a version folder without it is an unfinished write. Every file is on the disk
     # (atomic_write_text flushes the folder) before CURRENT names the version.
@@ -228,7 +231,7 @@ def open_store(store: str | Path, backbone: BackboneSpec | None = None) -> Store
     meta = read_version_meta(folder)
     backbone = backbone or stored_spec(meta)
     if meta.format_version != FORMAT_VERSION or meta.colour_method != COLOUR_METHOD:
-        lacks = "product colours" if meta.format_version == 1 else "checksums of its files"
+        lacks = {1: "product colours", 2: "checksums of its files"}.get(meta.format_version, "shop fields")
         what = (f"store format {meta.format_version}, without {lacks}" if meta.format_version != FORMAT_VERSION
                 else f"product colours of method {meta.colour_method}, this version computes method {COLOUR_METHOD}")
         raise StaleStoreError(
@@ -251,6 +254,7 @@ def open_store(store: str | Path, backbone: BackboneSpec | None = None) -> Store
         indexes=_load_vector_indexes(folder, meta, backbone, damaged),
         created=meta.created,
         skipped=meta.skipped,
+        feed=meta.feed,
     )
 
 
