@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Offscreen OpenGL for the catalogue renderer (no display, no GPU).
 export PYOPENGL_PLATFORM := osmesa
 
-.PHONY: run test system-deps gallery bench-quality bench-speed
+.PHONY: run example-shop test system-deps gallery bench-quality bench-speed
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ system-deps:
 
 run: $(VENV)/.runtime
 	$(PY) app.py
+
+# The example shop: a made-up Merchant feed for the bundled catalogue, served on 127.0.0.1, indexed and searched.
+example-shop: $(VENV)/.runtime
+	$(PY) -m example_shop
 
 test: system-deps $(VENV)/.dev $(AXE)
 	$(PY) -m pytest

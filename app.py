@@ -57,7 +57,8 @@ def photo_column() -> dict:
         parts["k"] = CountInput(1, 24, value=8, step=1, label="How many results", min_width=140)
     with gr.Row(elem_id="shop-filters", visible=False) as parts["filters"]:
         # Shown once the store is loaded, for a catalogue whose shop gives prices, stock or brands.
-        parts["max_price"] = gr.Number(label="Price up to", minimum=0, min_width=110, elem_id="max-price")
+        parts["max_price"] = gr.Dropdown([(page.ANY_PRICE, 0)], value=0, label="Price", min_width=130,
+                                         elem_id="max-price")
         parts["in_stock"] = gr.Checkbox(label="In stock only", min_width=110, elem_id="in-stock")
         parts["brand"] = gr.Dropdown([page.ANY_BRAND], value=page.ANY_BRAND, label="Brand", min_width=140,
                                      elem_id="brand")
@@ -123,15 +124,14 @@ def wire(c: dict) -> None:
     c["colour_choice"].input(refine_by_colour, again_in, outputs, **one)
     # A filter set: the results shown searched again among the products that meet it.
     filters = [c["max_price"], c["in_stock"], c["brand"]]
-    for event in (c["max_price"].submit, c["max_price"].blur, c["in_stock"].input, c["brand"].input):
+    for event in (c["max_price"].input, c["in_stock"].input, c["brand"].input):
         event(set_filters, filters, c["where"], queue=False).then(refilter, again_in, outputs, **one)
 
 
 def filter_controls(engine) -> tuple:
     """The shop filters as the loaded store allows them: shown only where its shop gives prices, stock or brands."""
     allowed = page.shop_filters(engine.stored.images) if engine else page.ShopFilters()
-    symbol = f" ({allowed.currency})" if allowed.currency else ""
-    return (gr.Row(visible=allowed.any), gr.Number(label=f"Price up to{symbol}", visible=bool(allowed.currency)),
+    return (gr.Row(visible=allowed.any), gr.Dropdown(choices=page.price_choices(allowed), visible=bool(allowed.caps)),
             gr.Checkbox(visible=allowed.stock),
             gr.Dropdown(choices=[page.ANY_BRAND, *allowed.brands], visible=bool(allowed.brands)))
 
@@ -143,6 +143,8 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="Visual furniture search", delete_cache=lifetime) as demo:
         gr.Markdown("# Visual furniture search\nPhotograph a chair, lamp, table, bed or sofa you like; "
                     "find the most similar products.", elem_id="intro")
+        if SETTINGS.notice:
+            gr.Markdown(SETTINGS.notice, elem_id="notice")
         status = gr.Markdown(catalogue_index.status(), elem_id="status")
         with gr.Row(equal_height=False, elem_id="main-row"):
             with gr.Column(scale=2, min_width=280, elem_id="photo-column"):

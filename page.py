@@ -17,7 +17,7 @@ from engine.colours import NAMED_COLOURS, rgb_to_hex
 from engine.explain import MatchExplanation, heat_overlay
 from engine.responses import SearchResponse, SearchResult
 from engine.settings import DEFAULT_SETTINGS
-from engine.shop_fields import availability_text, price_amount, price_text
+from engine.shop_fields import availability_text, format_price, price_amount, price_text
 
 WEB = Path(__file__).resolve().parent / "web"
 # Photos sent back to the page are at most this size: the boxes and the crop are drawn on such a copy.
@@ -55,33 +55,45 @@ exactly the part of the photo you mark with two taps.
 
 
 ANY_BRAND = "Any brand"
+ANY_PRICE = "Any price"
+# Price caps a shopper picks from, those between the catalogue's cheapest and dearest products offered.
+PRICE_CAPS = (25, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
 
 
 @dataclass(frozen=True)
 class ShopFilters:
-    """The filters a catalogue's shop fields allow: a price cap (in its currency), in stock only, a brand."""
+    """The filters a catalogue's shop fields allow: price caps (in its currency), in stock only, a brand."""
 
     currency: str = ""  # the most common price currency ("" when no product has a price)
+    caps: tuple[int, ...] = ()
     stock: bool = False  # whether any product says whether it is in stock
     brands: tuple[str, ...] = ()
 
     @property
     def any(self) -> bool:
-        return bool(self.currency or self.stock or self.brands)
+        return bool(self.caps or self.stock or self.brands)
 
 
 def shop_filters(images: list[CatalogueImage]) -> ShopFilters:
-    currencies = Counter(amount[1] for image in images if (amount := price_amount(image.sale_price or image.price)))
-    return ShopFilters(currencies.most_common(1)[0][0] if currencies else "",
-                       any(image.availability for image in images),
+    paid = [amount for image in images if (amount := price_amount(image.sale_price or image.price))]
+    currency = Counter(code for _, code in paid).most_common(1)[0][0] if paid else ""
+    amounts = [value for value, code in paid if code == currency]
+    caps = tuple(cap for cap in PRICE_CAPS if amounts and min(amounts) < cap < max(amounts))
+    return ShopFilters(currency, caps, any(image.availability for image in images),
                        tuple(sorted({image.brand for image in images if image.brand}, key=str.lower)))
+
+
+def price_choices(filters: ShopFilters) -> list[tuple[str, int]]:
+    """The price menu: "Any price", then "Under €100" and so on (value: the cap, 0 for none)."""
+    return [(ANY_PRICE, 0), *((f"Under {format_price(f'{cap}.00 {filters.currency}').removesuffix('.00')}", cap)
+                              for cap in filters.caps)]
 
 
 def filter_where(max_price: float | None, in_stock: bool, brand: str | None, currency: str = "") -> str:
     """The filter the page's controls ask for, as the engine takes it ("" for none)."""
     conditions = []
     if isinstance(max_price, (int, float)) and not isinstance(max_price, bool) and max_price > 0:
-        conditions.append(f"price<={max_price:g}" + (f" {currency}" if currency else ""))
+        conditions.append(f"price<{max_price:g}" + (f" {currency}" if currency else ""))
     if in_stock:
         conditions.append("availability=in_stock")
     if brand and brand != ANY_BRAND:
@@ -115,8 +127,9 @@ def summary(response: SearchResponse, mode: str = "auto", what: str = "your phot
     if response.colour:
         lines.append(f"Refined by colour: ranked by look and by how much of each product is {response.colour}, "
                      f"so the same look in {response.colour} comes first.")
-    if response.where:
-        lines.append(f"Only products that meet your filters ({response.where}).")
+    if response.where:  # said first: it explains why fewer or other products show
+        lines[0] += f" Only products that meet your filters ({response.where})."
+        lines += [f"{note[0].upper()}{note[1:]}." for note in response.notes if note.startswith("only ")]
     return "\n\n".join(lines)
 
 

@@ -45,6 +45,7 @@ class AppSettings:
 
     catalogue: Path = ROOT / "reference_gallery"  # FURNITURE_CATALOGUE
     feed: str = ""  # FURNITURE_FEED: a product feed (file or URL) to index from instead of the catalogue folder
+    notice: str = ""  # FURNITURE_NOTICE: a line the page shows under its title (e.g. "prices are made up")
     store: Path = ROOT / "index_store" / "default"  # FURNITURE_STORE
     host: str = "127.0.0.1"  # GRADIO_SERVER_NAME (0.0.0.0: every interface)
     port: int = 7860  # GRADIO_SERVER_PORT
@@ -61,6 +62,7 @@ class AppSettings:
         return cls(
             catalogue=Path(values.get("FURNITURE_CATALOGUE", default.catalogue)).resolve(),
             feed=values.get("FURNITURE_FEED", default.feed),
+            notice=values.get("FURNITURE_NOTICE", default.notice),
             store=Path(values.get("FURNITURE_STORE", default.store)).resolve(),
             host=values.get("GRADIO_SERVER_NAME", default.host),
             port=int(values.get("GRADIO_SERVER_PORT", default.port)),

@@ -54,7 +54,7 @@ def example_shop(catalogue: Path, count: int | None = None, seed: int = 0) -> Ex
     products: dict[str, list] = {}
     for image in scan_catalogue(catalogue).images:
         products.setdefault(image.product_id, []).append(image)
-    bases = list(products.values())
+    bases = _interleaved(list(products.values()))
     count = count or len(bases)
     rng = random.Random(seed)
     colours = {}
@@ -72,6 +72,15 @@ def example_shop(catalogue: Path, count: int | None = None, seed: int = 0) -> Ex
         images.update({path: ShopImage(catalogue / image.path, edition) for path, image in zip(paths, shown)})
         rows.append(_row(product_id, first, edition, paths, colours[first.product_id], rng))
     return ExampleShop(rows, images)
+
+
+def _interleaved(products: list[list]) -> list[list]:
+    """The products taken a category at a time in turn, so that the first few span every category."""
+    by_category: dict[str, list] = {}
+    for images in products:
+        by_category.setdefault(images[0].category, []).append(images)
+    queues = list(by_category.values())
+    return [queue[n] for n in range(max(map(len, queues))) for queue in queues if n < len(queue)]
 
 
 def _row(product_id: str, first, edition: int, paths: list[str], colour: str, rng: random.Random) -> dict[str, str]:

@@ -100,3 +100,16 @@ def as_older_format(meta: dict, version: int) -> dict:
         if version == 1:
             del image["colours"]
     return meta
+
+
+@pytest.fixture(scope="session")
+def shop_store(tmp_path_factory) -> Path:
+    """The example shop's first 12 products indexed from its feed, served on 127.0.0.1 (read-only for tests)."""
+    from engine.feed_indexing import index_feed
+    from example_shop.products import example_shop
+    from example_shop.server import ShopServer
+
+    store = tmp_path_factory.mktemp("shop") / "store"
+    with ShopServer(example_shop(Path(__file__).resolve().parent.parent / "reference_gallery", count=12)) as server:
+        index_feed(server.url("tsv"), store)
+    return store

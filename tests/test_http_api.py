@@ -248,3 +248,23 @@ def test_a_search_that_takes_too_long_is_answered_not_waited_for(client, search_
     assert answer.status_code == 503 and "took longer" in answer.json()["error"]
     assert clock.perf_counter() - started < 0.45
     clock.sleep(0.6)  # the abandoned search finishes and frees the slot
+
+
+def test_a_shops_results_carry_its_fields_and_meet_the_filter(shop_store):
+    from engine.search import SearchEngine
+
+    engine = SearchEngine.open(shop_store)
+    shop = TestClient(create_api(ApiContext(engine=lambda: engine, status=lambda: "ready", searches=new_searches())))
+    photo = (engine.catalogue / engine.stored.images[0].path).read_bytes()
+    answer = shop.post("/api/search", files={"image": ("p.jpg", photo)},
+                       data={"k": "12", "category": "all", "where": "availability=in_stock; price<900"})
+    assert answer.status_code == 200, answer.text
+    line = answer.json()
+    assert line["where"] == "availability=in_stock; price<900" and line["results"]
+    for result in line["results"]:
+        assert result["availability"] == "in_stock" and result["url"].startswith("https://shop.example/products/")
+        assert float((result.get("sale_price") or result["price"]).split()[0]) < 900 and result["brand"]
+    described = shop.get(f"/api/items/{line['results'][0]['id']}").json()
+    assert described["price"].endswith(" EUR") and described["availability"] == "in_stock"
+    refused = shop.post("/api/search", files={"image": ("p.jpg", photo)}, data={"where": "weight<3"})
+    assert refused.status_code == 400 and "cannot filter on 'weight'" in refused.json()["error"]

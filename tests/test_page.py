@@ -92,9 +92,14 @@ def test_the_page_filters_are_those_the_shop_fields_allow_and_say_what_they_ask(
     images = [CatalogueImage("a", "chair", "a.jpg", "A", price="10.00 EUR", brand="Halden"),
               CatalogueImage("b", "chair", "b.jpg", "B", price="12.00 USD", sale_price="9.00 EUR", brand="birch"),
               CatalogueImage("c", "lamp", "c.jpg", "C")]
-    assert page.shop_filters(images) == page.ShopFilters("EUR", False, ("birch", "Halden"))
+    assert page.shop_filters(images) == page.ShopFilters("EUR", (), False, ("birch", "Halden"))
     assert not page.shop_filters(images[2:]).any
-    assert page.filter_where(300, True, "Halden", "EUR") == "price<=300 EUR; availability=in_stock; brand=Halden"
+    priced = [CatalogueImage(str(n), "chair", "a.jpg", "A", price=f"{p}.00 EUR", availability="in_stock")
+              for n, p in enumerate((19, 240, 680))]
+    filters = page.shop_filters(priced)
+    assert filters == page.ShopFilters("EUR", (25, 50, 100, 200, 300, 500), True, ())
+    assert page.price_choices(filters)[:3] == [("Any price", 0), ("Under €25", 25), ("Under €50", 50)]
+    assert page.filter_where(300, True, "Halden", "EUR") == "price<300 EUR; availability=in_stock; brand=Halden"
     assert page.filter_where(None, False, page.ANY_BRAND) == ""
     assert page.filter_where(0, False, None) == ""  # an emptied price box is no cap
 

@@ -143,6 +143,7 @@ def test_results_are_readable_on_a_phone(server, browser):
     page.evaluate("window.scrollTo(0, 0)")
     assert items.first.bounding_box()["y"] + 60 < 844
     assert page.get_by_text("find the most similar products").is_visible()
+    assert not page.locator("#shop-filters").is_visible()  # no prices, stock or brands: no filters offered
     page.close()
 
 

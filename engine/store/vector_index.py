@@ -87,7 +87,8 @@ class VectorIndex:
         passing = rows[allowed[rows]]
         if self.choice.kind == "exact" or len(passing) <= BRUTE_FORCE_ROWS or len(passing) < len(rows) * WIDE_FILTER:
             return nearest_rows(vector, passing, vectors, count)
-        wanted = min(len(rows), int(count * len(rows) / len(passing) * 2) + 1)
+        # Wide enough that the passing rows among the graph's answers are as good as an unfiltered search's.
+        wanted = min(len(rows), max(int(count * len(rows) / len(passing) * 4), 2 * self.choice.expansion_search))
         while True:
             keys, distances = self.search(vector, wanted)
             keep = allowed[keys]
