@@ -15,6 +15,7 @@ from engine.errors import InvalidRequestError, SearchError
 from engine.filters import parse_where
 from engine.store.versions import open_store, read_meta
 from engine.feed import load_category_map
+from engine.feed_images import FetchSettings
 from engine.feed_indexing import FeedReport, index_feed, print_fetch_progress
 from engine.indexing import IndexReport, catalogue_matches, index_catalogue
 from engine.requests import check_colour, check_count, MAX_REGIONS, MAX_RESULTS
@@ -40,9 +41,13 @@ def run_index(args: argparse.Namespace) -> int:
     if args.feed is not None:
         if args.ray is not None:
             raise InvalidRequestError("--ray indexes catalogue folders; index a feed without it")
+        check_count("--connections", args.connections, 256)
+        if not 0 < args.fetch_timeout <= 600:
+            raise InvalidRequestError(f"--fetch-timeout must be 0-600 seconds, got {args.fetch_timeout}")
+        settings = FetchSettings(per_host=args.connections, timeout_s=args.fetch_timeout)
         return print_feed_report(index_feed(args.feed, args.store, load_category_map(args.category_map),
-                                            args.backbone, fetch_progress=print_fetch_progress(write_progress),
-                                            progress=progress_bar))
+                                            args.backbone, settings, print_fetch_progress(write_progress),
+                                            progress_bar))
     if args.category_map is not None:
         raise InvalidRequestError("--category-map maps a feed's categories: use it with --feed")
     return print_index_report(index_catalogue(args.catalogue, args.store, backbone=args.backbone,
@@ -183,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--feed", metavar="FILE_OR_URL",
                        help="a product feed in Google Merchant Center's fields (TSV, CSV, RSS/Atom XML; gzip too): "
                             "its images are fetched and indexed with their prices, stock and links")
+    index.add_argument("--connections", type=int, default=FetchSettings.per_host,
+                       help=f"with --feed: connections at once to one image host (default {FetchSettings.per_host})")
+    index.add_argument("--fetch-timeout", type=float, default=FetchSettings.timeout_s, metavar="SECONDS",
+                       help=f"with --feed: seconds to wait for an image server (default {FetchSettings.timeout_s:g})")
     index.add_argument("--category-map", metavar="FILE",
                        help='with --feed: a JSON object mapping feed categories to the store\'s, e.g. '
                             '{"Furniture > Tables > Nightstands": "table"}')

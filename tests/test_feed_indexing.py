@@ -94,3 +94,17 @@ def test_the_cli_indexes_a_feed_and_filters_by_price_and_stock(shop, tmp_path, c
     assert max(paid) < 400 and {r["availability"] for r in line["results"]} == {"in_stock"}
     assert main(["search", "--store", str(tmp_path / "store"), "--where", "price=cheap", str(photo)]) == 2
     assert "compare prices with <" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_feed_benchmark_measures_indexing_a_rerun_faults_and_filtered_search(tmp_path):
+    from benchmarks import feed
+
+    feed.main(["--products", "12", "--fault-products", "12", "--output", str(tmp_path / "feed")])
+    results = json.loads((tmp_path / "feed.json").read_text())
+    first, again, faulty = (results["runs"][name] for name in ("first", "again", "faults"))
+    assert (first["downloaded"], first["embedded"]) == (36, 36)
+    assert again["unchanged"] == 36 - again["downloaded"] and again["embedded"] == again["downloaded"] >= 1
+    assert faulty["failed"] == 9 and faulty["peak_mb"] > 100
+    assert all(row["compared_recall"] == 1.0 for row in results["filtered_search"])
+    assert "| faults, 2 s timeout | 12 |" in (tmp_path / "feed.md").read_text()
