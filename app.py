@@ -19,7 +19,7 @@ from engine.images import MAX_FILE_BYTES
 from guards import Guard, Server
 from http_api import ApiContext, create_api
 from page_handlers import (SETTINGS, CountInput, PhotoInput, PictureOutput, catalogue_index, crop_corner, crop_photo,
-                           find_regions, folders, more_like_this, picked_box, refilter, refine_by_colour, search_crop,
+                           find_regions, folders, more_like_this, new_photo, photo_in_place, picked_box, refilter, refine_by_colour, search_crop,
                            search_photo, search_region, searches, set_filters)
 from service import limit_heap_growth
 
@@ -42,13 +42,16 @@ def example_photos(limit: int = 6) -> list[str]:
 def photo_column() -> dict:
     """The shopper's photo, its pieces, the search controls, the crop and the examples."""
     parts = {}
+    # A scene's pieces are drawn on the shopper's photo in its place (the upload hidden meanwhile), named below it.
+    parts["marked"] = PictureOutput(label="Your photo with the pieces found", show_label=False, interactive=False,
+                                    visible=False, height=360, buttons=["fullscreen"], elem_id="regions")
+    parts["region"] = gr.Radio([page.WHOLE_PHOTO], value=page.WHOLE_PHOTO,
+                               label="Pieces found: pick one, or tap it on the photo",
+                               visible=False, elem_id="region-choice")
+    parts["another"] = gr.Button("Search another photo", visible=False, size="sm", elem_id="another-photo")
     parts["image"] = PhotoInput(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                 elem_id="query-image", height=360,
                                 placeholder="Upload a photo of a piece of furniture, take one, or paste one")
-    parts["region"] = gr.Radio([page.WHOLE_PHOTO], value=page.WHOLE_PHOTO, label="Search one piece of your photo",
-                               visible=False, elem_id="region-choice")
-    parts["marked"] = PictureOutput(label="Furniture found: tap a box",
-                                    interactive=False, visible=False, height=300, elem_id="regions")
     with gr.Row(elem_id="search-controls"):
         # Custom values: an API caller may name a category before the store has loaded the list; the engine
         # checks the name.
@@ -103,7 +106,10 @@ def wire(c: dict) -> None:
     if "examples" in c:
         started.append(c["examples"].load_input_event.then)
     for event in started:
-        event(search_photo, search_in, outputs, **one).then(find_regions, search_in, regions_out, **one)
+        (event(search_photo, search_in, outputs, **one).then(find_regions, search_in, regions_out, **one)
+         .then(photo_in_place, c["region_boxes"], [c["image"], c["another"]], queue=False))
+    c["another"].click(new_photo, None, [c["image"], c["marked"], c["region"], c["another"], c["region_embeddings"],
+                                         c["region_boxes"]], queue=False)
     region_in = [c["image"], c["region_embeddings"], c["region_boxes"], c["region"], c["k"], c["category"], c["where"]]
     c["region"].input(search_region, region_in, outputs, **one)
     c["marked"].select(picked_box, c["region_boxes"], c["region"]).then(search_region, region_in, outputs, **one)

@@ -214,7 +214,8 @@ def find_regions(image_path: str | None, k: int, category: str, where: str = "",
     shown = found.photo.copy()
     shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))
     scale = shown.width / full_size(found.photo)[0]
-    labels = page.region_labels([m.region.category for m in found.matches])
+    # Each piece is named by what its search took it for, so that its label and its results agree.
+    labels = page.region_labels([m.response.category for m in found.matches])
     boxes = [tuple(round(value * scale) for value in m.region.box) for m in found.matches]
     return (
         picture(page.marked_photo(shown, boxes, labels), "regions", request),
@@ -223,6 +224,19 @@ def find_regions(image_path: str | None, k: int, category: str, where: str = "",
         list(zip(boxes, labels)),
         *render(found.matches[0].response, request, category, f"the {labels[0]}"),
     )
+
+
+def photo_in_place(region_boxes: list) -> tuple:
+    """With pieces found, the photo with its pieces drawn takes the upload's place (one photo on the page, as
+    visual search apps show it); a button brings the upload back for another photo."""
+    scene = bool(region_boxes)
+    return gr.Image(visible=not scene), gr.Button(visible=scene)
+
+
+def new_photo() -> tuple:
+    """The upload again, empty, in place of the photo with its pieces."""
+    return (gr.Image(value=None, visible=True), gr.Image(visible=False), gr.Radio(visible=False),
+            gr.Button(visible=False), [], [])
 
 
 def picked_box(region_boxes: list, selected: gr.SelectData):

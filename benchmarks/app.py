@@ -86,6 +86,9 @@ def browser_rounds(url: str, photos: list[Path], timeout_s: float) -> list[tuple
         for round_number, photo in enumerate(photos):
             previous_results = page.evaluate(_RESULT_SOURCES)
             previous_regions = page.evaluate("() => document.querySelector('#regions img')?.src ?? ''")
+            if page.locator("#another-photo").is_visible():  # a scene's photo stands in the upload's place
+                page.locator("#another-photo").click()
+                page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
             started = time.perf_counter()
             page.locator("#query-image input[type=file]").set_input_files(str(photo))
             page.wait_for_function(_RESULTS_SHOWN, arg=previous_results, timeout=timeout_s * 1000, polling=10)

@@ -97,10 +97,10 @@ def test_the_crop_searched_is_the_crop_shown(server, browser, device):
 def test_picking_a_result_keeps_the_shoppers_photo_and_explains_the_match(server, browser):
     url, root = server
     page = searched(browser, url, root / "scene.jpg", DESKTOP)
-    photo = page.locator("#query-image img").first.get_attribute("src")
+    photo = page.locator("#regions img").first.get_attribute("src")  # a scene: the photo with its pieces drawn
     page.locator("#results .thumbnail-item").first.click()
     page.locator("#why img").first.wait_for(timeout=60_000)
-    assert page.locator("#query-image img").first.get_attribute("src") == photo
+    assert page.locator("#regions img").first.get_attribute("src") == photo
     picked = page.locator("#picked").inner_text()
     assert picked.startswith("Picked:") and "Why it matched your photo:" in picked
     assert page.locator("#summary").inner_text().startswith("Results for the picked ")
@@ -128,6 +128,34 @@ def test_colour_chips_work_by_keyboard_and_say_why_the_order(server, browser):
     page.close()
 
 
+@pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_scenes_pieces_are_drawn_on_the_photo_in_its_place_and_name_what_their_results_are_for(server, browser,
+                                                                                                  device):
+    url, root = server
+    page = browser.new_page(**device)
+    page.goto(url)
+    photo = page.locator("#query-image")
+    before = photo.bounding_box()
+    page.locator("#query-image input[type=file]").set_input_files(str(root / "scene.jpg"))
+    marked = page.locator("#regions img").first
+    marked.wait_for(timeout=60_000)
+    page.locator("#another-photo").wait_for(timeout=60_000)
+    assert not photo.is_visible()  # one photo on the page: the shopper's, with its pieces drawn
+    assert abs(page.locator("#regions").bounding_box()["y"] - before["y"]) < 5
+    pieces = page.locator("#region-choice label").all_inner_texts()
+    assert pieces[-1] == "Whole photo" and len(pieces) >= 3
+    summary = page.locator("#summary").inner_text()
+    first = pieces[0]
+    assert summary.startswith(f"Results for the {first}.") and f"like a {first.split()[0]}" in summary
+    if device is PHONE:  # the photo with its pieces and the first results on the first screen
+        page.evaluate("window.scrollTo(0, 0)")
+        assert page.locator("#results .thumbnail-item").first.bounding_box()["y"] + 60 < 844
+    page.locator("#another-photo").click()
+    photo.wait_for(timeout=10_000)
+    assert not page.locator("#regions").is_visible() and not page.locator("#region-choice").is_visible()
+    page.close()
+
+
 def test_results_are_readable_on_a_phone(server, browser):
     url, root = server
     page = searched(browser, url, root / "scene.jpg", PHONE)
@@ -150,8 +178,7 @@ def test_results_are_readable_on_a_phone(server, browser):
 def test_everything_shown_has_a_name_and_axe_finds_nothing_serious(server, browser, tmp_path):
     url, root = server
     page = searched(browser, url, root / "scene.jpg", DESKTOP)
-    assert page.locator("#query-image img").first.get_attribute("alt") == "Your photo"
-    assert page.locator("#regions img").first.get_attribute("alt")
+    assert page.locator("#regions img").first.get_attribute("alt") == "Your photo with the furniture found boxed and named"
     labels = page.locator("#results .thumbnail-item").evaluate_all("bs => bs.map(b => b.getAttribute('aria-label'))")
     captions = page.locator("#results .caption-label").all_inner_texts()
     assert labels == captions  # a screen reader hears the product, not "Thumbnail 2 of 8"
@@ -182,4 +209,7 @@ def test_an_example_photo_is_searched_when_picked(server, browser):
     page.locator("#examples button").first.click()
     page.locator("#results img").first.wait_for(timeout=60_000)
     page.get_by_text("Results for ").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)  # the photo as it is, or with its pieces drawn in its place: named either way
+    shown = page.locator("#query-image img:visible, #regions img:visible")
+    assert shown.count() == 1 and shown.get_attribute("alt").startswith("Your photo")
     page.close()
