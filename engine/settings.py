@@ -32,10 +32,11 @@ class SearchSettings:
     main_pieces: int = 2
     main_piece_score: float = 0.1
     detection_min_side: int = 640
-    # The detector's input side, for a search's main pieces and region search alike, so that the page's region
-    # search reuses its search's detector pass: rooms hold small chairs, and 384 px costs 0.4x the time of the
-    # 512 px it was trained at for about as many boxes (benchmarks/README.md).
-    detection_side: int = 384
+    # The detector's input, the photo's longer side (its aspect kept), for a search's main pieces and region
+    # search alike, so that the page's region search reuses its search's detector pass. A 4:3 photo at 448 px
+    # costs what a 384 x 384 square did; on the hand-labelled dev rooms (python -m benchmarks.boxes) it boxes
+    # as well as 512 px and better than the squeezed 384 x 384 (benchmarks/README.md).
+    detection_side: int = 448
     # Work per request is bounded whatever the photo's size: a search decodes at most search_max_side px,
     # a region search at most region_max_side (its boxes are still given in the photo's pixels).
     search_max_side: int = 2048

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 import pytest
+import torch
+from PIL import Image
 
-from engine.detector import OUTPUT_STRIDE, Detector, _same_padding, _upsample2, decode, load_detector
+from engine.detector import OUTPUT_STRIDE, Detector, _same_padding, _upsample2, decode, input_size, load_detector
 from engine.images import load_image
 from engine.settings import DEFAULT_SETTINGS
 
@@ -77,3 +77,22 @@ def test_search_and_region_search_share_one_detector_pass(monkeypatch):
     sofa = load_image(ROOT / "reference_gallery" / "sofa" / "sofa-bs0-couch" / "front_three_quarter.jpg")
     assert detector.detect(sofa, 0.2, DEFAULT_SETTINGS.detection_side)[0].category == "sofa"
     assert len(runs) == 3
+
+
+def test_the_network_sees_the_photo_with_its_aspect_kept(monkeypatch):
+    assert input_size((1416, 1024), 448) == (448, 320)
+    assert input_size((1024, 1416), 448) == (320, 448)
+    assert input_size((4000, 100), 448) == (448, 32)
+    detector = Detector.load()
+    shapes = []
+    network = detector.network
+    monkeypatch.setattr(detector, "network", lambda batch: shapes.append(tuple(batch.shape)) or network(batch))
+    # The armchair render on the top half of a tall white photo: its box must come back in the photo's pixels.
+    chair = load_image(ROOT / "reference_gallery" / "chair" / "chair-bs0-armchair" / "front_three_quarter.jpg")
+    photo = Image.new("RGB", (chair.width, chair.height * 2), "white")
+    photo.paste(chair, (0, 0))
+    found = detector.detect(photo, 0.2, 448)
+    assert shapes == [(1, 3, 448, 224)]
+    assert found and found[0].category == "chair"
+    x0, y0, x1, y1 = found[0].box
+    assert x0 < chair.width / 2 < x1 and y0 < chair.height / 2 < y1 < chair.height * 1.1

@@ -5,17 +5,28 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
 from engine.cli import main
+from engine.detector import Detection
 from engine.models import ModelUnavailableError
 from engine.vectors import dot_products
-from engine.regions import _distinct_regions, crop_region, is_product_shot, moved_edges, propose_regions
-from engine.window_features import candidate_windows, proposal_feature_map
+from engine.regions import (
+    WINDOW_CONFIDENCE,
+    _detected_regions,
+    _distinct_regions,
+    crop_region,
+    is_product_shot,
+    moved_edges,
+    propose_regions,
+)
+from engine.window_features import ProposalSample, candidate_windows, proposal_feature_map
 from engine.window_scorer import (
     TwoLayerNetwork,
     WindowScorer,
@@ -259,3 +270,68 @@ def test_the_benchmarks_see_the_candidate_windows_region_search_ranks(search_eng
     candidates, boxes = candidate_boxes(search_engine, tmp_path / "room.jpg")
     assert len(boxes) == len(candidates.windows) > 0
     assert all(0 <= x0 < x1 <= room.width and 0 <= y0 < y1 <= room.height for x0, y0, x1, y1 in boxes)
+
+
+def _two_look_sample() -> tuple[ProposalSample, torch.Tensor]:
+    """A catalogue of one chair image looking like [1, 0] and one lamp image like [0, 1], and a 4 x 8 cell map
+    (32 px cells) whose left half looks like the chair and right half like neither."""
+    classifier = SimpleNamespace(categories=["chair", "lamp"])
+    sample = ProposalSample(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32), np.array([0, 1]), classifier)
+    cells = torch.zeros(4, 8, 3)
+    cells[:, :4, 0] = 1.0
+    cells[:, 4:, 2] = 1.0
+    return sample, cells
+
+
+def test_detections_rank_by_score_and_look_and_one_box_is_kept_per_piece():
+    sample, cells = _two_look_sample()
+    chair_like, unlike = (0, 0, 128, 128), (128, 0, 256, 128)
+    detections = [
+        Detection(unlike, "chair", 0.5),  # rank 0.5 + 0.5 x 0: kept, second
+        Detection(chair_like, "chair", 0.3),  # rank 0.3 + 0.5 x 1: first
+        Detection((8, 0, 128, 128), "sofa", 0.9),  # not a catalogue category
+        Detection((0, 8, 128, 128), "lamp", 0.6),  # the same piece under another name: one box per piece
+        Detection((140, 0, 256, 120), "chair", 0.35),  # rank 0.35: below DETECTION_RANK
+    ]
+    regions = _detected_regions(detections, cells, (1.0, 1.0), sample, None, 4)
+    assert [(r.box, r.category) for r in regions] == [(chair_like, "chair"), (unlike, "chair")]
+    assert [r.confidence for r in regions] == [0.3, 0.5]  # the detector's own score
+    np.testing.assert_allclose(regions[0].embedding, [1.0, 0.0, 0.0], atol=1e-6)
+    assert [r.box for r in _detected_regions(detections, cells, (1.0, 1.0), sample, None, 1)] == [chair_like]
+    assert [r.category for r in _detected_regions(detections, cells, (1.0, 1.0), sample, "lamp", 4)] == ["lamp"]
+
+
+class _FixedScorer:
+    """A window scorer as unsure of every window as ``confidence``, moving no edge."""
+
+    def __init__(self, confidence: float):
+        self.value = confidence
+
+    def confidence(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return np.full(len(features), self.value)
+
+    def box_offsets(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return np.zeros((len(features), 4))
+
+
+class _FixedDetector:
+    def __init__(self, detections: list[Detection]):
+        self.detections = detections
+
+    def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
+        return [d for d in self.detections if d.score >= min_score]
+
+
+def test_unsure_windows_fill_in_only_where_the_detector_boxed_nothing_or_a_category_is_asked(search_engine):
+    room, (chair_box, _) = compose([("chair", 1, (250, 560), 300), ("lamp", 2, (600, 560), 420)])
+    chair = _FixedDetector([Detection(chair_box, "chair", 0.9)])
+    unsure = _FixedScorer(WINDOW_CONFIDENCE - 0.1)
+
+    def regions(detector, category=None, scorer=unsure):
+        return propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4, scorer, category,
+                               detector)
+
+    assert [r.box for r in regions(chair)] == [chair_box]
+    assert len(regions(chair, scorer=_FixedScorer(WINDOW_CONFIDENCE))) > 1
+    assert len(regions(chair, category="lamp")) > 0
+    assert len(regions(_FixedDetector([]))) > 1
