@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from engine.backbones import FeatureExtractor, load_backbone
-from engine.batches import ImageJob, process_batch, process_batches
+from engine.batches import ImageJob, process_batch
 from engine.catalogue import Catalogue, CatalogueError, CatalogueImage, file_digest, scan_catalogue
 from engine.classify import fit_classifier
 from engine.colours import COLOUR_METHOD, Colour
@@ -171,7 +171,7 @@ def index_scanned(
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
     if ray_address is None:
         extractor = load_backbone(backbone) if to_embed else None
-        processed = process_batches(batches, extractor, spec.preprocessing.size)
+        processed = (process_batch(batch, extractor, spec.preprocessing.size) for batch in batches)
     else:
         from engine.ray_indexing import process_on_ray  # Ray is an optional extra (requirements-scale.txt)
 
