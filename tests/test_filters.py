@@ -76,12 +76,13 @@ def recall(engine: SearchEngine, query: np.ndarray, allowed: np.ndarray, where: 
     return len({r.row for r in response.results} & set(exact.tolist())) / len(exact)
 
 
-@pytest.mark.parametrize("compared_up_to", [vector_index.BRUTE_FORCE_ROWS, 100], ids=["compared", "graph"])
+@pytest.mark.parametrize("compared_up_to", [10**9, 0], ids=["compared", "graph"])
 @pytest.mark.parametrize("where", ["price<500", "availability=in_stock", "price<20", "price<300; availability=preorder"])
 def test_a_filtered_search_finds_k_products_as_an_exact_filtered_search_does(priced_engine, where, compared_up_to,
                                                                             monkeypatch):
     # Filters leaving more rows than compared_up_to (and over WIDE_FILTER of them) are searched through the graph.
     monkeypatch.setattr(vector_index, "BRUTE_FORCE_ROWS", compared_up_to)
+    monkeypatch.setattr(vector_index, "WIDE_FILTER", 0.0)
     engine, rng = priced_engine, np.random.default_rng(1)
     allowed = ProductTable(engine.stored.images).allowed(parse_where(where))
     everything = np.ones(len(allowed), dtype=bool)
