@@ -86,9 +86,8 @@ class CatalogueIndex:
             self.done, self.total = done, total
 
         try:
-            if self.settings.feed:  # synced with the feed on every start: the shop's prices and stock change
-                index_feed(self.settings.feed, self.settings.store, progress=progress)
-                self.engine = SearchEngine.open(self.settings.store)
+            if self.settings.feed:
+                self.engine = self._synced_with_feed(progress)
             else:
                 stored = open_current(self.settings.catalogue, self.settings.store, progress=progress)
                 self.engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
@@ -97,6 +96,17 @@ class CatalogueIndex:
         except Exception as error:  # a bug: say so on the page instead of "Loading…" for ever
             log.exception("building the catalogue index failed")
             self.error = f"The catalogue index could not be built ({type(error).__name__}: {error}); see the app's log."
+
+    def _synced_with_feed(self, progress) -> SearchEngine:
+        """The store synced with the feed (prices and stock change), or as it is when the feed cannot be read now:
+        a shop's page keeps answering while its feed server is down."""
+        try:
+            index_feed(self.settings.feed, self.settings.store, progress=progress)
+        except SearchError as error:
+            engine = SearchEngine.open(self.settings.store)  # none yet: its error says so
+            log.warning("the feed could not be indexed (%s); searching the store as last indexed", error)
+            return engine
+        return SearchEngine.open(self.settings.store)
 
     def start(self) -> None:
         threading.Thread(target=self.prepare, name="index-builder", daemon=True).start()

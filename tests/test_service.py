@@ -34,9 +34,23 @@ def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_pat
     assert index.status().startswith("⚠️") and "disk on fire" in index.status()
 
 
+def test_a_shops_page_keeps_its_last_store_while_its_feed_cannot_be_read(shop_store, tmp_path, caplog):
+    store = tmp_path / "store"
+    shutil.copytree(shop_store, store)
+    index = CatalogueIndex(AppSettings(feed="http://127.0.0.1:9/feed.tsv", store=store))  # nothing listens there
+    index.prepare()
+    assert index.error == "" and index.status().startswith("Catalogue: 12 products")
+    assert "the feed could not be indexed" in caplog.text
+    empty = CatalogueIndex(AppSettings(feed=str(tmp_path / "missing.tsv"), store=tmp_path / "none"))
+    empty.prepare()
+    assert empty.engine is None and "no index in" in empty.status()
+
+
 def test_settings_come_from_the_environment_and_old_names_still_work(tmp_path, caplog):
     settings = AppSettings.from_environment({"FURNITURE_CATALOGUE": str(tmp_path), "GRADIO_SERVER_PORT": "8000"})
     assert settings.catalogue == tmp_path and settings.port == 8000 and settings.host == "127.0.0.1"
+    shop = AppSettings.from_environment({"FURNITURE_FEED": "https://s.example/f.tsv", "FURNITURE_NOTICE": "demo"})
+    assert (shop.feed, shop.notice) == ("https://s.example/f.tsv", "demo")
     old = AppSettings.from_environment({"FURNITURE_GALLERY": str(tmp_path / "shop")})
     assert old.catalogue == tmp_path / "shop" and "FURNITURE_GALLERY is now called FURNITURE_CATALOGUE" in caplog.text
 
