@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         # Indexing throughput: a fresh store, so every image is decoded and embedded.
         started = time.perf_counter()
-        indexed = index_catalogue(catalogue, work / "store", DEFAULT_BACKBONE)
+        indexed = index_catalogue(catalogue, work / "store", backbone=DEFAULT_BACKBONE)
         seconds = time.perf_counter() - started
         report["indexing"] = {"images": indexed.images, "seconds": seconds, "images_per_s": indexed.images / seconds}
         print(f"indexing: {indexed.images} images in {seconds:.1f} s", flush=True)
