@@ -10,7 +10,7 @@ import pytest
 from example_shop.products import MADE_UP, example_shop
 from example_shop.server import ShopServer
 from tests.test_app import ROOT, start_app
-from tests.test_page_browser import DESKTOP, PHONE, browser  # noqa: F401 (the browser fixture)
+from tests.test_page_browser import AXE, DESKTOP, PHONE, browser  # noqa: F401 (the browser fixture)
 from tests.test_page_browser import pytestmark  # noqa: F401 (slow; needs Chromium)
 
 CAPTION = re.compile(r".+ · €([\d,]+\.\d\d)( \(was €[\d,.]+\))? · (in stock|out of stock|pre-order|back-order) · "
@@ -81,4 +81,8 @@ def test_a_picked_product_links_to_the_shop(shop_page, browser):
     link = page.locator("#picked a", has_text="view in shop")
     link.wait_for(timeout=60_000)
     assert link.get_attribute("href").startswith("https://shop.example/products/")
+    page.wait_for_timeout(1000)  # the state after the event, not Gradio's dimmed outputs during it
+    page.add_script_tag(path=str(AXE))  # the filters and prices have names and contrast, as the rest of the page
+    violations = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)")
+    assert [v["id"] for v in violations if v["impact"] in ("serious", "critical")] == []
     page.close()
