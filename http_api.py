@@ -156,6 +156,18 @@ def _linked(response: SearchResponse, records: list[dict], engine: SearchEngine)
     return linked
 
 
+def item_json(engine: SearchEngine, product_id: str, rows: list[int]) -> dict:
+    """One product as ``/api/items/{id}`` describes it: from its first image's record, with every image's URL."""
+    first = engine.stored.images[rows[0]]
+    return {
+        "id": product_id, "name": first.name, "category": first.category, "url": first.url,
+        "source_url": first.source_url, "creator": first.creator, "license": first.license,
+        **{name: getattr(first, name) for name in SHOP_FIELDS if getattr(first, name)},
+        "colours": colours_json(first.colours),
+        "images": [image_url(engine.stored.images[row].digest) for row in rows],
+    }
+
+
 def search_line(engine: SearchEngine, query: SearchRequest, searches: Searches) -> dict:
     """Run one search in the shared slot; the CLI's JSON line, with links."""
     engine.check_category(query.category)
@@ -260,14 +272,7 @@ def create_api(context: ApiContext) -> FastAPI:
         rows = engine.product_rows.get(product_id)
         if not rows:
             return error_response(f"no product {product_id!r} in the catalogue", 404)
-        first = engine.stored.images[rows[0]]
-        return {
-            "id": product_id, "name": first.name, "category": first.category, "url": first.url,
-            "source_url": first.source_url, "creator": first.creator, "license": first.license,
-            **{name: getattr(first, name) for name in SHOP_FIELDS if getattr(first, name)},
-            "colours": colours_json(first.colours),
-            "images": [image_url(engine.stored.images[row].digest) for row in rows],
-        }
+        return item_json(engine, product_id, rows)
 
     @api.get("/api/images/{image_id}")
     def image(image_id: str) -> FileResponse:
