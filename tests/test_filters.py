@@ -86,16 +86,19 @@ def test_a_filtered_search_finds_k_products_as_an_exact_filtered_search_does(pri
     engine, rng = priced_engine, np.random.default_rng(1)
     allowed = ProductTable(engine.stored.images).allowed(parse_where(where))
     everything = np.ones(len(allowed), dtype=bool)
-    filtered, unfiltered = [], []
-    for _ in range(10):
+    filtered, unfiltered, found_itself = [], [], []
+    for _ in range(20):
         row = int(rng.choice(np.flatnonzero(allowed)))
         query = engine.stored.vectors[row] + rng.normal(0, 0.01, 1280).astype(np.float32)
         query /= np.linalg.norm(query)
         filtered.append(recall(engine, query, allowed, where))
         unfiltered.append(recall(engine, query, everything, None))
-        assert engine.search_vector(query, k=1, category="all", where=where).results[0].row == row
-    # Random vectors are nearly equidistant, the graph's hardest case: the filter loses nothing beyond it.
-    assert np.mean(filtered) >= min(0.9, np.mean(unfiltered) - 0.05)
+        found_itself.append(engine.search_vector(query, k=1, category="all", where=where).results[0].row == row)
+    # Random vectors are nearly equidistant, the graph's hardest case (its own recall is under 1, and its build
+    # differs from run to run): the filter loses nothing beyond it. Compared directly, the search is exact.
+    if compared_up_to:
+        assert all(found_itself) and np.mean(filtered) == 1.0
+    assert np.mean(found_itself) >= 0.9 and np.mean(filtered) >= min(0.9, np.mean(unfiltered) - 0.05)
 
 
 def test_too_narrow_a_filter_says_how_many_products_meet_it(priced_engine):
