@@ -20,7 +20,7 @@ from guards import Guard, Server
 from http_api import ApiContext, create_api
 from page_handlers import (SETTINGS, CountInput, PhotoInput, PictureOutput, catalogue_index, crop_corner, crop_photo,
                            find_regions, folders, more_like_this, new_photo, photo_in_place, picked_box, refilter, refine_by_colour, search_crop,
-                           search_photo, search_region, searches, set_filters)
+                           search_photo, search_region, searches, set_filters, store_filters)
 from service import limit_heap_growth
 
 ROOT = Path(__file__).resolve().parent
@@ -134,9 +134,9 @@ def wire(c: dict) -> None:
         event(set_filters, filters, c["where"], queue=False).then(refilter, again_in, outputs, **one)
 
 
-def filter_controls(engine) -> tuple:
+def filter_controls() -> tuple:
     """The shop filters as the loaded store allows them: shown only where its shop gives prices, stock or brands."""
-    allowed = page.shop_filters(engine.stored.images) if engine else page.ShopFilters()
+    allowed = store_filters()
     return (gr.Row(visible=allowed.any), gr.Dropdown(choices=page.price_choices(allowed), visible=bool(allowed.caps)),
             gr.Checkbox(visible=allowed.stock),
             gr.Dropdown(choices=[page.ANY_BRAND, *allowed.brands], visible=bool(allowed.brands)))
@@ -169,7 +169,7 @@ def build_app() -> gr.Blocks:
             engine = catalogue_index.engine
             choices = page.category_choices(engine.categories if engine else [])
             return (catalogue_index.status(), gr.Dropdown(choices=choices),
-                    gr.Timer(active=engine is None and not catalogue_index.error), *filter_controls(engine))
+                    gr.Timer(active=engine is None and not catalogue_index.error), *filter_controls())
 
         timer = gr.Timer(1.0)
         refreshed = [status, parts["category"], timer, parts["filters"], parts["max_price"], parts["in_stock"],

@@ -319,11 +319,20 @@ def refine_by_colour(vectors: list, colour: str | None, k: int, category: str, s
     return search_again(vectors, colour, k, category, subject, where, request)
 
 
+@functools.lru_cache(maxsize=1)
+def _shop_filters(engine: SearchEngine) -> page.ShopFilters:
+    return page.shop_filters(engine.stored.images)
+
+
+def store_filters() -> page.ShopFilters:
+    """The filters the loaded store's shop fields allow, worked out once per store (not on every page load)."""
+    engine = catalogue_index.engine
+    return _shop_filters(engine) if engine else page.ShopFilters()
+
+
 def set_filters(max_price: float | None, in_stock: bool, brand: str | None) -> str:
     """The filter the page's controls ask for (``page.filter_where``), in the store's price currency."""
-    engine = catalogue_index.engine
-    currency = page.shop_filters(engine.stored.images).currency if engine else ""
-    return page.filter_where(max_price, in_stock, brand, currency)
+    return page.filter_where(max_price, in_stock, brand, store_filters().currency)
 
 
 @handler("Cannot filter these results")

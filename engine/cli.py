@@ -16,7 +16,7 @@ from engine.filters import parse_where
 from engine.store.versions import open_store, read_meta
 from engine.feed import load_category_map
 from engine.feed_images import FetchSettings
-from engine.feed_indexing import FeedReport, index_feed, print_fetch_progress
+from engine.feed_indexing import FeedReport, index_feed
 from engine.indexing import IndexReport, catalogue_matches, index_catalogue
 from engine.requests import check_colour, check_count, MAX_REGIONS, MAX_RESULTS
 from engine.search import SearchEngine
@@ -46,7 +46,7 @@ def run_index(args: argparse.Namespace) -> int:
             raise InvalidRequestError(f"--fetch-timeout must be 0-600 seconds, got {args.fetch_timeout}")
         settings = FetchSettings(per_host=args.connections, timeout_s=args.fetch_timeout)
         return print_feed_report(index_feed(args.feed, args.store, load_category_map(args.category_map),
-                                            args.backbone, settings, print_fetch_progress(write_progress),
+                                            args.backbone, settings, fetch_progress(),
                                             progress_bar))
     if args.category_map is not None:
         raise InvalidRequestError("--category-map maps a feed's categories: use it with --feed")
@@ -54,8 +54,17 @@ def run_index(args: argparse.Namespace) -> int:
                                               progress=progress_bar, ray_address=args.ray, ray_workers=args.workers))
 
 
-def write_progress(text: str) -> None:
-    print(text, end="", file=sys.stderr, flush=True)
+def fetch_progress():
+    """A progress line on stderr for a feed's images (counts, rate, failures), every 2 % of them and at the end."""
+    started = time.perf_counter()
+
+    def show(done: int, total: int, failed: int) -> None:
+        if done == total or done % max(1, total // 50) == 0:
+            rate = done / max(time.perf_counter() - started, 1e-6)
+            end = "\n" if done == total else ""
+            print(f"\rfetching images {done}/{total} ({rate:.0f}/s), {failed} failed", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 def print_feed_report(report: FeedReport) -> int:

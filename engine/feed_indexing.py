@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from engine.catalogue import Catalogue, CatalogueImage
 from engine.feed import FeedProduct, read_feed
@@ -94,14 +93,3 @@ def _undecoded_products(catalogue: Catalogue, report: IndexReport) -> set[str]:
         images.setdefault(image.product_id, []).append(image.source_url)
     return {product for product, urls in images.items() if all(url in failed for url in urls)}
 
-
-def print_fetch_progress(write: Callable[[str], None]) -> FetchProgress:
-    """A fetch progress line (counts, rate, failures) every 2 % of the images and at the end."""
-    started = time.perf_counter()
-
-    def show(done: int, total: int, failed: int) -> None:
-        if done == total or done % max(1, total // 50) == 0:
-            rate = done / max(time.perf_counter() - started, 1e-6)
-            write(f"\rfetching images {done}/{total} ({rate:.0f}/s), {failed} failed" + ("\n" if done == total else ""))
-
-    return show
