@@ -71,7 +71,14 @@ class Detector:
 
     def __init__(self, operations: list, arrays: dict[str, np.ndarray]):
         self.operations = operations
+        # The graph as converted spells each hard-swish as four element-wise passes over a map; fused, and with
+        # channels-last maps and weights (oneDNN's layout), the network takes about half the time
+        # (benchmarks/README.md, "Detector").
+        self.steps = _fused_steps(operations)
+        self.last_uses = _last_uses(self.steps)
         self.tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
+        self.tensors = {name: tensor.contiguous(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor
+                        for name, tensor in self.tensors.items()}
         # The decoded detections of the last few inputs, keyed by a digest of the network's input: the page's
         # whole-photo search and its region search run the detector on the same photo at the same side.
         self._recent: OrderedDict[bytes, list] = OrderedDict()
@@ -90,15 +97,15 @@ class Detector:
     def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heat maps [N, 80, h, w] (sigmoid) and box distances [N, 4, h, w] (left, top, right, bottom, input pixels)
         for a batch [N, 3, H, W] of RGB in 0-255."""
-        values = {"tower_0/images": batch}
-        for operation, name, inputs, params in self.operations:
+        values = {"tower_0/images": batch.contiguous(memory_format=torch.channels_last)}
+        for operation, name, inputs, params in self.steps:
             args = [values[i] for i in inputs]
             if operation == "conv":
-                weight = self.tensors[f"weight:{name}"]
-                x = _same_padding(args[0], weight.shape[-1], params["stride"]) if params["same_padding"] else args[0]
-                bias = self.tensors[f"bias:{name}"] if params["bias"] else None
-                y = F.conv2d(x, weight, bias, stride=params["stride"], groups=params["groups"])
-                y = {"none": y, "relu": F.relu(y), "relu6": F.relu6(y)}[params["activation"]]
+                y = self._conv(name, args[0], params)
+            elif operation == "hard_swish":  # x * relu6(x + 3) * c, c the graph's float16 1/6
+                y = F.hardswish(args[0]).mul_(params["scale"])
+            elif operation == "hard_sigmoid":  # relu6(x + 3) * c
+                y = F.hardsigmoid(args[0]).mul_(params["scale"])
             elif operation in ("add", "mul"):
                 other = params.get("constant", args[-1])
                 y = args[0] + other if operation == "add" else args[0] * other
@@ -115,7 +122,24 @@ class Detector:
             else:
                 raise ValueError(f"unknown operation {operation!r} in {DETECTOR_PATH.name}")
             values[name] = y
+            for done in self.last_uses.get(name, ()):  # free maps no later step reads: less memory traffic
+                del values[done]
         raise ValueError(f"{DETECTOR_PATH.name} has no outputs row")
+
+    def _conv(self, name: str, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """One convolution with its activation applied in place. TensorFlow's "SAME" padding is symmetric for
+        stride 1 (the convolution pads, no padded copy of the map); stride 2 pads one pixel more at the end."""
+        weight = self.tensors[f"weight:{name}"]
+        bias = self.tensors[f"bias:{name}"] if params["bias"] else None
+        kernel, stride = weight.shape[-1], params["stride"]
+        if params["same_padding"] and kernel > 1 and stride > 1:
+            y = F.conv2d(_same_padding(x, kernel, stride), weight, bias, stride=stride, groups=params["groups"])
+        else:
+            padding = kernel // 2 if params["same_padding"] else 0
+            y = F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=params["groups"])
+        if params["activation"] == "relu":
+            return y.relu_()
+        return y.clamp_(0.0, 6.0) if params["activation"] == "relu6" else y
 
     def detect(self, image: Image.Image, min_score: float, side: int) -> list[Detection]:
         """The chairs, sofas, beds and tables in ``image`` (decoded RGB) scoring at least ``min_score``, best first,
@@ -150,6 +174,42 @@ class Detector:
             if box[2] > box[0] and box[3] > box[1]:
                 found.append(Detection(box, COCO_CATEGORIES[classes[int(index)]], score))
         return found
+
+
+def _fused_steps(operations: list) -> list:
+    """The operation rows with each hard-swish (mul c, add 3, relu6, mul) and hard-sigmoid (add 3, relu6, mul c)
+    run of rows replaced by one row doing the same."""
+    steps, at = [], 0
+    while at < len(operations):
+        operation, name, inputs, params = operations[at]
+        following = operations[at + 1:at + 4]
+        kinds = [row[0] for row in following]
+        if (operation == "mul" and "constant" in params and kinds == ["add", "relu6", "mul"]
+                and following[0][2] == inputs and following[0][3].get("constant") == 3.0
+                and following[1][2] == [following[0][1]] and sorted(following[2][2]) == sorted([name, following[1][1]])):
+            steps.append(["hard_swish", following[2][1], inputs, {"scale": params["constant"] * 6}])
+            at += 4
+        elif (operation == "add" and params.get("constant") == 3.0 and kinds[:2] == ["relu6", "mul"]
+                and following[0][2] == [name] and following[1][2] == [following[0][1]] and "constant" in following[1][3]):
+            steps.append(["hard_sigmoid", following[1][1], inputs, {"scale": following[1][3]["constant"] * 6}])
+            at += 3
+        else:
+            steps.append(operations[at])
+            at += 1
+    return steps
+
+
+def _last_uses(steps: list) -> dict[str, list[str]]:
+    """For each step's output name, the maps that no step after it reads (the network's input excepted)."""
+    last_reader = {}
+    for operation, name, inputs, params in steps:
+        for read in inputs:
+            last_reader[read] = name
+    uses: dict[str, list[str]] = {}
+    for read, name in last_reader.items():
+        if read != "tower_0/images":
+            uses.setdefault(name, []).append(read)
+    return uses
 
 
 def input_size(size: tuple[int, int], side: int) -> tuple[int, int]:

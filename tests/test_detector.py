@@ -96,3 +96,17 @@ def test_the_network_sees_the_photo_with_its_aspect_kept(monkeypatch):
     assert found and found[0].category == "chair"
     x0, y0, x1, y1 = found[0].box
     assert x0 < chair.width / 2 < x1 and y0 < chair.height / 2 < y1 < chair.height * 1.1
+
+
+def test_fused_steps_compute_what_the_graph_rows_do():
+    # The hard-swish and hard-sigmoid runs of rows are fused and convolutions pad themselves: same maps.
+    fused = Detector.load()
+    rows = Detector.load()
+    rows.steps, rows.last_uses = rows.operations, {}
+    assert [step[0] for step in fused.steps].count("hard_swish") > 10
+    assert len(fused.steps) < len(rows.operations)
+    photo = torch.rand(1, 3, 160, 224, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.inference_mode():
+        (fused_heat, fused_sizes), (row_heat, row_sizes) = fused.network(photo), rows.network(photo)
+    assert torch.allclose(fused_heat, row_heat, atol=1e-5)
+    assert torch.allclose(fused_sizes, row_sizes, atol=1e-2)  # input pixels
