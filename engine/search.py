@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.filters import ProductTable, parse_where, where_text
 from engine.images import full_size, load_image
 from engine.store.meta import ALL, StoredImage
+from engine.vectors import normalise
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
 from engine.models import Lazy, ModelUnavailableError
@@ -245,12 +247,25 @@ class SearchEngine:
             return RegionSearch(True, [RegionMatch(whole, response)], (width, height), decoded)
         scale_x, scale_y = width / decoded.width, height / decoded.height
         matches = []
-        for region in regions:
+        for region in self._looked_at_closely(decoded, regions):
             x0, y0, x1, y1 = region.box
             box = (round(x0 * scale_x), round(y0 * scale_y), min(width, round(x1 * scale_x)), min(height, round(y1 * scale_y)))
             response = self.search_vector(region.embedding, k, category, colour, where)
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
         return RegionSearch(False, matches, (width, height), decoded)
+
+    def embed_crops(self, photo: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+        """Unit embeddings [len(boxes), D] of the boxes cut out of ``photo`` (with ``crop_region``'s margin)."""
+        return embed_images(self.extractor, [crop_region(photo, box) for box in boxes])
+
+    def _looked_at_closely(self, photo: Image.Image, regions: list[Region]) -> list[Region]:
+        """The regions, each embedded from two looks at it: the proposal pass's cells (the piece small, in its room)
+        and its crop embedded on its own (the piece's details). On the dev rooms the two together found more of
+        the room's products than either alone (benchmarks/README.md, "Region embeddings")."""
+        if not regions:
+            return regions
+        crops = self.embed_crops(photo, [region.box for region in regions])
+        return [replace(region, embedding=normalise(region.embedding + crop)) for region, crop in zip(regions, crops)]
 
     def explain_match(self, image: ImageInput, row: int) -> MatchExplanation:
         """Why catalogue image ``row`` matched ``image``: heat maps of the parts of each that look like the other

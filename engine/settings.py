@@ -29,7 +29,7 @@ class SearchSettings:
     # A photo is also searched by the pieces of furniture the detector finds in it: its best main_pieces
     # scoring at least main_piece_score, in a decode of at least detection_min_side px (crops need the
     # pixels). Chosen on the real-photo benchmark's phone-like dev photos (benchmarks/README.md).
-    main_pieces: int = 2
+    main_pieces: int = 4
     main_piece_score: float = 0.1
     detection_min_side: int = 640
     # The detector's input, the photo's longer side (its aspect kept), for a search's main pieces and region

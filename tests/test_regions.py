@@ -335,3 +335,17 @@ def test_unsure_windows_fill_in_only_where_the_detector_boxed_nothing_or_a_categ
     assert len(regions(chair, scorer=_FixedScorer(WINDOW_CONFIDENCE))) > 1
     assert len(regions(chair, category="lamp")) > 0
     assert len(regions(_FixedDetector([]))) > 1
+
+
+def test_region_search_looks_at_each_piece_twice_in_its_cells_and_in_its_crop(search_engine):
+    # The proposal pass sees a piece small; its crop embedded alone sees its details: the search uses both.
+    room, _ = compose([("lamp", 2, (620, 560), 420), ("table", 1, (250, 600), 360)])
+    found = search_engine.search_regions(room, k=3)
+    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4,
+                              search_engine.window_scorer, detector=search_engine.detector)
+    assert not found.product_shot and len(found.matches) == len(regions)
+    crops = search_engine.embed_crops(room, [region.box for region in regions])
+    for match, region, crop in zip(found.matches, regions, crops):
+        both = region.embedding + crop
+        assert np.allclose(match.region.embedding, both / np.linalg.norm(both), atol=1e-5)
+        assert np.allclose(match.response.vectors[0], match.region.embedding)
