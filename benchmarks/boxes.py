@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table
+from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, save_results
 
 CLASSES = ("bed", "sofa", "chair", "table", "lamp")
 ANY = "any"  # the row of all classes together
@@ -330,10 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     markdown = render_markdown(results, sources)
     print(markdown)
     if not args.quick:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".md").write_text(markdown, encoding="utf-8")
-        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-        print(f"wrote {args.output.with_suffix('.md')} and .json")
+        save_results(args.output, markdown, results)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import os
 import platform
 import random
@@ -161,3 +162,11 @@ def _texture(rng: random.Random, np_rng: np.random.Generator, width: int, height
                 offset = step if (y // step) % 2 else 0
                 draw.rectangle([x + offset, y, x + offset + step * 2 - 3, y + step - 3], outline=ink, width=2)
     return image
+
+
+def save_results(output: Path, markdown: str, results: dict) -> None:
+    """Write a benchmark's table (``output``.md) and its figures (``output``.json)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    output.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    print(f"wrote {output.with_suffix('.md')} and .json")

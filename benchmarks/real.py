@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
+from benchmarks.common import (DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile,
+                               save_results)
 
 if TYPE_CHECKING:
     from engine.search import SearchEngine
@@ -519,13 +520,19 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def ikea_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks on the IKEA photos: the dataset, the split, the bundled catalogue, a scratch
+    folder."""
     parser.add_argument("--ikea", type=Path, required=True, help="checkout of github.com/IvonaTau/ikea")
     parser.add_argument("--split", type=Path, default=DEFAULT_SPLIT)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help="store of the bundled catalogue")
     parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder, kept (default: a temporary one)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = ikea_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--quick", action="store_true", help="first 40 dev products and 20 rooms; results not saved")
     parser.add_argument("--output", type=Path, default=RESULTS / "real")
     args = parser.parse_args(argv)
@@ -561,10 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     markdown = render_markdown(results)
     print(markdown)
     if not args.quick:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".md").write_text(markdown, encoding="utf-8")
-        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
-        print(f"wrote {args.output.with_suffix('.md')} and .json")
+        save_results(args.output, markdown, results)
 
 
 if __name__ == "__main__":

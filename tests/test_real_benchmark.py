@@ -85,13 +85,20 @@ def make_ikea_like(root: Path) -> Path:
     return split
 
 
+def run_on_ikea_like(benchmark_main, tmp_path: Path, catalogue: Path, name: str, *options: str) -> Path:
+    """Run a benchmark of the IKEA photos on an IKEA-like folder of drawings; the path of its results (no suffix)."""
+    split = make_ikea_like(tmp_path / "ikea")
+    output = tmp_path / "results" / name
+    benchmark_main(["--ikea", str(tmp_path / "ikea"), "--split", str(split), "--catalogue", str(catalogue),
+                    "--store", str(tmp_path / "bundled_store"), "--work", str(tmp_path / "work"),
+                    "--output", str(output), *options])
+    return output
+
+
 @pytest.mark.slow
 def test_the_benchmark_runs_end_to_end_and_writes_its_tables(tmp_path, built_store):
     catalogue, _ = built_store
-    split = make_ikea_like(tmp_path / "ikea")
-    output = tmp_path / "results" / "real"
-    main(["--ikea", str(tmp_path / "ikea"), "--split", str(split), "--catalogue", str(catalogue),
-          "--store", str(tmp_path / "bundled_store"), "--work", str(tmp_path / "work"), "--output", str(output)])
+    output = run_on_ikea_like(main, tmp_path, catalogue, "real")
     results = json.loads(output.with_suffix(".json").read_text())
     own = results["own"]
     assert own["queries"] == 5 * 3 and own["images_indexed"] == 9
