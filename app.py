@@ -19,7 +19,7 @@ from engine.images import MAX_FILE_BYTES
 from guards import Guard, Server
 from http_api import ApiContext, create_api
 from page_handlers import (SETTINGS, CountInput, PhotoInput, PictureOutput, catalogue_index, crop_corner, crop_photo,
-                           find_regions, folders, more_like_this, new_photo, photo_in_place, picked_box, refilter, refine_by_colour, search_crop,
+                           folders, more_like_this, new_photo, photo_in_place, picked_box, refilter, refine_by_colour, search_crop,
                            search_photo, search_region, searches, set_filters, store_filters)
 from service import limit_heap_growth
 
@@ -95,8 +95,8 @@ def results_column() -> dict:
 
 
 def wire(c: dict) -> None:
-    """The page's events: a photo is searched whole, then by its pieces; a piece, a result, a colour or a crop
-    searches again. Every search shares one queue slot ("search"): one search at a time for the whole page."""
+    """The page's events: a photo is searched (a scene by its pieces, a product shot whole, in one round trip);
+    a piece, a result, a colour or a crop searches again. Every search shares one queue slot ("search"): one search at a time for the whole page."""
     one = {"concurrency_id": "search", "concurrency_limit": 1}
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"], c["where"]]
@@ -106,7 +106,7 @@ def wire(c: dict) -> None:
     if "examples" in c:
         started.append(c["examples"].load_input_event.then)
     for event in started:
-        (event(search_photo, search_in, outputs, **one).then(find_regions, search_in, regions_out, **one)
+        (event(search_photo, search_in, regions_out, **one)
          .then(photo_in_place, c["region_boxes"], [c["image"], c["another"]], queue=False))
     c["another"].click(new_photo, None, [c["image"], c["marked"], c["region"], c["another"], c["region_embeddings"],
                                          c["region_boxes"]], queue=False)

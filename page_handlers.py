@@ -181,35 +181,32 @@ def render(response: SearchResponse, request: gr.Request | None, mode: str, subj
             [r.row for r in response.results], chips, response.vectors, subject)
 
 
+# How many outputs come before ``render``'s in a photo search: the marked photo, the piece chips, their embeddings
+# and their boxes.
+PIECE_OUTPUTS = 4
+
+
+def no_pieces() -> tuple:
+    """The outputs of a photo shown without pieces: the marked photo and the piece chips hidden, no piece kept."""
+    return gr.Image(visible=False), gr.Radio(choices=[page.WHOLE_PHOTO], value=page.WHOLE_PHOTO, visible=False), [], []
+
+
 @handler("Cannot search this image")
 def search_photo(image_path: str | None, k: int, category: str, where: str = "", request: gr.Request = None):
-    """Search the uploaded / captured photo (among the products that meet the page's filters, ``where``)."""
+    """Search the uploaded / captured photo (among the products that meet the page's filters, ``where``), in one
+    round trip: a scene by its pieces, a product shot whole.
+
+    For a scene the page gets the photo back at display size only, with the pieces drawn on it, and the main
+    piece's results; each piece's embedding and box stay here for when it is picked.
+    """
     if not image_path:
         raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
-    return render(ready_engine().search(image_path, k=result_count(k), category=category, where=where), request,
-                  category)
-
-
-@handler("Cannot find the furniture in this photo")
-def find_regions(image_path: str | None, k: int, category: str, where: str = "", request: gr.Request = None):
-    """Find the pieces of furniture in the photo and show the best one's results, unless it is a product shot.
-
-    Runs after the whole-photo search; leaves its results alone for a product shot. The page gets the
-    photo back at display size only, with the boxes drawn on it; each piece's embedding and box stay
-    here for when it is picked.
-    """
-    hidden = (gr.Image(visible=False), gr.Radio(choices=[page.WHOLE_PHOTO], value=page.WHOLE_PHOTO, visible=False),
-              [], [])
-    unchanged = (gr.skip(),) * RENDERED
-    engine = catalogue_index.engine
-    if not image_path or engine is None:
-        return (*hidden, *unchanged)
-    try:
-        found = engine.search_regions(image_path, k=result_count(k), category=category, where=where)
-    except SearchError:
-        return (*hidden, *unchanged)
+    engine = ready_engine()
+    count = result_count(k)
+    found = engine.search_regions(image_path, k=count, category=category, where=where)
     if found.product_shot:
-        return (*hidden, *unchanged)
+        whole = engine.search(image_path, k=count, category=category, where=where)
+        return (*no_pieces(), *render(whole, request, category))
     # The photo as region search decoded it (its own size kept for the boxes), shrunk for the page.
     shown = found.photo.copy()
     shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))

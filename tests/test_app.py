@@ -88,7 +88,8 @@ def test_search_through_gradio_client(app_server):
     photo = root / "query.jpg"
     draw_furniture("lamp", (200, 40, 40), 1, size=600).save(photo)
     client = Client(url, verbose=False, download_files=False)
-    confidences, summary, results, colour = wait_until_indexed(client, photo)
+    marked, pieces, confidences, summary, results, colour = wait_until_indexed(client, photo)
+    assert not marked["visible"] and not pieces["visible"]  # a product shot: searched whole, no pieces
     assert colour["value"] == "Any colour" and len(colour["choices"]) >= 2  # the colour chips, offered afresh
     assert confidences["label"] == "lamp"
     assert "It looks like a **lamp**" in summary
@@ -110,7 +111,7 @@ def test_result_images_are_served_by_id_not_by_a_server_path(app_server):
     photo = root / "static-query.jpg"
     draw_furniture("chair", (30, 90, 200), 2, size=400).save(photo)
     wait_until_indexed(Client(url, verbose=False, download_files=False), photo)
-    _, _, results, _ = Client(url, verbose=False, download_files=False).predict(
+    *_, results, _ = Client(url, verbose=False, download_files=False).predict(
         handle_file(str(photo)), 3, "auto", api_name="/search_photo")
     assert all(item["image"]["url"].startswith(f"{url}/api/images/") for item in results)
     assert str(root) not in json.dumps(results)
@@ -185,7 +186,7 @@ def test_api_edges_get_messages(app_server):
     for k in ("abc", None, 0):
         with pytest.raises(Exception, match="Results must be a whole number"):
             client.predict(handle_file(str(photo)), k, "auto", api_name="/search_photo")
-    _, summary, results, _ = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
+    *_, summary, results, _ = client.predict(handle_file(str(photo)), 3, "chair", api_name="/search_photo")
     assert "Only chair products were searched" in summary and len(results) == 3
     bomb = huge_png(root / "bomb.png")
     with pytest.raises(Exception, match="too large"):

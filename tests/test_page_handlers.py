@@ -68,7 +68,7 @@ def uploaded(photo) -> str:
 
 def test_pieces_come_back_at_display_size_named_and_a_pick_shows_what_was_shown(ready, tmp_path):
     photo = room_photo(tmp_path / "room.jpg")
-    marked, choices, embeddings, boxes, _, summary, first_items, *_ = handlers.find_regions(str(photo), 4, "auto", "",
+    marked, choices, embeddings, boxes, _, summary, first_items, *_ = handlers.search_photo(str(photo), 4, "auto", "",
                                                                                            FakeRequest())
     assert marked.visible
     shown = drawn_picture(marked.value)
@@ -129,14 +129,15 @@ def test_bad_result_counts_get_a_message(ready, built_store, k):
 def test_result_counts_from_the_api_may_be_floats_or_text(ready, built_store):
     catalogue, _ = built_store
     photo = str(catalogue / "lamp" / "lamp-0" / "view0.jpg")
-    assert len(handlers.search_photo(photo, 3.0, "auto")[2]) == 3
-    assert len(handlers.search_photo(photo, "2", "auto")[2]) == 2
+    assert len(handlers.search_photo(photo, 3.0, "auto")[6]) == 3  # after the 4 piece outputs, the results
+    assert len(handlers.search_photo(photo, "2", "auto")[6]) == 2
 
 
 def test_a_category_by_name(ready, built_store):
     catalogue, _ = built_store
     photo = str(catalogue / "lamp" / "lamp-0" / "view0.jpg")
-    _, summary, items, rows, *_ = handlers.search_photo(photo, 4, "chair")
+    marked, _, _, _, _, summary, items, rows, *_ = handlers.search_photo(photo, 4, "chair")
+    assert not marked.visible  # a product shot: searched whole, no pieces
     assert "Only chair products were searched, as asked." in summary
     assert all(ready.stored.images[row].category == "chair" for row in rows)
     with pytest.raises(gr.Error, match="unknown category 'wardrobe'"):
@@ -168,7 +169,7 @@ def test_a_picked_result_shows_its_product_why_it_matched_and_more_like_it(ready
 def test_colour_chips_offer_the_results_colours_and_a_pick_refines_them(ready, built_store):
     catalogue, _ = built_store
     photo = str(catalogue / "chair" / "chair-0" / "view0.jpg")
-    _, _, items, rows, chips, vectors, subject = handlers.search_photo(photo, 4, "auto")
+    _, _, items, rows, chips, vectors, subject = handlers.search_photo(photo, 4, "auto")[handlers.PIECE_OUTPUTS:]
     assert chips.visible and chips.choices[0][0] == page.ANY_COLOUR and len(chips.choices) >= 2
     colour = chips.choices[-1][0]
     _, summary, refined, _, kept_chips, _, _ = handlers.refine_by_colour(vectors, colour, 4, "auto", subject)

@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow
 # Every page endpoint that takes a file, with the other inputs it needs around it.
 PAGE_ENDPOINTS = {
     "search_photo": lambda f: [f, 4, "auto"],
-    "find_regions": lambda f: [f, 4, "auto"],
     "crop_photo": lambda f: [f],
     "crop_corner": lambda f: [f],
     "search_region": lambda f: [f, "Whole photo", 4, "auto"],
@@ -199,8 +198,7 @@ def test_no_answer_carries_a_path_of_the_server(server):
 
     room_photo(photo, 1600, 800)
     client = Client(url, verbose=False, download_files=False)
-    answers = [client.predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo"),
-               client.predict(handle_file(str(photo)), 4, "auto", api_name="/find_regions")]
+    answers = [client.predict(handle_file(str(photo)), 4, "auto", api_name="/search_photo")]
     body, kind = multipart({"k": "3", "regions": "true"}, {"image": ("room.jpg", photo.read_bytes())})
     answers.append(json.loads(request(url, "/api/search", body, kind)[2]))
     first = answers[-1]["results"][0]
