@@ -187,7 +187,7 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
 
 def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, float]:
     """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
-    timed), of the region search right after it (as the page runs them: it reuses the search's detections) and of
+    timed), of the region search right after it (reusing the search's detections) and of
     explaining a match with it."""
     import torch
 

@@ -513,8 +513,8 @@ def render_markdown(results: dict) -> str:
             [[name, figures["p50"], figures["p95"]] for name, figures in results["latency"].items()],
         ),
         "",
-        "Each region search runs right after the room's whole-photo search, as the page runs them; with the detector it "
-        "reuses that search's detections.",
+        "Each region search runs right after the room's whole-photo search; with the detector it reuses that search's "
+        "detections. (The page runs a scene's region search alone, its detector pass included.)",
         "",
     ]
     return "\n".join(lines)

@@ -229,8 +229,8 @@ def report(measured: dict, count: int, max_regions: int) -> str:
                         "some candidate window fits"], table),
         "",
         *first_scenes_line(rows, [scene.file for scene in measured["scenes"][:FIRST_SCENES]]),
-        f"Latency per photo (median): whole-photo search {whole:.0f} ms, region search right after it (as the page runs "
-        f"them: it reuses the search's detections) {region:.0f} ms, "
+        f"Latency per photo (median): whole-photo search {whole:.0f} ms, region search right after it (reusing "
+        f"the search's detections) {region:.0f} ms, "
         f"added {region - whole:.0f} ms, with {measured['threads']} torch thread(s)."
         f"{other_threads_line(measured)} Photos judged product shots (searched whole): {shots} of {count}.",
         "",
