@@ -96,7 +96,8 @@ def results_column() -> dict:
 
 def wire(c: dict) -> None:
     """The page's events: a photo is searched (a scene by its pieces, a product shot whole, in one round trip);
-    a piece, a result, a colour or a crop searches again. Every search shares one queue slot ("search"): one search at a time for the whole page."""
+    a piece, a result, a colour or a crop searches again. Every search shares one queue slot ("search"): one
+    search at a time for the whole page."""
     one = {"concurrency_id": "search", "concurrency_limit": 1}
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"], c["where"]]

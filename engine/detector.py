@@ -76,9 +76,7 @@ class Detector:
         # (benchmarks/README.md, "Detector").
         self.steps = _fused_steps(operations)
         self.last_uses = _last_uses(self.steps)
-        self.tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
-        self.tensors = {name: tensor.contiguous(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor
-                        for name, tensor in self.tensors.items()}
+        self.tensors = {name: _as_weight(array) for name, array in arrays.items()}
         # The decoded detections of the last few inputs, keyed by a digest of the network's input: the page's
         # whole-photo search and its region search run the detector on the same photo at the same side.
         self._recent: OrderedDict[bytes, list] = OrderedDict()
@@ -174,6 +172,12 @@ class Detector:
             if box[2] > box[0] and box[3] > box[1]:
                 found.append(Detection(box, COCO_CATEGORIES[classes[int(index)]], score))
         return found
+
+
+def _as_weight(array: np.ndarray) -> torch.Tensor:
+    """A stored float16 array as the float32 tensor the kernels want; convolution weights channels-last."""
+    tensor = torch.from_numpy(array.astype(np.float32))
+    return tensor.contiguous(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor
 
 
 def _fused_steps(operations: list) -> list:

@@ -28,7 +28,6 @@ from engine.explain import EXPLAIN_SIDE, MatchExplanation, explain_match
 from engine.filters import ProductTable, parse_where, where_text
 from engine.images import full_size, load_image
 from engine.store.meta import ALL, StoredImage
-from engine.vectors import normalise
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, propose_regions
 from engine.models import Lazy, ModelUnavailableError
@@ -36,6 +35,7 @@ from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count,
 from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, filter_note, found_result,
                               look_and_colour, merge_responses, no_match_note, ranked_score)
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
+from engine.vectors import normalise
 from engine.window_features import PROPOSAL_SIDE, ProposalSample, proposal_sample
 from engine.window_scorer import WindowScorer, load_window_scorer
 
