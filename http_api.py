@@ -1,7 +1,8 @@
 """The HTTP API for shops: a plain POST with an image, JSON back, in the same process as the page.
 
     curl -F image=@photo.jpg http://127.0.0.1:7860/api/search
-    curl -F image=@room.jpg -F regions=true -F k=5 http://127.0.0.1:7860/api/search
+    curl -F image=@room.jpg -F k=5 http://127.0.0.1:7860/api/search      # a scene: its pieces, each searched
+    curl -F image=@room.jpg -F regions=false http://127.0.0.1:7860/api/search  # the whole photo only
     curl -F image=@photo.jpg -F colour=mustard http://127.0.0.1:7860/api/search
     curl -F image=@photo.jpg -F 'where=price<300; availability=in_stock' http://127.0.0.1:7860/api/search
     curl http://127.0.0.1:7860/api/items/PRODUCT_ID
@@ -53,7 +54,8 @@ FIELDS = {
     "image": "the photo (JPEG, PNG, WebP, HEIC ...), as a file",
     "k": f"results per search, 1-{MAX_RESULTS} (default 10)",
     "category": "auto (default), all, or a category name",
-    "regions": "true to find the pieces of furniture and search each (default false)",
+    "regions": "auto (default): a scene's pieces found and each searched, a product shot searched whole; "
+               "true: always the pieces; false: always the whole photo",
     "max_regions": f"with regions: at most this many, 1-{MAX_REGIONS} (default 4)",
     "colour": "same look in this colour first: a name (red, navy ...) or #hex",
     "where": "only products that meet it: price<300; availability=in_stock; brand=NAME (conditions joined by ;)",
@@ -83,18 +85,20 @@ class SearchRequest:
     name: str
     k: int = 10
     category: str = "auto"
-    regions: bool = False
+    regions: str = "auto"  # one of REGIONS
     max_regions: int = 4
     colour: str = ""
     where: str = ""
 
 
-def parse_flag(name: str, value: str) -> bool:
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise InvalidRequestError(f"{name} must be true or false, got {value!r}")
+# What ``regions`` may be: as the page does it (a scene by its pieces, a product shot whole), always, never.
+REGIONS = ("auto", "true", "false")
+
+
+def parse_regions(value: str) -> str:
+    if value.lower() in REGIONS:
+        return value.lower()
+    raise InvalidRequestError(f"regions must be auto, true or false, got {value!r}")
 
 
 async def parse_search_form(request: Request) -> SearchRequest:
@@ -123,7 +127,7 @@ async def parse_search_form(request: Request) -> SearchRequest:
         image=data, name=image.filename or "image",
         k=parse_count("k", texts.get("k", "10"), MAX_RESULTS),
         category=texts.get("category", "auto"),
-        regions=parse_flag("regions", texts.get("regions", "false")),
+        regions=parse_regions(texts.get("regions", "auto")),
         max_regions=parse_count("max_regions", texts.get("max_regions", "4"), MAX_REGIONS),
         colour=texts.get("colour", ""),
         where=texts.get("where", ""),
@@ -169,20 +173,23 @@ def item_json(engine: SearchEngine, product_id: str, rows: list[int]) -> dict:
 
 
 def search_line(engine: SearchEngine, query: SearchRequest, searches: Searches) -> dict:
-    """Run one search in the shared slot; the CLI's JSON line, with links."""
+    """Run one search in the shared slot; the CLI's JSON line, with links. A scene's line has its pieces
+    ("regions"), each with its results, and the main piece's results; a product shot's the whole photo's."""
     engine.check_category(query.category)
     with searches.turn():
-        if query.regions:
+        found = None
+        if query.regions != "false":
             found = engine.search_regions(query.image, k=query.k, max_regions=query.max_regions,
                                           category=query.category, colour=query.colour, where=query.where)
+        if found is None or (query.regions == "auto" and found.product_shot):
+            response = engine.search(query.image, k=query.k, category=query.category, colour=query.colour,
+                                     where=query.where)
+            line = response.to_json(query.name)
+        else:
             line = found.to_json(query.name)
             for match, region in zip(found.matches, line["regions"]):
                 region["results"] = _linked(match.response, region["results"], engine)
             response = found.matches[0].response
-        else:
-            response = engine.search(query.image, k=query.k, category=query.category, colour=query.colour,
-                                     where=query.where)
-            line = response.to_json(query.name)
     line["results"] = _linked(response, line["results"], engine)
     return line
 

@@ -65,6 +65,18 @@ def test_regions_and_a_category_by_name(client, tmp_path):
     assert line["searched"] == ["lamp"] and all(r["category"] == "lamp" for r in line["results"])
 
 
+def test_by_default_a_scene_answers_with_its_pieces_and_a_product_shot_with_the_whole_photo(client, tmp_path):
+    # As the page does it: the pieces with their boxes and results, the main piece's results first.
+    room = room_photo(tmp_path / "room.jpg", 1600, 800).read_bytes()
+    line = client.post("/api/search", files={"image": ("room.jpg", room)}, data={"k": "3"}).json()
+    assert line["regions"] and all(len(region["box"]) == 4 and region["results"] for region in line["regions"])
+    assert [r["id"] for r in line["results"]] == [r["id"] for r in line["regions"][0]["results"]]
+    whole = client.post("/api/search", files={"image": ("room.jpg", room)}, data={"k": "3", "regions": "false"}).json()
+    assert "regions" not in whole
+    shot = client.post("/api/search", files={"image": ("chair.jpg", jpeg("chair"))}, data={"k": "3"}).json()
+    assert "regions" not in shot and len(shot["results"]) == 3
+
+
 @pytest.mark.parametrize("data, upload, status, message", [
     ({}, ("notes.txt", b"just some text"), 400, "not a supported image"),
     ({}, ("broken.jpg", b"\xff\xd8\xff\xe0 broken"), 400, "damaged or incomplete"),
@@ -94,7 +106,7 @@ def test_too_large_files_and_pixel_bombs_are_refused(client, tmp_path, monkeypat
     ({"k": "3"}, {"other": ("x.txt", b"x")}, "unknown field 'other'"),
     ({"k": "3", "colour": "red"}, {"image": ("", b"")}, "the photo is missing"),
     ({"k": ""}, "photo", "k must be a whole number"),
-    ({"regions": "yes"}, "photo", "regions must be true or false"),
+    ({"regions": "yes"}, "photo", "regions must be auto, true or false"),
     ({"regionz": "true"}, "photo", "unknown field 'regionz'"),
     ({"image": "not a file"}, None, "send a multipart form"),
 ])
