@@ -112,13 +112,14 @@ class RegionSearch:
     photo: Image.Image | None = field(default=None, repr=False, compare=False)
 
     def to_json(self, query: str) -> dict:
-        """The CLI's JSON line: the best region's usual fields plus every region with its results."""
+        """The CLI's JSON line: the best region's usual fields plus every region with its results. A region's
+        category is what its search took it for (as the page labels it), so that it and its results agree."""
         line = self.matches[0].response.to_json(query)
         line["product_shot"] = self.product_shot
         line["regions"] = [
             {
                 "box": list(match.region.box),
-                "category": match.region.category,
+                "category": match.response.category,
                 "confidence": round(match.region.confidence, 4),
                 "results": match.response.to_json(query)["results"],
             }

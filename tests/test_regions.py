@@ -138,6 +138,7 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
         assert len(region["results"]) == 3
         assert set(region["results"][0]) == {"id", "name", "category", "score", "path", "colours", "colour_match"}
     assert line["results"] == line["regions"][0]["results"]
+    assert line["category"] == line["regions"][0]["category"]  # a piece is named by what its search took it for
 
 
 def random_network(rng: np.random.Generator, inputs: int, outputs: int) -> TwoLayerNetwork:
