@@ -40,7 +40,7 @@ from engine.filters import parse_where
 from engine.errors import InvalidRequestError, SearchError, ServiceUnavailableError, TimedOutError, TooLargeError
 from engine.images import MAX_FILE_BYTES
 from engine.requests import check_colour, MAX_REGIONS, MAX_RESULTS, parse_count
-from engine.responses import SearchResponse
+from engine.responses import RegionSearch, SearchResponse
 from engine.search import SearchEngine
 from engine.shop_fields import SHOP_FIELDS
 from service import Searches
@@ -176,20 +176,21 @@ def search_line(engine: SearchEngine, query: SearchRequest, searches: Searches) 
     """Run one search in the shared slot; the CLI's JSON line, with links. A scene's line has its pieces
     ("regions"), each with its results, and the main piece's results; a product shot's the whole photo's."""
     engine.check_category(query.category)
+    options = {"k": query.k, "category": query.category, "colour": query.colour, "where": query.where}
     with searches.turn():
-        found = None
-        if query.regions != "false":
-            found = engine.search_regions(query.image, k=query.k, max_regions=query.max_regions,
-                                          category=query.category, colour=query.colour, where=query.where)
-        if found is None or (query.regions == "auto" and found.product_shot):
-            response = engine.search(query.image, k=query.k, category=query.category, colour=query.colour,
-                                     where=query.where)
-            line = response.to_json(query.name)
+        if query.regions == "false":
+            found = engine.search(query.image, **options)
+        elif query.regions == "true":
+            found = engine.search_regions(query.image, max_regions=query.max_regions, **options)
         else:
-            line = found.to_json(query.name)
-            for match, region in zip(found.matches, line["regions"]):
-                region["results"] = _linked(match.response, region["results"], engine)
-            response = found.matches[0].response
+            found = engine.search_scene_or_piece(query.image, max_regions=query.max_regions, **options)
+    line = found.to_json(query.name)
+    if isinstance(found, RegionSearch):
+        for match, region in zip(found.matches, line["regions"]):
+            region["results"] = _linked(match.response, region["results"], engine)
+        response = found.matches[0].response
+    else:
+        response = found
     line["results"] = _linked(response, line["results"], engine)
     return line
 

@@ -201,12 +201,9 @@ def search_photo(image_path: str | None, k: int, category: str, where: str = "",
     """
     if not image_path:
         raise gr.Error("Add a photo first: upload one, take one with the camera, or paste one.", title="No photo")
-    engine = ready_engine()
-    count = result_count(k)
-    found = engine.search_regions(image_path, k=count, category=category, where=where)
-    if found.product_shot:
-        whole = engine.search(image_path, k=count, category=category, where=where)
-        return (*no_pieces(), *render(whole, request, category))
+    found = ready_engine().search_scene_or_piece(image_path, k=result_count(k), category=category, where=where)
+    if isinstance(found, SearchResponse):  # a product shot, searched whole
+        return (*no_pieces(), *render(found, request, category))
     # The photo as region search decoded it (its own size kept for the boxes), shrunk for the page.
     shown = found.photo.copy()
     shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))

@@ -236,7 +236,7 @@ def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
     (benchmarks/results/real.md); a studio shot's several regions are parts of the product (a lamp's shade and
     base) or what it is sold with (a bed's night tables), not pieces to choose from.
     """
-    return not regions or _plain_border(image)
+    return not regions or plain_border(image)
 
 
 def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
@@ -259,7 +259,7 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return _intersection(a, b) / max(min(_area(a), _area(b)), 1)
 
 
-def _plain_border(image: Image.Image) -> bool:
+def plain_border(image: Image.Image) -> bool:
     """Whether the outer band of the photo is nearly one flat colour."""
     small = np.asarray(image.convert("RGB").resize((64, 64), Image.BILINEAR), dtype=np.float32)
     band = np.concatenate([small[:3].reshape(-1, 3), small[-3:].reshape(-1, 3),

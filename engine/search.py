@@ -29,7 +29,7 @@ from engine.filters import ProductTable, parse_where, where_text
 from engine.images import full_size, load_image
 from engine.store.meta import ALL, StoredImage
 from engine.store.versions import open_store, Store
-from engine.regions import Region, crop_region, is_product_shot, propose_regions
+from engine.regions import Region, crop_region, is_product_shot, plain_border, propose_regions
 from engine.models import Lazy, ModelUnavailableError
 from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count, unknown_category
 from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, filter_note, found_result,
@@ -238,8 +238,10 @@ class SearchEngine:
         targeted = category not in ("auto", "all")
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
         width, height = full_size(decoded)
-        regions = propose_regions(self.extractor, self.proposal_sample, decoded, max_regions, self.window_scorer,
-                                  category if targeted else None, self.detector, self.settings.detection_side)
+        # A plain backdrop makes a product shot whatever pieces would be found: no proposal pass for it.
+        regions = [] if plain_border(decoded) else propose_regions(
+            self.extractor, self.proposal_sample, decoded, max_regions, self.window_scorer,
+            category if targeted else None, self.detector, self.settings.detection_side)
         if is_product_shot(decoded, regions):
             vector = embed_images(self.extractor, [decoded])[0]
             response = self.search_vector(vector, k, category, colour, where)
@@ -253,6 +255,15 @@ class SearchEngine:
             response = self.search_vector(region.embedding, k, category, colour, where)
             matches.append(RegionMatch(Region(box, region.category, region.confidence, region.embedding), response))
         return RegionSearch(False, matches, (width, height), decoded)
+
+    def search_scene_or_piece(self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto",
+                              colour: str | None = None, where: Where = None) -> RegionSearch | SearchResponse:
+        """A photo searched as the page and the HTTP API show it: a scene by its pieces (``search_regions``'s
+        answer), a product shot whole (``search``'s: the photo and its main pieces, each product at its best)."""
+        found = self.search_regions(image, k, max_regions, category, colour, where)
+        if found.product_shot:
+            return self.search(image, k, category, colour, where)
+        return found
 
     def embed_crops(self, photo: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         """Unit embeddings [len(boxes), D] of the boxes cut out of ``photo`` (with ``crop_region``'s margin)."""
