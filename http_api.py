@@ -39,7 +39,7 @@ from engine.colours import colours_json
 from engine.filters import parse_where
 from engine.errors import InvalidRequestError, SearchError, ServiceUnavailableError, TimedOutError, TooLargeError
 from engine.images import MAX_FILE_BYTES
-from engine.requests import check_colour, MAX_REGIONS, MAX_RESULTS, parse_count
+from engine.requests import check_colour, MAX_REGIONS, MAX_RESULTS, parse_count, parse_regions
 from engine.responses import RegionSearch, SearchResponse
 from engine.search import SearchEngine
 from engine.shop_fields import SHOP_FIELDS
@@ -89,16 +89,6 @@ class SearchRequest:
     max_regions: int = 4
     colour: str = ""
     where: str = ""
-
-
-# What ``regions`` may be: as the page does it (a scene by its pieces, a product shot whole), always, never.
-REGIONS = ("auto", "true", "false")
-
-
-def parse_regions(value: str) -> str:
-    if value.lower() in REGIONS:
-        return value.lower()
-    raise InvalidRequestError(f"regions must be auto, true or false, got {value!r}")
 
 
 async def parse_search_form(request: Request) -> SearchRequest:
@@ -178,12 +168,8 @@ def search_line(engine: SearchEngine, query: SearchRequest, searches: Searches) 
     engine.check_category(query.category)
     options = {"k": query.k, "category": query.category, "colour": query.colour, "where": query.where}
     with searches.turn():
-        if query.regions == "false":
-            found = engine.search(query.image, **options)
-        elif query.regions == "true":
-            found = engine.search_regions(query.image, max_regions=query.max_regions, **options)
-        else:
-            found = engine.search_scene_or_piece(query.image, max_regions=query.max_regions, **options)
+        found = engine.search_scene_or_piece(query.image, max_regions=query.max_regions, regions=query.regions,
+                                             **options)
     line = found.to_json(query.name)
     if isinstance(found, RegionSearch):
         for match, region in zip(found.matches, line["regions"]):

@@ -123,10 +123,13 @@ def query_paths(arguments: list[str]) -> list[tuple[str, Path]]:
     return queries
 
 
+# --regions, --no-regions or neither, as ``SearchEngine.search_scene_or_piece`` takes it.
+REGION_FLAGS = {True: "true", False: "false", None: "auto"}
+
+
 def run_search(args: argparse.Namespace) -> int:
     check_count("--k", args.k, MAX_RESULTS)
-    if args.regions:
-        check_count("--max-regions", args.max_regions, MAX_REGIONS)
+    check_count("--max-regions", args.max_regions, MAX_REGIONS)
     check_colour(args.colour)
     parse_where(args.where)
     queries = query_paths(args.images)
@@ -135,12 +138,9 @@ def run_search(args: argparse.Namespace) -> int:
     failures = 0
     for shown, path in queries:
         try:
-            if args.regions:
-                line = engine.search_regions(path, k=args.k, max_regions=args.max_regions, category=args.category,
-                                             colour=args.colour, where=args.where).to_json(shown)
-            else:
-                line = engine.search(path, k=args.k, category=args.category, colour=args.colour,
-                                     where=args.where).to_json(shown)
+            line = engine.search_scene_or_piece(path, k=args.k, max_regions=args.max_regions, category=args.category,
+                                                colour=args.colour, where=args.where,
+                                                regions=REGION_FLAGS[args.regions]).to_json(shown)
         except SearchError as error:
             failures += 1
             line = {"query": shown, "error": str(error)}
@@ -222,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only products that meet it: price<300, availability=in_stock, brand=NAME, ... "
                              "(repeat it, or separate conditions with ';')")
     search.add_argument("--catalogue", "--gallery", help="where the catalogue images are, if moved since indexing")
-    search.add_argument("--regions", action="store_true",
-                        help="find each piece of furniture in the photo and search it on its own (adds \"regions\")")
-    search.add_argument("--max-regions", type=int, default=4, help="with --regions: at most this many (default 4)")
+    search.add_argument("--regions", action=argparse.BooleanOptionalAction,
+                        help="always find each piece of furniture in the photo and search it on its own (adds "
+                             "\"regions\"); --no-regions: always the whole photo; neither (the default, as the "
+                             "page): a scene by its pieces, a product shot whole")
+    search.add_argument("--max-regions", type=int, default=4, help="pieces searched at most (default 4)")
     search.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     search.set_defaults(run=run_search)
 

@@ -8,6 +8,9 @@ from engine.errors import InvalidRequestError
 # Bounds on a request's counts, so that a typo cannot ask for a million results.
 MAX_RESULTS = 1000
 MAX_REGIONS = 12
+# How a photo is searched (``SearchEngine.search_scene_or_piece``): a scene by its pieces and a product shot whole
+# (auto, as the page does it), always by its pieces (true), or always whole (false).
+REGIONS = ("auto", "true", "false")
 
 
 class UnknownCategoryError(InvalidRequestError):
@@ -33,6 +36,13 @@ def parse_count(name: str, value: object, limit: int) -> int:
         value = int(value)
     check_count(name, value, limit)
     return value
+
+
+def parse_regions(value: str) -> str:
+    """``value`` as one of ``REGIONS`` (any case); ``InvalidRequestError`` for anything else."""
+    if isinstance(value, str) and value.lower() in REGIONS:
+        return value.lower()
+    raise InvalidRequestError(f"regions must be auto, true or false, got {value!r}")
 
 
 def check_colour(colour: str | None) -> RGB | None:

@@ -31,7 +31,7 @@ from engine.store.meta import ALL, StoredImage
 from engine.store.versions import open_store, Store
 from engine.regions import Region, crop_region, is_product_shot, plain_border, propose_regions
 from engine.models import Lazy, ModelUnavailableError
-from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count, unknown_category
+from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count, parse_regions, unknown_category
 from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, filter_note, found_result,
                               look_and_colour, merge_responses, no_match_note, ranked_score)
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
@@ -257,11 +257,16 @@ class SearchEngine:
         return RegionSearch(False, matches, (width, height), decoded)
 
     def search_scene_or_piece(self, image: ImageInput, k: int = 10, max_regions: int = 4, category: str = "auto",
-                              colour: str | None = None, where: Where = None) -> RegionSearch | SearchResponse:
-        """A photo searched as the page and the HTTP API show it: a scene by its pieces (``search_regions``'s
-        answer), a product shot whole (``search``'s: the photo and its main pieces, each product at its best)."""
+                              colour: str | None = None, where: Where = None,
+                              regions: str = "auto") -> RegionSearch | SearchResponse:
+        """A photo searched as the page, the HTTP API and the CLI show it. ``regions`` "auto": a scene by its pieces
+        (``search_regions``'s answer), a product shot whole (``search``'s: the photo and its main pieces, each
+        product at its best); "true": always by its pieces; "false": always whole."""
+        regions = parse_regions(regions)
+        if regions == "false":
+            return self.search(image, k, category, colour, where)
         found = self.search_regions(image, k, max_regions, category, colour, where)
-        if found.product_shot:
+        if found.product_shot and regions == "auto":
             return self.search(image, k, category, colour, where)
         return found
 

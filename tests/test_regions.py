@@ -141,6 +141,24 @@ def test_cli_regions_json_shape(built_store, tmp_path, capsys):
     assert line["category"] == line["regions"][0]["category"]  # a piece is named by what its search took it for
 
 
+def test_cli_searches_a_scene_by_its_pieces_and_a_product_shot_whole_by_default(built_store, tmp_path, capsys):
+    _, store = built_store
+    room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (200, 560), 420)])
+    scene, product = tmp_path / "room.jpg", tmp_path / "chair.jpg"
+    room.save(scene)
+    draw_furniture("chair", product_colour(0, 1), 0, size=400).save(product)
+
+    def lines(*flags: str) -> list[dict]:
+        assert main(["search", "--store", str(store), "--k", "3", *flags, str(scene), str(product)]) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    scene_line, product_line = lines()
+    assert scene_line["regions"] and scene_line["results"] == scene_line["regions"][0]["results"]
+    assert "regions" not in product_line
+    assert all("regions" not in line for line in lines("--no-regions"))
+    assert all(line["regions"] for line in lines("--regions"))
+
+
 def random_network(rng: np.random.Generator, inputs: int, outputs: int) -> TwoLayerNetwork:
     return TwoLayerNetwork(rng.normal(size=(inputs, 4)).astype(np.float32), np.zeros(4, np.float32),
                            rng.normal(size=(4, outputs)).astype(np.float32), rng.normal(size=outputs).astype(np.float32))
