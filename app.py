@@ -96,8 +96,10 @@ def results_column() -> dict:
 
 def wire(c: dict) -> None:
     """The page's events: a photo is searched (a scene by its pieces, a product shot whole, in one round trip);
-    a piece, a result, a colour or a crop searches again. Every search shares one queue slot ("search"): one
-    search at a time for the whole page."""
+    a piece, a result, a colour or a crop searches again. Every search shares one queue ("search"): the page's
+    searches run one at a time, each on every core. Two at once on one core each (``service.SearchSlot``) served
+    the HTTP API 1.3x the searches per second but the page 0.66-0.85x (``python -m benchmarks.app``): the
+    page's own work around a search (upload, drawing, Gradio's events) shares the same two cores."""
     one = {"concurrency_id": "search", "concurrency_limit": 1}
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"], c["where"]]

@@ -34,7 +34,7 @@ log = logging.getLogger("app")
 # The catalogue's store, opened in the background on start (service.py).
 catalogue_index = CatalogueIndex(SETTINGS)
 # Page and HTTP API searches take turns in one slot, and memory goes back once both are idle (service.py).
-searches = new_searches()
+searches = new_searches(SETTINGS.lanes)
 _folders: InstanceFolders | None = None
 
 

@@ -17,6 +17,9 @@ request (each with a small mark of its own: the app keeps the detections of the 
   requests rejected as busy;
 * **HTTP API** (``POST /api/search``, ``http_api``): sequential, without and with regions, and the same
   burst of clients (whole-photo searches): answered, told "busy" (503), errors;
+* the same load and burst on the app restarted with ``FURNITURE_SEARCH_LANES=1`` (one search at a time on
+  every core, as before API searches could run two at once on one core each when others wait), twice, then on
+  the app as it runs again: the baseline, same run, A B B A;
 * the app's resident memory after the sequential searches and at its peak under load;
 * **the engine alone** on the same photos in this process before the app starts, so that the page's
   overhead is a number.
@@ -34,6 +37,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, percentile
 from benchmarks.load import (
@@ -194,8 +199,56 @@ def under_load(url: str, photos: list[Path], clients: int, searches: int, timeou
     }
 
 
+def loaded(url: str, process, args: argparse.Namespace, photos: list[Path]) -> dict:
+    """The page under ``args.clients`` x ``args.searches`` searches at once, then the HTTP API's burst (``photos``:
+    one for each of those searches; the app keeps the detections of the last few only)."""
+    page = args.clients * args.searches
+    load = (under_load(url, photos[:page], args.clients, args.searches, args.timeout, process.pid) if args.clients
+            else {"clients": 0, "searches_per_client": 0, "ok": 0, "rejected": 0, "errors": 0, "error_messages": [],
+                  "searches_per_s": float("nan"), "results_s": {}, "total_s": {}, "peak_mb": float("nan")})
+    return {"load": load, "http_burst": http_burst(url, photos[page:], max(args.clients, 1), args.searches, args.timeout)}
+
+
+def lanes_rounds(url: str, port: int, args: argparse.Namespace, photos: list[Path], ready_photo: Path, work: Path,
+                 first: dict) -> list[tuple[str, dict]]:
+    """The load on the app as it runs (``first``, measured already), then twice with one lane, then again as it
+    runs (A B B A: a drift over the run counts alike for both)."""
+    rounds = [("two lanes (default)", first)]
+    for lanes, repeats in (("1", 2), ("2", 1)):
+        process = start_app(port, DEFAULT_CATALOGUE, DEFAULT_STORE, work / f"app-lanes-{lanes}.log",
+                            FURNITURE_SEARCH_LANES=lanes)
+        try:
+            wait_until_ready(url, ready_photo, process)
+            name = "two lanes (default)" if lanes == "2" else "one lane (`FURNITURE_SEARCH_LANES=1`)"
+            rounds += [(name, loaded(url, process, args, photos)) for _ in range(repeats)]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return rounds
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95)} if values else {}
+
+
+def lanes_table(s: dict) -> list[str]:
+    """Under load: the app as it runs (``FURNITURE_SEARCH_LANES=2``: API searches two at once on one core each when
+    others wait; the page's one at a time) against every search one at a time on every core
+    (``FURNITURE_SEARCH_LANES=1``), same run, in the order measured."""
+    rows, means = [], {}
+    for name, measured in s["lanes_rounds"]:
+        load, burst = measured["load"], measured["http_burst"]
+        rows.append(f"| {name} | {load['searches_per_s']:.2f} searches/s | "
+                    f"{load['results_s'].get('p50', float('nan')):.2f} / {load['results_s'].get('p95', float('nan')):.2f} s | "
+                    f"{load['ok']} / {load['rejected']} / {load['errors']} | {burst['searches_per_s']:.2f} searches/s | "
+                    f"{burst['ok']} / {burst['busy']} / {burst['errors']} |")
+        means.setdefault(name, []).append((load["searches_per_s"], burst["searches_per_s"]))
+    (two, one) = [np.mean(values, axis=0) for values in means.values()]
+    return ["| under load, same run, in this order | page: throughput | page: one search p50 / p95 | "
+            "page: answered / busy / errors | HTTP API: throughput | HTTP API: answered / busy / errors |",
+            "|---|---|---|---|---|---|", *rows, "",
+            f"Mean throughput, two lanes ÷ one lane: page {two[0] / one[0]:.2f}× (its searches run one at a time "
+            f"either way), HTTP API {two[1] / one[1]:.2f}×."]
 
 
 def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
@@ -213,7 +266,8 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"Load average before the run: {load_before}. Command: `{command}`.",
         "",
         "12 MP phone-like photos of three room scenes (JPEG, ~"
-        f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1, one search at a time on all cores.",
+        f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1 (the page's searches one at a time on every core; the API's "
+        "two at once on one core each when others wait).",
         "",
         "| what a person waits for | p50 | p95 | goal (#12) |",
         "|---|---|---|---|",
@@ -236,6 +290,8 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"{burst['latency_s'].get('p50', float('nan')):.2f} s | {burst['latency_s'].get('p95', float('nan')):.2f} s | |",
         f"| the same: throughput, answered / busy (503) / errors | {burst['searches_per_s']:.2f} searches/s | "
         f"{burst['ok']} / {burst['busy']} / {burst['errors']} | |",
+        "",
+        *lanes_table(s),
         "",
         "| the engine alone, photos like these, this process (median) | |",
         "|---|---|",
@@ -274,13 +330,15 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="furniture-app-bench-"))
     # A photo of its own for every request (the app keeps the detections of the last few photos it saw, and
     # people send different photos), made from three room scenes.
-    burst = max(args.clients, 1) * args.searches
-    count = 1 + ENGINE_PHOTOS + (args.rounds + 1) + args.rounds + 2 * args.rounds + args.clients * args.searches + burst
+    # The load and the burst run four times on the same photos (lanes_rounds).
+    loads = args.clients * args.searches + max(args.clients, 1) * args.searches
+    count = 1 + ENGINE_PHOTOS + (args.rounds + 1) + args.rounds + 2 * args.rounds + loads
     series = [photo_series(ROOT / "benchmarks" / "scenes" / name, PHONE_SIZE, work, -(-count // len(SCENES)))
               for name in SCENES]
     supply = iter([photo for photos in zip(*series) for photo in photos])
     take = lambda number: [next(supply) for _ in range(number)]  # noqa: E731
     ready_photo = take(1)[0]
+    load_photos = take(loads)
     engine = engine_times(DEFAULT_STORE, DEFAULT_CATALOGUE, take(ENGINE_PHOTOS))
     print(f"engine alone: {engine}", flush=True)
 
@@ -296,17 +354,15 @@ def main(argv: list[str] | None = None) -> None:
         http = http_sequential(url, take(2 * args.rounds), args.timeout)
         print(f"http: {http}", flush=True)
         memory = {"after_sequential": resident_mb(process.pid)}
-        load = (under_load(url, take(args.clients * args.searches), args.clients, args.searches, args.timeout,
-                           process.pid) if args.clients
-                else {"clients": 0, "searches_per_client": 0, "ok": 0, "rejected": 0, "errors": 0, "error_messages": [],
-                      "searches_per_s": float("nan"), "results_s": {}, "total_s": {}, "peak_mb": float("nan")})
-        burst = http_burst(url, take(burst), max(args.clients, 1), args.searches, args.timeout)
+        first = loaded(url, process, args, load_photos)
     finally:
         process.terminate()
         process.wait(timeout=30)
+    rounds = lanes_rounds(url, port, args, load_photos, ready_photo, work, first)
+    load, burst = first["load"], first["http_burst"]
 
     summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "http_s": http, "http_burst": burst,
-               "memory_mb": memory, "load": load,
+               "memory_mb": memory, "load": load, "lanes_rounds": rounds,
                "photo_mb": ready_photo.stat().st_size / 1e6}
     markdown = render_markdown(summary, info, load_before, command)
     print(markdown)

@@ -97,9 +97,11 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def start_app(port: int, catalogue: Path, store: Path, log: Path) -> subprocess.Popen:
+def start_app(port: int, catalogue: Path, store: Path, log: Path, **settings: str) -> subprocess.Popen:
+    """``app.py`` on 127.0.0.1:``port``; ``settings`` are more of its environment variables."""
     env = dict(os.environ, FURNITURE_CATALOGUE=str(catalogue), FURNITURE_STORE=str(store),
-               GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False")
+               GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
+               **settings)
     return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
 

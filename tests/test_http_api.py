@@ -180,6 +180,40 @@ def test_the_search_slot_lets_a_bounded_number_wait():
                 pass
 
 
+def test_a_search_alone_has_every_core_and_two_run_at_once_on_one_each_when_others_wait():
+    import torch
+
+    slot = SearchSlot(max_waiting=4, timeout_s=5, cores=2)
+    alone_inside, release = threading.Event(), threading.Event()
+    both_inside = threading.Barrier(3, timeout=5)  # the two waiters and this test
+    threads_seen = {}
+
+    def alone():
+        with slot:
+            threads_seen["alone"] = torch.get_num_threads()
+            alone_inside.set()
+            release.wait(5)
+
+    def waiter(name: str):
+        with slot:
+            threads_seen[name] = torch.get_num_threads()
+            both_inside.wait()  # passes only while both waiters are inside at once
+
+    first = threading.Thread(target=alone)
+    first.start()
+    assert alone_inside.wait(5)
+    waiters = [threading.Thread(target=waiter, args=(name,)) for name in ("a", "b")]
+    for thread in waiters:
+        thread.start()
+    threading.Event().wait(0.2)  # both now wait: the one running has every core, so neither may join it
+    assert "a" not in threads_seen and "b" not in threads_seen
+    release.set()
+    both_inside.wait()
+    for thread in (first, *waiters):
+        thread.join(5)
+    assert threads_seen == {"alone": 2, "a": 1, "b": 1}
+
+
 @pytest.mark.slow
 def test_the_running_app_answers_curl_style_posts_and_a_burst(tmp_path):
     from gradio_client import Client
