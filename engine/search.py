@@ -265,8 +265,11 @@ class SearchEngine:
         regions = parse_regions(regions)
         if regions == "false":
             return self.search(image, k, category, colour, where)
-        found = self.search_regions(image, k, max_regions, category, colour, where)
-        if found.product_shot and regions == "auto":
+        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
+        # A product shot is searched whole at once: its region search would embed and search it for nothing.
+        found = None if regions == "auto" and plain_border(decoded) else self.search_regions(
+            decoded, k, max_regions, category, colour, where)
+        if found is None or (found.product_shot and regions == "auto"):
             return self.search(image, k, category, colour, where)
         return found
 

@@ -115,6 +115,18 @@ def test_a_single_centred_product_is_a_product_shot(search_engine):
     assert [r.product_id for r in result.matches[0].response.results] == [r.product_id for r in whole.results]
 
 
+def test_a_product_shot_is_searched_whole_without_a_region_search(search_engine, monkeypatch):
+    photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
+    whole = search_engine.search(photo, k=3)
+
+    def no_region_search(*args, **kwargs):
+        raise AssertionError("a product shot's region search would embed and search it for nothing")
+
+    monkeypatch.setattr(search_engine, "search_regions", no_region_search)
+    found = search_engine.search_scene_or_piece(photo, k=3)
+    assert [r.product_id for r in found.results] == [r.product_id for r in whole.results]
+
+
 def test_crop_region_adds_a_margin_inside_the_photo():
     image = Image.new("RGB", (200, 100))
     assert crop_region(image, (50, 20, 150, 80), margin=0.1).size == (120, 72)
