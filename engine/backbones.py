@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models import ResNet50_Weights, resnet50
 
 from engine.backbone_specs import BACKBONES, REGISTRY, RESNET50_WEIGHTS_NAME, BackboneSpec, get_spec, lite_weights_package
 from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
@@ -35,7 +34,14 @@ log = logging.getLogger(__name__)
 
 GEM_P = 3.0
 GEM_EPS = 1e-6
-RESNET50_WEIGHTS = getattr(ResNet50_Weights, RESNET50_WEIGHTS_NAME)
+
+
+def _resnet50_weights():
+    """torchvision's record of the ResNet-50 weights. torchvision is imported here, when ResNet-50 is asked for:
+    imported, its models and image libraries add ~170 MB to a process that searches with EfficientNet-Lite."""
+    from torchvision.models import ResNet50_Weights
+
+    return getattr(ResNet50_Weights, RESNET50_WEIGHTS_NAME)
 
 
 class BackboneUnavailableError(ModelUnavailableError):
@@ -143,7 +149,7 @@ def _build_lite(name: str, allow_random_weights: bool) -> FeatureExtractor:
 
 def resnet50_weights_path() -> Path:
     """Where torchvision keeps the ResNet-50 weights file in the torch hub cache (honours TORCH_HOME)."""
-    filename = os.path.basename(urlparse(RESNET50_WEIGHTS.url).path)
+    filename = os.path.basename(urlparse(_resnet50_weights().url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
@@ -162,6 +168,8 @@ def _fuse_resnet_batchnorm(model: nn.Module) -> None:
 
 
 def _build_resnet50(name: str, allow_random_weights: bool) -> FeatureExtractor:
+    from torchvision.models import resnet50
+
     model = resnet50(weights=None)  # weights=None: torchvision must not download anything
     path = resnet50_weights_path()
     pretrained = path.is_file()
@@ -171,7 +179,7 @@ def _build_resnet50(name: str, allow_random_weights: bool) -> FeatureExtractor:
         log.warning("resnet50: %s not found; using random weights", path)
     else:
         raise BackboneUnavailableError(
-            f"resnet50 needs torchvision's ImageNet weights ({RESNET50_WEIGHTS.url}) at {path}, "
+            f"resnet50 needs torchvision's ImageNet weights ({_resnet50_weights().url}) at {path}, "
             "and this program never downloads. On a machine with internet run "
             "`python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\"` "
             f"and copy the file to {path} here (or point TORCH_HOME at a folder holding hub/checkpoints/{path.name})."
@@ -214,4 +222,4 @@ def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtra
 
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet class names in logit order (from torchvision's metadata; no download)."""
-    return list(RESNET50_WEIGHTS.meta["categories"])
+    return list(_resnet50_weights().meta["categories"])

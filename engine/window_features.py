@@ -22,11 +22,13 @@ end-exclusive, and ``cells_to_pixels`` turns them into photo pixels.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 
 from engine.backbones import FeatureExtractor
@@ -176,6 +178,24 @@ def _integral(values: np.ndarray, dtype: torch.dtype = torch.float64) -> np.ndar
     return padded.numpy()
 
 
+@functools.lru_cache(maxsize=1)
+def _nms():
+    """torchvision's non-maximum suppression kernel (C++), its library loaded alone as torchvision loads it
+    (``torchvision.extension``): ``import torchvision`` would add ~170 MB to the process (its models, transforms and
+    image libraries), none of which search uses."""
+    spec = importlib.util.find_spec("torchvision")
+    folder = Path(spec.origin).parent if spec and spec.origin else None
+    finder = importlib.machinery.FileFinder(str(folder), (importlib.machinery.ExtensionFileLoader,
+                                                          importlib.machinery.EXTENSION_SUFFIXES)) if folder else None
+    # "_C_stable" since torchvision 0.25, "_C" before.
+    found = [found for name in ("_C_stable", "_C") if finder and (found := finder.find_spec(name))]
+    if not found:
+        raise ImportError("torchvision's compiled operators are not installed; run make run (or pip install -r "
+                          "requirements.txt) to install the requirements")
+    torch.ops.load_library(found[0].origin)
+    return torch.ops.torchvision.nms
+
+
 def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: float) -> np.ndarray:
     """Indices of the best-scoring windows, none overlapping a better kept one by more than ``max_iou``, at most ``count``.
 
@@ -191,7 +211,7 @@ def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: floa
     for start in range(0, len(order), SUPPRESSION_BLOCK):
         # Kept windows rank above the block and do not overlap each other, so all stay kept.
         contenders = torch.cat([kept, torch.arange(start, min(start + SUPPRESSION_BLOCK, len(order)))])
-        kept = contenders[torchvision.ops.nms(boxes[contenders], rank_scores[contenders], max_iou)]
+        kept = contenders[_nms()(boxes[contenders], rank_scores[contenders], max_iou)]
         if len(kept) >= count:
             break
     return order[kept[:count].numpy()]

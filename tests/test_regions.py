@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -169,6 +171,22 @@ def test_cli_searches_a_scene_by_its_pieces_and_a_product_shot_whole_by_default(
     assert "regions" not in product_line
     assert all("regions" not in line for line in lines("--no-regions"))
     assert all(line["regions"] for line in lines("--regions"))
+
+
+def test_a_region_search_leaves_torchvision_unimported(built_store, tmp_path):
+    """Imported, torchvision adds ~170 MB to the app's process; region search needs only its NMS kernel."""
+    _, store = built_store
+    room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (200, 560), 420)])
+    query = tmp_path / "room.jpg"
+    room.save(query)
+    code = ("import sys; from engine.search import SearchEngine; "
+            f"found = SearchEngine.open({str(store)!r}).search_regions({str(query)!r}); "
+            "print(len(found.matches), 'torchvision' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert ran.returncode == 0, ran.stderr
+    regions, imported = ran.stdout.split()
+    assert int(regions) >= 1 and imported == "False"
 
 
 def random_network(rng: np.random.Generator, inputs: int, outputs: int) -> TwoLayerNetwork:
