@@ -184,15 +184,15 @@ def _nms():
     (``torchvision.extension``): ``import torchvision`` would add ~170 MB to the process (its models, transforms and
     image libraries), none of which search uses."""
     spec = importlib.util.find_spec("torchvision")
-    folder = Path(spec.origin).parent if spec and spec.origin else None
-    finder = importlib.machinery.FileFinder(str(folder), (importlib.machinery.ExtensionFileLoader,
-                                                          importlib.machinery.EXTENSION_SUFFIXES)) if folder else None
-    # "_C_stable" since torchvision 0.25, "_C" before.
-    found = [found for name in ("_C_stable", "_C") if finder and (found := finder.find_spec(name))]
-    if not found:
+    library = None
+    if spec is not None and spec.origin is not None:
+        finder = importlib.machinery.FileFinder(str(Path(spec.origin).parent), (importlib.machinery.ExtensionFileLoader,
+                                                                                importlib.machinery.EXTENSION_SUFFIXES))
+        library = finder.find_spec("_C_stable") or finder.find_spec("_C")  # its name since torchvision 0.25; before
+    if library is None:
         raise ImportError("torchvision's compiled operators are not installed; run make run (or pip install -r "
                           "requirements.txt) to install the requirements")
-    torch.ops.load_library(found[0].origin)
+    torch.ops.load_library(library.origin)
     return torch.ops.torchvision.nms
 
 
