@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import torch
-
 from engine.errors import SearchError, ServiceUnavailableError
 from engine.feed_indexing import index_feed
 from engine.indexing import open_current
+from engine.networks import CORES, use_threads
 from engine.search import SearchEngine
 
 ROOT = Path(__file__).resolve().parent
@@ -34,7 +33,6 @@ log = logging.getLogger("service")
 MAX_WAITING = 16
 # Searches that run at once when several wait, on an equal share of the cores (SearchSlot).
 LANES = 2
-CORES = torch.get_num_threads()
 # Seconds a request waits for the slot before it is told the service is busy.
 SLOT_TIMEOUT_S = 30.0
 BUSY_MESSAGE = "The search service is busy; try again in a few seconds."
@@ -175,13 +173,6 @@ class SearchSlot:
             self._running -= 1
             self._alone = False
             self._changed.notify_all()
-
-
-def use_threads(count: int) -> None:
-    """Run this thread's torch work on ``count`` threads, other threads' left as they are. torch sets a thread's
-    count from the process's last setting on the thread's first use of it: used first, the count set stays."""
-    torch.get_num_threads()
-    torch.set_num_threads(count)
 
 
 # glibc gives each thread that allocates its own heap ("arena") and keeps what is freed there for later.

@@ -53,12 +53,10 @@ CLASSES = ("bed", "chair", "lamp", "sofa", "table")
 
 def raw_vectors(engine: SearchEngine, images: list[Image.Image], batch: int = 16) -> np.ndarray:
     """The backbone's pooled vectors, before normalising (a projection maps these)."""
-    extractor = engine.extractor
-    out = [np.zeros((0, extractor.spec.feature_dim), np.float32)]
-    with torch.inference_mode():
-        for start in range(0, len(images), batch):
-            tensor = preprocess(images[start:start + batch], extractor.spec.preprocessing)
-            out.append(extractor(tensor.contiguous(memory_format=torch.channels_last)).numpy())
+    backbone = engine.backbone
+    out = [np.zeros((0, backbone.spec.feature_dim), np.float32)]
+    for start in range(0, len(images), batch):
+        out.append(backbone.embed(preprocess(images[start:start + batch], backbone.spec.preprocessing)))
     return np.concatenate(out)
 
 
@@ -73,7 +71,7 @@ def _query_vectors(engine: SearchEngine, path: Path) -> dict[str, np.ndarray]:
 def _room_regions(engine: SearchEngine, room: Path, category: str) -> dict[str, np.ndarray]:
     """As ``SearchEngine.search_regions(room, category=category)`` finds them: pooled cells and crops apart."""
     photo = load_image(room, min_side=REGION_DECODE_SIDE, max_side=engine.settings.region_max_side)
-    regions = propose_regions(engine.extractor, engine.proposal_sample, photo, MAX_REGIONS, engine.window_scorer,
+    regions = propose_regions(engine.backbone, engine.proposal_sample, photo, MAX_REGIONS, engine.window_scorer,
                               category, engine.detector, engine.settings.detection_side)
     pooled = np.array([r.embedding for r in regions], np.float32).reshape(len(regions), -1)
     return {"pooled": pooled, "crops": raw_vectors(engine, [crop_region(photo, r.box) for r in regions])}

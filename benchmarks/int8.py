@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.ao.quantization import get_default_qconfig_mapping
 
 from benchmarks.common import DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line
-from engine.backbones import FeatureExtractor, load_backbone, pool_features
+from engine.backbones import FeatureExtractor, build_backbone, pool_features
 from engine.catalogue import scan_catalogue
 from engine.efficientnet_lite import ConvBNAct, tf_same_padding
 from engine.vectors import normalise
@@ -74,7 +74,7 @@ def traceable_body(extractor: FeatureExtractor) -> nn.Sequential:
 def batches(paths: list[Path], extractor: FeatureExtractor):
     for start in range(0, len(paths), BATCH):
         images = [load_image(p, min_side=INPUT_SIDE) for p in paths[start : start + BATCH]]
-        yield preprocess(images, extractor.spec.preprocessing)
+        yield torch.from_numpy(preprocess(images, extractor.spec.preprocessing))
 
 
 def embed(model: nn.Module, paths: list[Path], extractor: FeatureExtractor) -> np.ndarray:
@@ -97,7 +97,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     info = machine_info()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    extractor = load_backbone("efficientnet_lite0")
+    extractor = build_backbone("efficientnet_lite0")
     fp32 = traceable_body(extractor)
     catalogue = scan_catalogue(DEFAULT_CATALOGUE)
     catalogue_paths = [catalogue.root / item.path for item in catalogue.images]

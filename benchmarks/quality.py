@@ -42,7 +42,7 @@ from benchmarks.common import (
     percentile,
 )
 from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE
-from engine.backbones import FeatureExtractor, load_backbone, pool_features
+from engine.backbones import FeatureExtractor, build_backbone, pool_features
 from engine.catalogue import scan_catalogue
 from engine.classify import CategoryClassifier, fit_classifier
 from engine.vectors import normalise
@@ -140,12 +140,12 @@ class FeatureCache:
             if key in self._cache and wanted <= set(self._cache[key]):
                 continue
             backbone, fit, mirrored = key
-            extractor = load_backbone(backbone)
+            extractor = build_backbone(backbone)
             prep = replace(extractor.spec.preprocessing, fit=fit)
             images = self._images_for_size(prep.size)
             chunks: list[dict[tuple[str, str], np.ndarray]] = []
             for start in range(0, len(images), BATCH):
-                batch = preprocess(images[start : start + BATCH], prep)
+                batch = torch.from_numpy(preprocess(images[start : start + BATCH], prep))
                 chunks.append(pooled_features(extractor, batch.flip(3) if mirrored else batch, wanted))
             self._cache[key] = {pair: np.concatenate([c[pair] for c in chunks]) for pair in wanted}
 
@@ -317,12 +317,12 @@ def time_variants(variants: Sequence[Variant], images: Sequence[Image.Image], ro
     samples: dict[str, list[float]] = {v.label: [] for v in variants}
     for _ in range(rounds):
         for v in variants:
-            extractor = load_backbone(v.backbone)
+            extractor = build_backbone(v.backbone)
             prep = v.preprocessing()
             wanted = {(layer, v.pooling) for layer in v.layers}
             for image in images:
                 started = time.perf_counter()
-                batch = preprocess([image], prep)
+                batch = torch.from_numpy(preprocess([image], prep))
                 combine(pooled_features(extractor, batch, wanted), v)
                 if v.flip:
                     combine(pooled_features(extractor, batch.flip(3), wanted), v)

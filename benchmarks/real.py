@@ -372,7 +372,7 @@ def room_search(dataset: Dataset, engine: SearchEngine) -> tuple[dict, dict]:
     whole_ms: list[float] = []
     regions_ms: dict[str, list[float]] = defaultdict(list)
     # Region labels with and without the detector, in the same run.
-    variants = {"window scorer alone": SearchEngine(engine.stored, engine.extractor, engine.catalogue,
+    variants = {"window scorer alone": SearchEngine(engine.stored, engine.backbone, engine.catalogue,
                                                     dataclasses.replace(engine.settings, use_detector=False))}
     if engine.detector is not None:
         variants = {"with the detector": engine, **variants}

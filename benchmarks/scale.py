@@ -54,15 +54,15 @@ CROSSOVER_SIZES = (250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 
 def real_groups(store: str, catalogue: Path, queries: Path) -> tuple[list[np.ndarray], list[str]]:
     """The catalogue's embeddings and its held-out photos' embeddings, grouped by product; each one's category."""
-    from engine.backbones import load_backbone
+    from engine.networks import load_backbone
     from engine.embed import embed_images
     from engine.images import load_image
     from engine.indexing import open_current
 
     stored = open_current(catalogue, store)
-    extractor = load_backbone(stored.backbone.name)
+    backbone = load_backbone(stored.backbone.name)
     photos = load_queries(queries)
-    vectors = embed_images(extractor, [load_image(q.path, min_side=extractor.spec.preprocessing.size) for q in photos])
+    vectors = embed_images(backbone, [load_image(q.path, min_side=backbone.spec.preprocessing.size) for q in photos])
     groups: dict[str, list[np.ndarray]] = {}
     category = {item.product_id: item.category for item in stored.images}
     for item in stored.images:

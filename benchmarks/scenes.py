@@ -85,7 +85,7 @@ def run(store: Path, catalogue: Path, count: int, max_regions: int, folder: Path
     for row, fits in zip(rows, candidate_fits(engine, scenes, folder)):
         row["candidate_fits"] = fits
     # The same without the trained window scorer: the ranking a catalogue with other categories gets.
-    untrained_engine = SearchEngine(engine.stored, engine.extractor, engine.catalogue,
+    untrained_engine = SearchEngine(engine.stored, engine.backbone, engine.catalogue,
                                     dataclasses.replace(engine.settings, use_window_scorer=False))
     untrained = [region_hit(obj, untrained_engine.search_regions(folder / scene.file, k=10, max_regions=max_regions))
                  for scene in scenes for obj in scene.objects]

@@ -271,6 +271,6 @@ def candidate_boxes(engine: SearchEngine, path: Path) -> tuple[WindowCandidates,
     from engine.images import load_image
     from engine.window_features import candidate_windows, cells_to_pixels, proposal_feature_map
 
-    cells, scale_x, scale_y = proposal_feature_map(engine.extractor, load_image(path))
+    cells, scale_x, scale_y = proposal_feature_map(engine.backbone, load_image(path))
     candidates = candidate_windows(cells, engine.proposal_sample)
     return candidates, [cells_to_pixels(window, scale_x, scale_y) for window in candidates.windows]

@@ -162,7 +162,7 @@ def main() -> None:
     print(f"{len(windows.targets)} windows, {int((windows.targets >= 0.5).sum())} with IoU >= 0.5, "
           f"{int(windows.near.sum())} near a true box", flush=True)
     scorer = fit_scorer(windows, window_feature_names(engine.categories), projection_mean, projection)
-    path = scorer_path(engine.extractor.spec.name)
+    path = scorer_path(engine.backbone.spec.name)
     scorer.save(path)
     print(f"wrote {path.relative_to(ROOT)}")
 

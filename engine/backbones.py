@@ -28,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from engine.backbone_specs import BACKBONES, REGISTRY, RESNET50_WEIGHTS_NAME, BackboneSpec, get_spec, lite_weights_package
 from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
-from engine.models import ModelUnavailableError, shared
+from engine.models import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ _FAMILY_BUILDERS: dict[str, Callable[[str, bool], FeatureExtractor]] = {
 
 
 def build_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
-    """A new backbone ``name`` with ImageNet weights, in eval mode on the CPU (``load_backbone`` keeps one).
+    """A new backbone ``name`` in torch with ImageNet weights, in eval mode on the CPU: what ``engine.export``
+    exports for searches (``engine.networks.load_backbone``), and what training and layer studies use.
 
     Raises ``BackboneUnavailableError`` if the weights are not on this machine.
     ``allow_random_weights=True`` instead falls back to random weights (the
@@ -212,12 +213,6 @@ def build_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtr
     """
     get_spec(name)  # ValueError for unknown names
     return _FAMILY_BUILDERS[REGISTRY[name].family](name, allow_random_weights).eval().requires_grad_(False)
-
-
-def load_backbone(name: str, allow_random_weights: bool = False) -> FeatureExtractor:
-    """The process's one backbone ``name`` (``build_backbone``), built on first use."""
-    get_spec(name)
-    return shared(("backbone", name, allow_random_weights), lambda: build_backbone(name, allow_random_weights))
 
 
 def imagenet_labels() -> list[str]:

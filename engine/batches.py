@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.backbones import FeatureExtractor
+from engine.networks import Backbone
 from engine.colours import Colour, dominant_colours
 from engine.embed import embed_images
 from engine.images import ImageDecodeError, load_image
@@ -31,7 +31,7 @@ class ImageResult:
     error: str = ""  # why the image could not be decoded ("" when it was)
 
 
-def process_batch(jobs: list[ImageJob], extractor: FeatureExtractor | None, min_side: int) -> list[ImageResult]:
+def process_batch(jobs: list[ImageJob], backbone: Backbone | None, min_side: int) -> list[ImageResult]:
     """Decode a batch of catalogue images, find their colours and embed them in one pass of the network.
 
     The unit of work of both the local and the Ray path, so that both embed the same batches the same way.
@@ -48,6 +48,6 @@ def process_batch(jobs: list[ImageJob], extractor: FeatureExtractor | None, min_
             images.append(image)
             embedded.append(len(results) - 1)
     if images:
-        for slot, vector in zip(embedded, embed_images(extractor, images, batch_size=len(images))):
+        for slot, vector in zip(embedded, embed_images(backbone, images, batch_size=len(images))):
             results[slot] = dataclasses.replace(results[slot], vector=vector)
     return results

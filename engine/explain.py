@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from engine.backbones import FeatureExtractor
+from engine.networks import Backbone
 from engine.vectors import normalise
 from engine.window_features import proposal_feature_map
 
@@ -35,20 +35,20 @@ class MatchExplanation:
     product_heat: np.ndarray  # [h, w] over the product's image
 
 
-def cell_heat(extractor: FeatureExtractor, image: Image.Image, other: np.ndarray) -> np.ndarray:
+def cell_heat(backbone: Backbone, image: Image.Image, other: np.ndarray) -> np.ndarray:
     """How much each cell of ``image`` looks like the unit embedding ``other``: cosine, negatives at 0, scaled so
     that the warmest cell is 1."""
-    cells, _, _ = proposal_feature_map(extractor, image, EXPLAIN_SIDE)
-    flat = normalise(cells.reshape(-1, cells.shape[-1]).numpy())
+    cells, _, _ = proposal_feature_map(backbone, image, EXPLAIN_SIDE)
+    flat = normalise(cells.reshape(-1, cells.shape[-1]))
     heat = np.clip(flat @ other, 0.0, None).reshape(cells.shape[:2])
     return heat / max(float(heat.max()), 1e-6)
 
 
-def explain_match(extractor: FeatureExtractor, photo: Image.Image, photo_vector: np.ndarray,
+def explain_match(backbone: Backbone, photo: Image.Image, photo_vector: np.ndarray,
                   product: Image.Image, product_vector: np.ndarray) -> MatchExplanation:
     """The two heat maps of a match: the photo's cells against the product's embedding, and the other way round."""
-    return MatchExplanation(photo, product, cell_heat(extractor, photo, product_vector),
-                            cell_heat(extractor, product, photo_vector))
+    return MatchExplanation(photo, product, cell_heat(backbone, photo, product_vector),
+                            cell_heat(backbone, product, photo_vector))
 
 
 def heat_overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from engine.backbone_specs import Preprocessing
@@ -57,13 +56,18 @@ def fit_square(image: Image.Image, size: int, fit: str) -> Image.Image:
     raise ValueError(f"unknown fit {fit!r}; expected 'pad', 'crop' or 'squash'")
 
 
-def preprocess(images: Sequence[Image.Image], prep: Preprocessing) -> torch.Tensor:
-    """Stack RGB PIL images into a normalised float tensor of shape [N, 3, size, size]."""
-    arrays = [np.asarray(fit_square(image.convert("RGB"), prep.size, prep.fit)) for image in images]
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
-    std = torch.tensor(prep.std).view(1, 3, 1, 1)
-    return batch.sub_(mean).div_(std).contiguous()
+def preprocess(images: Sequence[Image.Image], prep: Preprocessing) -> np.ndarray:
+    """Stack RGB PIL images into a normalised float32 batch [N, 3, size, size]."""
+    return normalised_batch(np.stack([np.asarray(fit_square(image.convert("RGB"), prep.size, prep.fit))
+                                      for image in images]), prep)
+
+
+def normalised_batch(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """RGB pixels [N, H, W, 3] in 0-255 as the network's input [N, 3, H, W]: scaled to 0-1, less the mean, over the
+    standard deviation."""
+    scale = 1.0 / (255.0 * np.asarray(prep.std, np.float32))
+    offset = np.asarray(prep.mean, np.float32) / np.asarray(prep.std, np.float32)
+    return np.ascontiguousarray((pixels.astype(np.float32) * scale - offset).transpose(0, 3, 1, 2))
 
 
 class ImageDecodeError(InvalidRequestError):

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
-from engine.backbones import FeatureExtractor, load_backbone
+from engine.networks import Backbone, load_backbone
 from engine.batches import ImageJob, process_batch
 from engine.catalogue import Catalogue, CatalogueError, CatalogueImage, file_digest, scan_catalogue
 from engine.classify import fit_classifier
@@ -109,12 +109,12 @@ def _previous_vectors(store: Path, spec: BackboneSpec) -> Reusable:
     return Reusable(verified="no stored vector could be read; every image is embedded")
 
 
-def _sample_matches(reusable: Reusable, paths: dict[str, Path], extractor: FeatureExtractor, min_side: int) -> bool:
+def _sample_matches(reusable: Reusable, paths: dict[str, Path], backbone_network: Backbone, min_side: int) -> bool:
     """Whether ``SAMPLE_CHECKS`` of the stored vectors, spread over the store, re-embed to what is stored."""
     digests = [digest for digest in reusable.previous if digest in paths]
     sample = digests[:: max(1, len(digests) // SAMPLE_CHECKS)][:SAMPLE_CHECKS]
     jobs = [ImageJob(i, str(paths[digest]), True) for i, digest in enumerate(sample)]
-    results = process_batch(jobs, extractor, min_side)
+    results = process_batch(jobs, backbone_network, min_side)
     return all(result.vector is not None and float(result.vector @ reusable.previous[sample[result.position]][0])
                >= SAME_VECTOR for result in results)
 
@@ -170,8 +170,8 @@ def index_scanned(
             for i in to_embed + to_colour]
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
     if ray_address is None:
-        extractor = load_backbone(backbone) if to_embed else None
-        processed = (process_batch(batch, extractor, spec.preprocessing.size) for batch in batches)
+        network = load_backbone(backbone) if to_embed else None
+        processed = (process_batch(batch, network, spec.preprocessing.size) for batch in batches)
     else:
         from engine.ray_indexing import process_on_ray  # Ray is an optional extra (requirements-scale.txt)
 

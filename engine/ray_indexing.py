@@ -40,19 +40,16 @@ class BatchEmbedder:
     """A Ray actor: loads the backbone once, then processes the batches of images it is given."""
 
     def __init__(self, backbone: str, min_side: int):
-        import torch
+        from engine.networks import load_backbone, use_threads
 
-        from engine.backbones import load_backbone
-
-        # The worker's share of the cores, as Ray gave them (Ray sets OMP_NUM_THREADS per worker).
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        self.extractor = load_backbone(backbone)
-        # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it gave this worker; with none, torch sees none.
-        self.extractor.to("cuda" if torch.cuda.is_available() else "cpu")
+        # The worker's share of the cores, as Ray gave them (Ray sets OMP_NUM_THREADS per worker). Ray sets
+        # CUDA_VISIBLE_DEVICES to the GPUs it gave the worker: there ONNX Runtime's GPU build runs on them.
+        use_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        self.backbone = load_backbone(backbone)
         self.min_side = min_side
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done = [pickle.dumps(process_batch(pickle.loads(payload), self.extractor, self.min_side))
+        done = [pickle.dumps(process_batch(pickle.loads(payload), self.backbone, self.min_side))
                 for payload in rows["jobs"]]
         return {"results": np.array(done, dtype=object)}
 

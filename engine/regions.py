@@ -32,11 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
-from engine.backbones import FeatureExtractor
 from engine.detector import Detection, Detector
+from engine.networks import Backbone
 from engine.settings import DEFAULT_SETTINGS
 from engine.vectors import dot_products, normalise
 from engine.window_features import CELL_SIZE, ProposalSample, candidate_windows, cells_to_pixels, proposal_feature_map
@@ -87,7 +86,7 @@ class Region:
 
 
 def propose_regions(
-    extractor: FeatureExtractor,
+    backbone: Backbone,
     sample: ProposalSample,
     image: Image.Image,
     max_regions: int = 4,
@@ -108,7 +107,7 @@ def propose_regions(
     probability that they show it, and every region is labelled with it.
     Needs a backbone whose embedding pools its last feature map (all do).
     """
-    cells, scale_x, scale_y = proposal_feature_map(extractor, image)
+    cells, scale_x, scale_y = proposal_feature_map(backbone, image)
     regions = []
     min_confidence = 0.0
     if detector is not None:
@@ -126,7 +125,7 @@ def propose_regions(
     return regions
 
 
-def _detected_regions(detections: list[Detection], cells: torch.Tensor, scale: tuple[float, float],
+def _detected_regions(detections: list[Detection], cells: np.ndarray, scale: tuple[float, float],
                       sample: ProposalSample, category: str | None, count: int) -> list[Region]:
     """The detector's boxes of the catalogue's categories (or of ``category``) ranking at least ``DETECTION_RANK``,
     best first, none overlapping a better one by more than ``NMS_IOU``; each embedded by average-pooling the
@@ -150,7 +149,7 @@ def _detected_regions(detections: list[Detection], cells: torch.Tensor, scale: t
     return regions
 
 
-def _pooled_box(cells: torch.Tensor, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
+def _pooled_box(cells: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
     """The unit average of the cells [h, w, C] whose centres lie in ``box`` (photo pixels); the nearest row or
     column where the box is narrower than a cell."""
     selected = []
@@ -159,12 +158,12 @@ def _pooled_box(cells: torch.Tensor, box: tuple[int, int, int, int], scale: tupl
         inside = (centres >= start) & (centres <= end)
         if not inside.any():
             inside[np.argmin(np.abs(centres - (start + end) / 2))] = True
-        selected.append(torch.from_numpy(np.flatnonzero(inside)))
-    summed = cells[selected[0]][:, selected[1]].sum(dim=(0, 1), dtype=torch.float32)
-    return normalise(summed.numpy()[None])[0]
+        selected.append(np.flatnonzero(inside))
+    summed = cells[selected[0]][:, selected[1]].sum(axis=(0, 1), dtype=np.float32)
+    return normalise(summed[None])[0]
 
 
-def _window_regions(cells: torch.Tensor, scale: tuple[float, float], size: tuple[int, int], sample: ProposalSample,
+def _window_regions(cells: np.ndarray, scale: tuple[float, float], size: tuple[int, int], sample: ProposalSample,
                     max_regions: int, scorer: WindowScorer | None, category: str | None,
                     min_confidence: float = 0.0) -> list[Region]:
     """The best distinct windows of the proposal pass, of at least ``min_confidence``, as regions (steps 3-5 of

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from engine.backbones import FeatureExtractor, load_backbone
+from engine.networks import Backbone, load_backbone
 from engine.colours import RGB, colour_table, table_match
 from engine.detector import COCO_CATEGORIES, Detector, load_detector
 from engine.embed import embed_images
@@ -73,11 +73,11 @@ def choose_categories(
 class SearchEngine:
     """A loaded store plus the backbone that built it."""
 
-    def __init__(self, stored: Store, extractor: FeatureExtractor, catalogue: Path | None = None,
+    def __init__(self, stored: Store, backbone: Backbone, catalogue: Path | None = None,
                  settings: SearchSettings = DEFAULT_SETTINGS):
         self.stored = stored
         self.settings = settings
-        self.extractor = extractor
+        self.backbone = backbone
         self.catalogue = Path(catalogue) if catalogue else stored.catalogue
         # Each product's image rows, in index order.
         self.product_rows: dict[str, list[int]] = {}
@@ -123,7 +123,7 @@ class SearchEngine:
         if not self.settings.use_window_scorer:
             return None
         try:
-            return load_window_scorer(self.extractor.spec.name, self.stored.classifier.categories)
+            return load_window_scorer(self.backbone.spec.name, self.stored.classifier.categories)
         except ModelUnavailableError as error:
             log.warning("%s", error)
             return None
@@ -168,8 +168,8 @@ class SearchEngine:
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """Decode (any supported input) and embed one image; returns a unit vector."""
-        decoded = load_image(image, min_side=self.extractor.spec.preprocessing.size, max_side=self.settings.search_max_side)
-        return embed_images(self.extractor, [decoded])[0]
+        decoded = load_image(image, min_side=self.backbone.spec.preprocessing.size, max_side=self.settings.search_max_side)
+        return embed_images(self.backbone, [decoded])[0]
 
     def search(self, image: ImageInput, k: int = 10, category: str = "auto", colour: str | None = None,
                where: Where = None) -> SearchResponse:
@@ -193,7 +193,7 @@ class SearchEngine:
         if self.detector is None:
             return self.search_vectors([self.embed(image)], k, category, colour, where)
         decoded = load_image(image, min_side=self.settings.detection_min_side, max_side=self.settings.search_max_side)
-        vectors = embed_images(self.extractor, [decoded, *self.main_pieces(decoded, category)])
+        vectors = embed_images(self.backbone, [decoded, *self.main_pieces(decoded, category)])
         return self.search_vectors(list(vectors), k, category, colour, where)
 
     def search_vectors(self, vectors: list[np.ndarray], k: int = 10, category: str = "auto",
@@ -240,10 +240,10 @@ class SearchEngine:
         width, height = full_size(decoded)
         # A plain backdrop makes a product shot whatever pieces would be found: no proposal pass for it.
         regions = [] if plain_border(decoded) else propose_regions(
-            self.extractor, self.proposal_sample, decoded, max_regions, self.window_scorer,
+            self.backbone, self.proposal_sample, decoded, max_regions, self.window_scorer,
             category if targeted else None, self.detector, self.settings.detection_side)
         if is_product_shot(decoded, regions):
-            vector = embed_images(self.extractor, [decoded])[0]
+            vector = embed_images(self.backbone, [decoded])[0]
             response = self.search_vector(vector, k, category, colour, where)
             whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
             return RegionSearch(True, [RegionMatch(whole, response)], (width, height), decoded)
@@ -275,7 +275,7 @@ class SearchEngine:
 
     def embed_crops(self, photo: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         """Unit embeddings [len(boxes), D] of the boxes cut out of ``photo`` (with ``crop_region``'s margin)."""
-        return embed_images(self.extractor, [crop_region(photo, box) for box in boxes])
+        return embed_images(self.backbone, [crop_region(photo, box) for box in boxes])
 
     def _looked_at_closely(self, photo: Image.Image, regions: list[Region]) -> list[Region]:
         """The regions, each embedded from two looks at it: the proposal pass's cells (the piece small, in its room)
@@ -291,9 +291,9 @@ class SearchEngine:
         (``engine.explain``). Raises ``ImageDecodeError`` for bad images."""
         self._check_row(row)
         photo = load_image(image, min_side=EXPLAIN_SIDE, max_side=self.settings.search_max_side)
-        photo_vector = embed_images(self.extractor, [photo])[0]
+        photo_vector = embed_images(self.backbone, [photo])[0]
         product = load_image(self.item_path(self.stored.images[row]), min_side=EXPLAIN_SIDE)
-        return explain_match(self.extractor, photo, photo_vector, product, self.stored.vectors[row])
+        return explain_match(self.backbone, photo, photo_vector, product, self.stored.vectors[row])
 
     def _check_row(self, row: int) -> None:
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.stored.images):

@@ -1,10 +1,15 @@
-"""Vector arithmetic shared by the stages: unit vectors and their dot products (torch loaded only to compute)."""
+"""Vector arithmetic shared by the stages: unit vectors and their dot products."""
 
 from __future__ import annotations
 
-import warnings
+import ctypes
+import functools
+from pathlib import Path
 
 import numpy as np
+
+# The thread-count setters of the OpenBLAS builds numpy ships (scipy-openblas, 64-bit) and of plain ones.
+_OPENBLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -14,17 +19,23 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def dot_products(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Dot products of vectors [..., C] with each of others [N, C]: [..., N] float32.
+    """Dot products of vectors [..., C] with each of others [N, C]: [..., N] float32."""
+    _single_threaded_blas()
+    return np.asarray(vectors, dtype=np.float32) @ np.asarray(others, dtype=np.float32).T
 
-    Computed by torch rather than numpy: after a product numpy's OpenBLAS threads
-    keep spinning for a while and take the cores from the next backbone pass (a
-    640 px proposal pass went from 65 to 140 ms after a [500, 1280] x [1280, 5] product).
-    """
-    import torch  # here, not above: the store reads classifiers without loading torch
 
-    with warnings.catch_warnings():
-        # A store's vectors are memory-mapped read-only (engine.store); torch only reads them here.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        left = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-        right = torch.from_numpy(np.ascontiguousarray(others, dtype=np.float32))
-    return (left @ right.T).numpy()
+@functools.cache
+def _single_threaded_blas() -> None:
+    """numpy's OpenBLAS on one thread. The products here are small, and its threads keep spinning for a while
+    after each one, taking the cores from the network pass that follows (a room's search: 0.9x the time with
+    one thread; benchmarks/README.md, "ONNX Runtime")."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:  # not Linux: leave OpenBLAS as it is
+        return
+    for path in {line.split()[-1] for line in maps if "openblas" in line.lower() and line.endswith(".so")}:
+        library = ctypes.CDLL(path)
+        for name in _OPENBLAS_SETTERS:
+            if hasattr(library, name):
+                getattr(library, name)(1)
+                break

@@ -22,17 +22,14 @@ end-exclusive, and ``cells_to_pixels`` turns them into photo pixels.
 from __future__ import annotations
 
 import functools
-import importlib.machinery
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from engine.backbones import FeatureExtractor
+from engine.networks import Backbone
 from engine.classify import CategoryClassifier
+from engine.images import normalised_batch
 from engine.vectors import dot_products
 from engine.window_scorer import window_feature_names
 
@@ -103,8 +100,8 @@ class WindowCandidates:
     probabilities: np.ndarray
 
 
-def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image,
-                         side: int = PROPOSAL_SIDE) -> tuple[torch.Tensor, float, float]:
+def proposal_feature_map(backbone: Backbone, image: Image.Image,
+                         side: int = PROPOSAL_SIDE) -> tuple[np.ndarray, float, float]:
     """The proposal pass: feature map cells [h, w, C] of the photo at ``side`` px on its longer side, and the x and
     y scale from cells' pixels back to the photo's."""
     width, height = image.size
@@ -112,11 +109,8 @@ def proposal_feature_map(extractor: FeatureExtractor, image: Image.Image,
     new_w = max(CELL_SIZE, round(width * scale / CELL_SIZE) * CELL_SIZE)
     new_h = max(CELL_SIZE, round(height * scale / CELL_SIZE) * CELL_SIZE)
     resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
-    prep = extractor.spec.preprocessing
-    batch = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div_(255.0)
-    batch = batch.sub_(torch.tensor(prep.mean).view(1, 3, 1, 1)).div_(torch.tensor(prep.std).view(1, 3, 1, 1))
-    with torch.inference_mode():
-        cells = extractor.feature_map(batch)[0].permute(1, 2, 0).contiguous()
+    batch = normalised_batch(np.asarray(resized)[None], backbone.spec.preprocessing)
+    cells = np.ascontiguousarray(backbone.feature_map(batch)[0].transpose(1, 2, 0))
     return cells, width / new_w, height / new_h
 
 
@@ -134,7 +128,7 @@ def _objectness(unit_cells: np.ndarray, catalogue_similarity: np.ndarray) -> np.
     # Distance to the most similar border cell; ignoring the closest few tolerates an object touching the border.
     similarity = dot_products(unit_cells, border)
     tolerance = min(BORDER_TOLERANCE, border.shape[0] - 1)
-    nearest = torch.from_numpy(similarity).topk(tolerance + 1, dim=-1).values[..., tolerance].numpy()
+    nearest = -np.partition(-similarity, tolerance, axis=-1)[..., tolerance]
     unlike_border = np.clip(1.0 - nearest, 0.0, None)
     best = catalogue_similarity.max(axis=-1)
     furniture = np.clip(best - np.median(best), 0.0, None)
@@ -171,50 +165,51 @@ def _box_means(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(areas > 0, _box_sums(integral, boxes) / np.maximum(areas, 1), 0.0)
 
 
-def _integral(values: np.ndarray, dtype: torch.dtype = torch.float64) -> np.ndarray:
-    """Zero-padded 2-D cumulative sum over the first two axes (torch's: 3x numpy's speed on [h, w, C])."""
-    padded = torch.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=dtype)
-    padded[1:, 1:] = torch.from_numpy(values).to(dtype).cumsum(0).cumsum(1)
-    return padded.numpy()
-
-
-@functools.lru_cache(maxsize=1)
-def _nms():
-    """torchvision's non-maximum suppression kernel (C++), its library loaded alone as torchvision loads it
-    (``torchvision.extension``): ``import torchvision`` would add ~170 MB to the process (its models, transforms and
-    image libraries), none of which search uses."""
-    spec = importlib.util.find_spec("torchvision")
-    library = None
-    if spec is not None and spec.origin is not None:
-        finder = importlib.machinery.FileFinder(str(Path(spec.origin).parent), (importlib.machinery.ExtensionFileLoader,
-                                                                                importlib.machinery.EXTENSION_SUFFIXES))
-        library = finder.find_spec("_C_stable") or finder.find_spec("_C")  # its name since torchvision 0.25; before
-    if library is None:
-        raise ImportError("torchvision's compiled operators are not installed; run make run (or pip install -r "
-                          "requirements.txt) to install the requirements")
-    torch.ops.load_library(library.origin)
-    return torch.ops.torchvision.nms
+def _integral(values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Zero-padded 2-D cumulative sum over the first two axes."""
+    padded = np.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=dtype)
+    inner = padded[1:, 1:]
+    inner[...] = values
+    # Row by row, then column by column: whole contiguous slices per step, ~6x np.cumsum's speed on [h, w, C].
+    for row in range(1, inner.shape[0]):
+        inner[row] += inner[row - 1]
+    for column in range(1, inner.shape[1]):
+        inner[:, column] += inner[:, column - 1]
+    return padded
 
 
 def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: float) -> np.ndarray:
     """Indices of the best-scoring windows, none overlapping a better kept one by more than ``max_iou``, at most ``count``.
 
-    Greedy non-maximum suppression (torchvision's, in C++), run on the windows
-    kept so far plus the next block in score order, so that it stops once
-    ``count`` are kept: over all 25,200 windows of a 20 x 15 grid it took 26 ms
-    to keep 500, most of it past the 500th.
+    Greedy non-maximum suppression, a block of ``SUPPRESSION_BLOCK`` windows at a time in score order: each
+    block's overlaps with the windows kept so far and with each other are one array operation, and it stops
+    once ``count`` are kept (over all 25,200 windows of a 20 x 15 grid, most of the work lies past the 500th).
     """
     order = np.argsort(-scores, kind="stable")
-    boxes = torch.from_numpy(windows[order].astype(np.float32))
-    rank_scores = -torch.arange(len(order), dtype=torch.float32)  # ties keep the stable order
-    kept = torch.zeros(0, dtype=torch.int64)
+    boxes = windows[order].astype(np.float32)
+    kept = np.zeros(0, dtype=np.int64)
     for start in range(0, len(order), SUPPRESSION_BLOCK):
-        # Kept windows rank above the block and do not overlap each other, so all stay kept.
-        contenders = torch.cat([kept, torch.arange(start, min(start + SUPPRESSION_BLOCK, len(order)))])
-        kept = contenders[_nms()(boxes[contenders], rank_scores[contenders], max_iou)]
+        block = np.arange(start, min(start + SUPPRESSION_BLOCK, len(order)))
+        # Windows overlapping a kept one too much are out; the rest are settled within the block, in order.
+        alive = block[(_iou_matrix(boxes[block], boxes[kept]) <= max_iou).all(axis=1)]
+        overlaps = _iou_matrix(boxes[alive], boxes[alive]) > max_iou
+        suppressed = np.zeros(len(alive), dtype=bool)
+        for i in range(len(alive)):
+            if not suppressed[i]:
+                suppressed[i + 1:] |= overlaps[i, i + 1:]
+        kept = np.concatenate([kept, alive[~suppressed]])
         if len(kept) >= count:
             break
-    return order[kept[:count].numpy()]
+    return order[kept[:count]]
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union [len(a), len(b)] of (x0, y0, x1, y1) boxes."""
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    intersection = width * height
+    union = _areas(a)[:, None] + _areas(b)[None, :] - intersection
+    return intersection / np.maximum(union, 1e-9)
 
 
 def _grown(windows: np.ndarray, by: int, grid_h: int, grid_w: int) -> np.ndarray:
@@ -281,9 +276,9 @@ def _context_columns(feature_integral: np.ndarray, product_integral: np.ndarray,
     return [*columns, grown_best - best_similarity]
 
 
-def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCandidates:
+def candidate_windows(cells: np.ndarray, sample: ProposalSample) -> WindowCandidates:
     """The photo's distinct high-contrast windows with their scorer features (see the module docstring)."""
-    cell_features = cells.numpy()
+    cell_features = cells
     norms = np.maximum(np.linalg.norm(cell_features, axis=-1, keepdims=True), 1e-12)
     # Products with the catalogue are linear, so a window's are the sums of its cells' (as its embedding is
     # the sum of its cells', normalised): one product per cell instead of one per candidate window.
@@ -309,7 +304,7 @@ def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCand
     # Average pooling whatever the backbone's own (GeM for the default): GeM over a window lets a few
     # strong context cells dominate it (benchmarks/README.md).
     # float32 integrals: sums of windows to ~1e-4 relative, at half the memory traffic of float64.
-    feature_integral, product_integral = _integral(cell_features, torch.float32), _integral(cell_products, torch.float32)
+    feature_integral, product_integral = _integral(cell_features, np.float32), _integral(cell_products, np.float32)
     summed = _box_sums(feature_integral, chosen)
     summed_norms = np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     pooled = (summed / summed_norms).astype(np.float32)
@@ -317,7 +312,8 @@ def candidate_windows(cells: torch.Tensor, sample: ProposalSample) -> WindowCand
     ranked = np.sort(probabilities, axis=1)[:, ::-1]
     second = ranked[:, 1] if ranked.shape[1] > 1 else np.zeros(len(ranked))
     similarity = _box_sums(product_integral, chosen) / summed_norms
-    top5 = torch.from_numpy(similarity).topk(min(5, similarity.shape[1]), dim=1).values.numpy()[:, ::-1]
+    top = min(5, similarity.shape[1])
+    top5 = np.sort(np.partition(similarity, similarity.shape[1] - top, axis=1)[:, -top:], axis=1)
     per_category = np.stack([similarity[:, sample.labels == c].max(axis=1, initial=-1.0)
                              for c in range(len(categories))], axis=1)
     rings = [ring[picked], _ring_means(integral, chosen, chosen_inside, RING + 1)]

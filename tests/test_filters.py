@@ -64,7 +64,7 @@ def priced_engine(tmp_path_factory):
     save_store(store, get_spec(DEFAULT_BACKBONE), store.parent, images, vectors, classifier)
     stored = open_store(store)
     assert stored.indexes["all"].choice.kind == "hnsw"
-    return SearchEngine(stored, extractor=None)
+    return SearchEngine(stored, backbone=None)
 
 
 def recall(engine: SearchEngine, query: np.ndarray, allowed: np.ndarray, where: str | None) -> float:

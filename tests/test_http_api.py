@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.errors import ServiceUnavailableError
+from engine.networks import thread_count
 from http_api import ApiContext, create_api
 from service import SearchSlot, new_searches
 from tests.conftest import draw_furniture
@@ -181,8 +182,6 @@ def test_the_search_slot_lets_a_bounded_number_wait():
 
 
 def test_a_search_alone_has_every_core_and_two_run_at_once_on_one_each_when_others_wait():
-    import torch
-
     slot = SearchSlot(max_waiting=4, timeout_s=5, cores=2)
     alone_inside, release = threading.Event(), threading.Event()
     both_inside = threading.Barrier(3, timeout=5)  # the two waiters and this test
@@ -190,13 +189,13 @@ def test_a_search_alone_has_every_core_and_two_run_at_once_on_one_each_when_othe
 
     def alone():
         with slot:
-            threads_seen["alone"] = torch.get_num_threads()
+            threads_seen["alone"] = thread_count()
             alone_inside.set()
             release.wait(5)
 
     def waiter(name: str):
         with slot:
-            threads_seen[name] = torch.get_num_threads()
+            threads_seen[name] = thread_count()
             both_inside.wait()  # passes only while both waiters are inside at once
 
     first = threading.Thread(target=alone)

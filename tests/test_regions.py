@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from buildtime.scenes import box_iou, draw_room, load_or_compose, paste_cutout
@@ -68,7 +67,7 @@ def test_a_lamp_in_a_room_is_found(search_engine):
     found = 0
     for seed in range(8):
         room, (box,) = compose([("lamp", 2, (560, 560), 460)], room_seed=seed)
-        regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room)
+        regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, room)
         assert regions and all(0 <= r.confidence <= 1 for r in regions)
         assert not is_product_shot(room, regions)
         found += max(box_iou(box, r.box) for r in regions) >= 0.5
@@ -91,7 +90,7 @@ def test_a_second_box_of_the_same_piece_is_not_proposed_but_a_piece_in_front_of_
 def test_window_features_match_their_embeddings(search_engine):
     # Window similarities are summed from per-cell products; they must equal the pooled embeddings' own.
     room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (250, 560), 300)])
-    cells, _, _ = proposal_feature_map(search_engine.extractor, room)
+    cells, _, _ = proposal_feature_map(search_engine.backbone, room)
     sample = search_engine.proposal_sample
     candidates = candidate_windows(cells, sample)
     assert len(candidates.windows) > 0
@@ -108,7 +107,7 @@ def test_window_features_match_their_embeddings(search_engine):
 
 def test_a_single_centred_product_is_a_product_shot(search_engine):
     photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
-    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, photo)
+    regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, photo)
     assert is_product_shot(photo, regions)
     result = search_engine.search_regions(photo, k=3)
     assert result.product_shot and len(result.matches) == 1
@@ -173,15 +172,15 @@ def test_cli_searches_a_scene_by_its_pieces_and_a_product_shot_whole_by_default(
     assert all(line["regions"] for line in lines("--regions"))
 
 
-def test_a_region_search_leaves_torchvision_unimported(built_store, tmp_path):
-    """Imported, torchvision adds ~170 MB to the app's process; region search needs only its NMS kernel."""
+def test_a_region_search_leaves_torch_unimported(built_store, tmp_path):
+    """Imported, torch adds ~530 MB to the app's process; a search runs its networks on ONNX Runtime."""
     _, store = built_store
     room, _ = compose([("lamp", 2, (560, 560), 460), ("chair", 1, (200, 560), 420)])
     query = tmp_path / "room.jpg"
     room.save(query)
     code = ("import sys; from engine.search import SearchEngine; "
             f"found = SearchEngine.open({str(store)!r}).search_regions({str(query)!r}); "
-            "print(len(found.matches), 'torchvision' in sys.modules)")
+            "print(len(found.matches), 'torch' in sys.modules)")
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parent.parent)
     assert ran.returncode == 0, ran.stderr
@@ -269,7 +268,7 @@ def test_asking_for_a_category_boxes_that_piece(search_engine):
     # the untrained ranking's boxes are loose, hence IoU 0.3.)
     room, (chair_box, lamp_box) = compose([("chair", 1, (250, 560), 300), ("lamp", 2, (600, 560), 420)])
     for category, box, other in (("chair", chair_box, lamp_box), ("lamp", lamp_box, chair_box)):
-        regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, category=category)
+        regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, room, category=category)
         assert regions and all(region.category == category for region in regions)
         assert box_iou(box, regions[0].box) >= 0.3 > box_iou(other, regions[0].box)
     found = search_engine.search_regions(room, k=3, category="lamp")
@@ -293,7 +292,7 @@ def test_the_detector_boxes_a_real_looking_chair_first_and_windows_fill_in_the_l
     cutout.putalpha(alpha)
     chair_box = paste_cutout(room, cutout.crop(alpha.getbbox()).resize((260, 300)), (230, 560))
     assert search_engine.detector is not None  # the test catalogue has chairs and tables
-    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4, search_engine.window_scorer,
+    regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, room, 4, search_engine.window_scorer,
                               detector=search_engine.detector)
     assert regions[0].category == "chair" and box_iou(chair_box, regions[0].box) >= 0.5
     assert regions[0].embedding is not None and abs(np.linalg.norm(regions[0].embedding) - 1) < 1e-5
@@ -306,7 +305,7 @@ def test_a_studio_photo_is_one_piece_even_where_several_regions_are_found(search
     photo = Image.new("RGB", (900, 500), "white")
     photo.paste(draw_furniture("table", (120, 80, 40), 0, size=450), (0, 40))
     photo.paste(draw_furniture("lamp", (200, 40, 40), 1, size=450), (450, 40))
-    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, photo)
+    regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, photo)
     assert is_product_shot(photo, regions)
     assert search_engine.search_regions(photo, k=3).product_shot
 
@@ -321,12 +320,12 @@ def test_the_benchmarks_see_the_candidate_windows_region_search_ranks(search_eng
     assert all(0 <= x0 < x1 <= room.width and 0 <= y0 < y1 <= room.height for x0, y0, x1, y1 in boxes)
 
 
-def _two_look_sample() -> tuple[ProposalSample, torch.Tensor]:
+def _two_look_sample() -> tuple[ProposalSample, np.ndarray]:
     """A catalogue of one chair image looking like [1, 0] and one lamp image like [0, 1], and a 4 x 8 cell map
     (32 px cells) whose left half looks like the chair and right half like neither."""
     classifier = SimpleNamespace(categories=["chair", "lamp"])
     sample = ProposalSample(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32), np.array([0, 1]), classifier)
-    cells = torch.zeros(4, 8, 3)
+    cells = np.zeros((4, 8, 3), np.float32)
     cells[:, :4, 0] = 1.0
     cells[:, 4:, 2] = 1.0
     return sample, cells
@@ -377,7 +376,7 @@ def test_unsure_windows_fill_in_only_where_the_detector_boxed_nothing_or_a_categ
     unsure = _FixedScorer(WINDOW_CONFIDENCE - 0.1)
 
     def regions(detector, category=None, scorer=unsure):
-        return propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4, scorer, category,
+        return propose_regions(search_engine.backbone, search_engine.proposal_sample, room, 4, scorer, category,
                                detector)
 
     assert [r.box for r in regions(chair)] == [chair_box]
@@ -390,7 +389,7 @@ def test_region_search_looks_at_each_piece_twice_in_its_cells_and_in_its_crop(se
     # The proposal pass sees a piece small; its crop embedded alone sees its details: the search uses both.
     room, _ = compose([("lamp", 2, (620, 560), 420), ("table", 1, (250, 600), 360)])
     found = search_engine.search_regions(room, k=3)
-    regions = propose_regions(search_engine.extractor, search_engine.proposal_sample, room, 4,
+    regions = propose_regions(search_engine.backbone, search_engine.proposal_sample, room, 4,
                               search_engine.window_scorer, detector=search_engine.detector)
     assert not found.product_shot and len(found.matches) == len(regions)
     crops = search_engine.embed_crops(room, [region.box for region in regions])

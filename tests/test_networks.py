@@ -1,0 +1,63 @@
+"""The networks a search runs on ONNX Runtime: the same maps as torch's, one graph per size class, threads per
+caller, a clear error where a graph cannot be had."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import networks
+from engine.backbones import build_backbone
+from engine.models import ModelUnavailableError
+from engine.networks import Backbone, load_backbone, pool_features, thread_count, use_threads
+
+
+@pytest.mark.parametrize("name, shape", [("efficientnet_lite0", (224, 224)), ("efficientnet_lite0", (352, 448)),
+                                         ("efficientnet_lite1", (240, 240))])
+def test_the_exported_backbone_computes_torchs_feature_map(name, shape):
+    # Lite-0 at 224 and 448 x 352 runs the one graph for sides that are multiples of 32 (traced at 480 x 640);
+    # Lite-1's 240 px is not one, so it has a graph of its own.
+    x = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        expected = build_backbone(name).feature_map(x).numpy()
+    backbone = load_backbone(name)
+    actual = backbone.feature_map(x.numpy())
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    np.testing.assert_allclose(backbone.embed(x.numpy()), pool_features(expected, backbone.spec.pooling), atol=1e-4)
+
+
+def test_one_backbone_per_process_and_unknown_names_refused():
+    assert load_backbone("efficientnet_lite0") is load_backbone("efficientnet_lite0")
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        load_backbone("vgg16")
+
+
+def test_pool_features():
+    fmap = np.tile(np.array([[1.0, 2.0], [3.0, 6.0]], np.float32).reshape(1, 1, 2, 2), (2, 4, 1, 1))
+    assert np.allclose(pool_features(fmap, "avg"), 3.0) and np.allclose(pool_features(fmap, "max"), 6.0)
+    gem = np.mean([1.0, 8.0, 27.0, 216.0]) ** (1 / 3)
+    assert np.allclose(pool_features(fmap, "gem"), gem) and 3.0 < gem < 6.0
+    with pytest.raises(ValueError):
+        pool_features(fmap, "median")
+
+
+def test_threads_are_each_callers_own():
+    import threading
+
+    seen = []
+    use_threads(1)
+    worker = threading.Thread(target=lambda: seen.append(thread_count()))
+    worker.start()
+    worker.join()
+    assert thread_count() == 1 and seen == [networks.CORES]
+    use_threads(networks.CORES)
+
+
+def test_a_graph_that_cannot_be_exported_says_so_and_leaves_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(networks, "MODEL_CACHE", tmp_path)
+    monkeypatch.setattr(networks, "export_command", lambda *args: ["false"])
+    with pytest.raises(ModelUnavailableError, match="cannot export the efficientnet_lite2 network"):
+        Backbone(networks.get_spec("efficientnet_lite2")).feature_map(np.zeros((1, 3, 64, 64), np.float32))
+    assert list(tmp_path.iterdir()) == []
