@@ -9,7 +9,7 @@ shipped to the workers as the Ray job's working directory. Ray (PyPI ``ray[data]
 ``pip install -r requirements-scale.txt``.
 
 On a cluster with GPUs each worker is given a GPU (or a share of one, ``worker_plan``) and runs its model
-there; without GPUs, or where torch sees no CUDA device, workers run on their CPUs.
+there where ONNX Runtime's GPU build (``onnxruntime-gpu``) is installed; otherwise workers run on their CPUs.
 """
 
 from __future__ import annotations

@@ -61,9 +61,9 @@ def test_ray_writes_the_local_store_and_embeds_only_what_changed(catalogue, tmp_
 
 
 @pytest.mark.slow
-def test_workers_given_a_gpu_torch_cannot_see_embed_on_their_cpu(catalogue, tmp_path):
-    # A local instance that declares a GPU: both workers are placed on a half of it, find no CUDA device
-    # (there is none here) and run on the CPU, writing the same store.
+def test_workers_given_a_gpu_without_onnx_runtimes_gpu_build_embed_on_their_cpu(catalogue, tmp_path):
+    # A local instance that declares a GPU: both workers are placed on a half of it; this ONNX Runtime build
+    # has no GPU provider (and there is no GPU here), so they run on the CPU, writing the same store.
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     index_catalogue(catalogue, local)
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
