@@ -14,6 +14,7 @@ per thread count, because a session's thread pool is fixed when it is made.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -63,8 +65,13 @@ def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | N
     path = MODEL_CACHE / f"{name}-{size}-{digest}.onnx"
     if path.is_file():
         return path
-    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=MODEL_CACHE) as folder:
+    try:
+        MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(dir=MODEL_CACHE)
+    except OSError as error:
+        raise ModelUnavailableError(f"cannot write the {name} network's graph to {MODEL_CACHE} ({error}); make "
+                                    "that folder writable") from error
+    with scratch as folder:
         partial = Path(folder) / path.name
         done = subprocess.run(export_command(kind, name, shape, partial), capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
@@ -77,10 +84,12 @@ def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | N
 
 
 class Network:
-    """One exported graph, input "x" [N, 3, H, W] float32, run by ONNX Runtime; sessions made on first use."""
+    """One exported graph, input "x" [N, 3, H, W] float32, run by ONNX Runtime; sessions made on first use.
+    ``export`` gives the graph's file, writing it where it is missing."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, export: Callable[[], Path]):
+        self._export = export
+        self.path = export()
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
 
@@ -91,17 +100,29 @@ class Network:
     def _session(self, threads: int):
         with self._lock:
             if threads not in self._sessions:
-                import onnxruntime
-
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                # Idle threads sleep instead of spinning: a spinning pool takes the cores from the other lane's
-                # search and from the page's own work between passes.
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = onnxruntime.InferenceSession(
-                    str(self.path), options, providers=_providers())
+                self._sessions[threads] = self._load(threads)
             return self._sessions[threads]
+
+    def _load(self, threads: int):
+        """A session on ``threads`` threads; a damaged file (a disk error, a copy cut short) is exported again."""
+        import onnxruntime
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: a spinning pool takes the cores from the other lane's search
+        # and from the search's own numpy work between passes (benchmarks/README.md, "ONNX Runtime").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return onnxruntime.InferenceSession(str(self.path), options, providers=_providers())
+        except (Fail, InvalidProtobuf):
+            self.path.unlink(missing_ok=True)
+            self.path = self._export()
+        try:
+            return onnxruntime.InferenceSession(str(self.path), options, providers=_providers())
+        except (Fail, InvalidProtobuf) as error:
+            raise ModelUnavailableError(f"ONNX Runtime cannot load {self.path} ({error})") from error
 
 
 def _providers() -> list[str]:
@@ -123,8 +144,8 @@ class Backbone:
     def _network(self, height: int, width: int) -> Network:
         shape = None if height % ANY_SIZE_MULTIPLE == 0 and width % ANY_SIZE_MULTIPLE == 0 else (height, width)
         kind = "random-backbone" if self.allow_random_weights else "backbone"
-        return shared(("network", kind, self.spec.name, shape), lambda: Network(
-            _exported(kind, self.spec.name, _weights_fingerprint(self.spec.name), shape)))
+        return shared(("network", kind, self.spec.name, shape), lambda: Network(functools.partial(
+            _exported, kind, self.spec.name, _weights_fingerprint(self.spec.name), shape)))
 
     def feature_map(self, batch: np.ndarray) -> np.ndarray:
         """The ``spec.layer`` map [N, C, h, w] of a batch [N, 3, H, W]."""
@@ -174,4 +195,4 @@ def load_backbone(name: str, allow_random_weights: bool = False) -> Backbone:
 def detector_network(path: Path) -> Network:
     """The detector's graph (``engine.detector``), exported from its stored operations at ``path``."""
     fingerprint = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-    return Network(_exported("detector", "detector", fingerprint, None))
+    return Network(functools.partial(_exported, "detector", "detector", fingerprint, None))

@@ -57,7 +57,30 @@ def test_threads_are_each_callers_own():
 
 def test_a_graph_that_cannot_be_exported_says_so_and_leaves_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(networks, "MODEL_CACHE", tmp_path)
+    monkeypatch.setattr(networks, "shared", lambda key, load: load())
     monkeypatch.setattr(networks, "export_command", lambda *args: ["false"])
     with pytest.raises(ModelUnavailableError, match="cannot export the efficientnet_lite2 network"):
         Backbone(networks.get_spec("efficientnet_lite2")).feature_map(np.zeros((1, 3, 64, 64), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_graph_is_exported_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(networks, "MODEL_CACHE", tmp_path)
+    monkeypatch.setattr(networks, "shared", lambda key, load: load())  # each call a new process: nothing kept
+    spec = networks.get_spec("efficientnet_lite0")
+    backbone = Backbone(spec)
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    expected = backbone.feature_map(x)
+    (graph,) = tmp_path.glob("*.onnx")
+    graph.write_bytes(graph.read_bytes()[:1000])  # cut short, as by a full disk
+    np.testing.assert_allclose(Backbone(spec).feature_map(x), expected)
+    assert graph.stat().st_size > 1_000_000
+
+
+def test_a_cache_that_cannot_be_written_says_where(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(networks, "MODEL_CACHE", blocked / "models")
+    monkeypatch.setattr(networks, "shared", lambda key, load: load())
+    with pytest.raises(ModelUnavailableError, match="make that folder writable"):
+        Backbone(networks.get_spec("efficientnet_lite0")).feature_map(np.zeros((1, 3, 64, 64), np.float32))
