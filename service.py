@@ -92,10 +92,12 @@ class CatalogueIndex:
 
         try:
             if self.settings.feed:
-                self.engine = self._synced_with_feed(progress)
+                engine = self._synced_with_feed(progress)
             else:
                 stored = open_current(self.settings.catalogue, self.settings.store, progress=progress)
-                self.engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
+                engine = SearchEngine.from_store(stored, catalogue=self.settings.catalogue)
+            engine.load_models()  # before the page says it is ready: no shopper waits for a first load
+            self.engine = engine
         except SearchError as error:
             self.error = f"The catalogue index could not be built: {error}"
         except Exception as error:  # a bug: say so on the page instead of "Loading…" for ever

@@ -114,6 +114,15 @@ class SearchEngine:
         """The detector; None for catalogues without a category it knows (chair, sofa, bed, table)."""
         return self._detector.get()
 
+    def load_models(self) -> None:
+        """Load what a search runs now rather than in the first search: on a first start this exports the
+        networks' graphs (``engine.networks``), seconds a shopper would otherwise wait."""
+        pixels = np.zeros((1, 3, 32, 32), np.float32)
+        self.backbone.feature_map(pixels)
+        if self.detector is not None:
+            self.detector.network.run(pixels)
+        _ = self.window_scorer, self.proposal_sample
+
     def _make_proposal_sample(self) -> ProposalSample:
         categories = self.stored.categories
         labels = np.array([categories.index(image.category) for image in self.stored.images], dtype=np.int64)

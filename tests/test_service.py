@@ -21,6 +21,15 @@ def test_a_broken_store_is_rebuilt_on_start(built_store, tmp_path):
     assert index.status().startswith("Catalogue: 12 products")
 
 
+def test_the_models_are_loaded_before_the_page_says_it_is_ready(built_store, tmp_path, monkeypatch):
+    catalogue, built = built_store
+    loaded = []
+    monkeypatch.setattr(SearchEngine, "load_models", lambda engine: loaded.append(engine))
+    index = CatalogueIndex(AppSettings(catalogue=catalogue, store=built))
+    index.prepare()
+    assert loaded == [index.engine]
+
+
 def test_an_unexpected_failure_is_shown_not_loading_forever(built_store, tmp_path, monkeypatch):
     catalogue, _ = built_store
 
