@@ -13,6 +13,9 @@ import numpy as np
 
 from engine.vectors import dot_products
 
+# L-BFGS steps of the fit: as many as the torch fit it replaced took (its figures in benchmarks/README.md).
+FIT_ITERATIONS = 200
+
 
 @dataclass
 class CategoryClassifier:
@@ -49,31 +52,34 @@ def fit_classifier(
     Classes are weighted equally whatever their image counts, so a category
     with few products is not drowned out. ``temperature_scale`` multiplies the
     unit-norm inputs so that plain L2 regularisation leaves confident margins.
+    Minimised by L-BFGS (scipy's, at most ``FIT_ITERATIONS`` steps), in numpy: indexing needs no torch.
     """
-    import torch  # here, not above: reading a store's classifier needs no torch
+    from scipy.optimize import minimize  # here, not above: reading a store's classifier needs no scipy
 
     categories = sorted(set(labels))
     if len(categories) == 1:
         dim = embeddings.shape[1]
         return CategoryClassifier(categories, np.zeros((1, dim), np.float32), np.zeros(1, np.float32))
-    x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)) * temperature_scale
-    y = torch.tensor([categories.index(label) for label in labels])
-    counts = torch.bincount(y, minlength=len(categories)).float()
-    class_weights = counts.sum() / (len(categories) * counts)
+    x = np.asarray(embeddings, dtype=np.float64) * temperature_scale
+    y = np.array([categories.index(label) for label in labels])
+    counts = np.bincount(y, minlength=len(categories))
+    sample_weights = (counts.sum() / (len(categories) * counts))[y]
+    sample_weights /= sample_weights.sum()  # a weighted mean, as torch's cross_entropy with class weights
+    shape = (len(categories), x.shape[1])
 
-    linear = torch.nn.Linear(x.shape[1], len(categories))
-    torch.nn.init.zeros_(linear.weight)
-    torch.nn.init.zeros_(linear.bias)
-    optimizer = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, bias = params[:-len(categories)].reshape(shape), params[-len(categories):]
+        logits = x @ weights.T + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -(sample_weights * log_p[np.arange(len(y)), y]).sum() + l2 * (weights ** 2).sum()
+        residual = np.exp(log_p)
+        residual[np.arange(len(y)), y] -= 1.0
+        residual *= sample_weights[:, None]
+        gradient = np.concatenate([(residual.T @ x + 2 * l2 * weights).ravel(), residual.sum(axis=0)])
+        return loss, gradient
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(linear(x), y, weight=class_weights)
-        loss = loss + l2 * linear.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    weights = (linear.weight.detach() * temperature_scale).numpy().astype(np.float32)
-    return CategoryClassifier(categories, weights, linear.bias.detach().numpy().astype(np.float32))
+    fitted = minimize(loss_and_gradient, np.zeros(shape[0] * shape[1] + shape[0]), jac=True, method="L-BFGS-B",
+                      options={"maxiter": FIT_ITERATIONS, "gtol": 1e-7})
+    weights = fitted.x[:-len(categories)].reshape(shape) * temperature_scale
+    return CategoryClassifier(categories, weights.astype(np.float32), fitted.x[-len(categories):].astype(np.float32))

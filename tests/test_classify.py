@@ -47,3 +47,21 @@ def test_round_trip_through_arrays():
 def test_single_category_is_certain():
     classifier = fit_classifier(normalise(np.ones((3, 8))), ["lamp"] * 3)
     assert classifier.predict_proba(normalise(np.ones((1, 8))))[0].tolist() == [1.0]
+
+
+def test_indexing_and_searching_never_import_torch(built_store, tmp_path):
+    # torch is ~530 MB resident: the app's process, a first start that indexes included, runs without it.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    catalogue, _ = built_store
+    code = ("import sys; from engine.indexing import index_catalogue; from engine.search import SearchEngine; "
+            f"index_catalogue({str(catalogue)!r}, {str(tmp_path / 'store')!r}); "
+            f"engine = SearchEngine.open({str(tmp_path / 'store')!r}); "
+            f"print(engine.search(next(iter(sorted(engine.catalogue.rglob('*.jpg')))), 3).category, 'torch' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert ran.returncode == 0, ran.stderr
+    category, imported = ran.stdout.split()[-2:]
+    assert category in {"bed", "chair", "lamp", "sofa", "table"} and imported == "False"
