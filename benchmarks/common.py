@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -60,6 +61,7 @@ def machine_info() -> dict[str, str]:
         "torch_threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "onnxruntime": importlib.metadata.version("onnxruntime"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -67,7 +69,9 @@ def machine_info() -> dict[str, str]:
 def machine_line(info: dict[str, str]) -> str:
     return (
         f"Machine: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), "
-        f"Python {info['python']}, torch {info['torch']}; {info['date']}."
+        f"Python {info['python']}, torch {info['torch']}"
+        + (f", ONNX Runtime {info['onnxruntime']} (the searches' networks)" if "onnxruntime" in info else "")
+        + f"; {info['date']}."
     )
 
 

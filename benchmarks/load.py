@@ -191,11 +191,8 @@ def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, 
     """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
     timed), of the region search right after it (reusing the search's detections) and of
     explaining a match with it."""
-    import torch
-
     from engine.search import SearchEngine
 
-    torch.set_num_threads(os.cpu_count() or 1)
     engine = SearchEngine.open(store, catalogue)
     engine.search(photos[0])
     steps = {"search": engine.search, "search_regions": engine.search_regions,

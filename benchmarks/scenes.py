@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table
 from buildtime.scenes import SCENES_DIR, SEED, Box, Scene, SceneObject, box_iou, candidate_boxes, load_or_compose
+from engine.networks import CORES, thread_count, use_threads
 
 if TYPE_CHECKING:
     from engine.responses import RegionSearch
@@ -49,10 +49,8 @@ def run(store: Path, catalogue: Path, count: int, max_regions: int, folder: Path
         other_threads: int | None = None) -> dict:
     """Search every scene whole and by region; returns the measurements.
 
-    With ``other_threads``, the first scenes' latencies are measured again with that many torch threads.
+    With ``other_threads``, the first scenes' latencies are measured again with that many threads.
     """
-    import torch
-
     from engine.indexing import index_catalogue, index_is_current
     from engine.search import SearchEngine
 
@@ -92,16 +90,16 @@ def run(store: Path, catalogue: Path, count: int, max_regions: int, folder: Path
     for row, (found, top10) in zip(rows, untrained):
         row["untrained_box_found"], row["untrained_top10"] = found, top10
     measured = {"rows": rows, "whole_ms": whole_ms, "region_ms": region_ms, "proposed": proposed, "scenes": scenes,
-                "threads": torch.get_num_threads()}
+                "threads": thread_count()}
     if other_threads:
-        torch.set_num_threads(other_threads)
+        use_threads(other_threads)
         measured["other_threads"] = other_threads
         measured["other_whole_ms"], measured["other_region_ms"] = [], []
         for scene in scenes[:FIRST_SCENES]:
             forget_detections(engine)  # searched above: time the detector again, as for a new photo
             measured["other_whole_ms"].append(timed(engine.search, folder / scene.file, k=10)[1])
             measured["other_region_ms"].append(timed(engine.search_regions, folder / scene.file, k=10)[1])
-        torch.set_num_threads(measured["threads"])
+        use_threads(measured["threads"])
     measured["throughput"] = region_throughput(engine, [folder / scene.file for scene in scenes[:FIRST_SCENES]])
     return measured
 
@@ -126,21 +124,22 @@ def timed(search, *args, **kwargs) -> tuple[object, float]:
 
 
 def region_throughput(engine: SearchEngine, paths: list[Path]) -> dict[str, float]:
-    """Region searches per second on all cores: one search at a time with all torch threads (the app's setting),
+    """Region searches per second on all cores: one search at a time with all threads (the app's setting),
     against one single-threaded search per core side by side."""
-    import torch
-
-    threads = torch.get_num_threads()
+    threads = thread_count()
     started = time.perf_counter()
     for path in paths:
         fresh_region_search(engine, path)
     one_at_a_time = len(paths) / (time.perf_counter() - started)
-    torch.set_num_threads(1)
+
+    def single_threaded(path: Path) -> None:
+        use_threads(1)  # this worker thread's own count
+        fresh_region_search(engine, path)
+
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:  # torch releases the GIL inside its ops
-        list(pool.map(functools.partial(fresh_region_search, engine), paths * threads))
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # ONNX Runtime releases the GIL while it runs
+        list(pool.map(single_threaded, paths * threads))
     side_by_side = len(paths) * threads / (time.perf_counter() - started)
-    torch.set_num_threads(threads)
     return {"one_at_a_time": one_at_a_time, "side_by_side": side_by_side, "threads": threads}
 
 
@@ -187,7 +186,7 @@ def other_threads_line(measured: dict) -> str:
     if "other_threads" not in measured:
         return ""
     whole, region = statistics.median(measured["other_whole_ms"]), statistics.median(measured["other_region_ms"])
-    return (f" With {measured['other_threads']} torch thread(s), same run, first {len(measured['other_whole_ms'])} "
+    return (f" With {measured['other_threads']} thread(s), same run, first {len(measured['other_whole_ms'])} "
             f"scenes: {whole:.0f} ms and {region:.0f} ms, added {region - whole:.0f} ms.")
 
 
@@ -231,7 +230,7 @@ def report(measured: dict, count: int, max_regions: int) -> str:
         *first_scenes_line(rows, [scene.file for scene in measured["scenes"][:FIRST_SCENES]]),
         f"Latency per photo (median): whole-photo search {whole:.0f} ms, region search right after it (reusing "
         f"the search's detections) {region:.0f} ms, "
-        f"added {region - whole:.0f} ms, with {measured['threads']} torch thread(s)."
+        f"added {region - whole:.0f} ms, with {measured['threads']} thread(s)."
         f"{other_threads_line(measured)} Photos judged product shots (searched whole): {shots} of {count}.",
         "",
         f"Region searches per second on {measured['throughput']['threads']} cores: "
@@ -250,18 +249,16 @@ def report(measured: dict, count: int, max_regions: int) -> str:
 
 
 def main() -> None:
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"10 scenes instead of {SCENES}")
     parser.add_argument("--store", type=Path, default=ROOT / "index_store" / "default")
     parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--max-regions", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads (default: torch's, all cores, as the app); latency is measured again "
+    parser.add_argument("--threads", type=int, default=CORES,
+                        help="threads for the networks (default: all cores, as the app); latency is measured again "
                              "with the other count (1, or 2 when given 1) on the first scenes")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     count = 10 if args.quick else SCENES
     measured = run(args.store, args.catalogue, count, args.max_regions, other_threads=2 if args.threads == 1 else 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

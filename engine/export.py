@@ -47,7 +47,7 @@ def export(kind: str, name: str, path: Path, shape: tuple[int, int] | None) -> N
         model: torch.nn.Module = detector_graph.DetectorGraph.load(Path(__file__).with_name("models") / "detector_centernet.npz")
         outputs, sample = ["heatmap", "sizes"], torch.rand(1, 3, *(shape or TRACE_SHAPE)) * 255
     else:
-        model = _FeatureMap(build_backbone(name, allow_random_weights=kind == "random-backbone"))
+        model = _FeatureMap(build_backbone(name))
         outputs, sample = ["features"], torch.rand(1, 3, *(shape or TRACE_SHAPE))
     efficientnet_lite.tf_same_padding = _constant(efficientnet_lite.tf_same_padding)
     dynamic = {0: "batch"} if shape else {0: "batch", 2: "height", 3: "width"}
@@ -59,7 +59,7 @@ def export(kind: str, name: str, path: Path, shape: tuple[int, int] | None) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=["backbone", "random-backbone", "detector"])
+    parser.add_argument("kind", choices=["backbone", "detector"])
     parser.add_argument("name")
     parser.add_argument("path", type=Path)
     parser.add_argument("--shape", help="HxW: a graph for exactly this input size")

@@ -137,15 +137,13 @@ class Backbone:
     """A registry backbone as the search runs it: feature maps and embeddings of numpy batches (``engine.images``'
     ``preprocess``), computed by its exported graph."""
 
-    def __init__(self, spec: BackboneSpec, allow_random_weights: bool = False):
+    def __init__(self, spec: BackboneSpec):
         self.spec = spec
-        self.allow_random_weights = allow_random_weights
 
     def _network(self, height: int, width: int) -> Network:
         shape = None if height % ANY_SIZE_MULTIPLE == 0 and width % ANY_SIZE_MULTIPLE == 0 else (height, width)
-        kind = "random-backbone" if self.allow_random_weights else "backbone"
-        return shared(("network", kind, self.spec.name, shape), lambda: Network(functools.partial(
-            _exported, kind, self.spec.name, _weights_fingerprint(self.spec.name), shape)))
+        return shared(("network", self.spec.name, shape), lambda: Network(functools.partial(
+            _exported, "backbone", self.spec.name, _weights_fingerprint(self.spec.name), shape)))
 
     def feature_map(self, batch: np.ndarray) -> np.ndarray:
         """The ``spec.layer`` map [N, C, h, w] of a batch [N, 3, H, W]."""
@@ -185,11 +183,10 @@ def _weights_fingerprint(name: str) -> str:
     return "torch hub"
 
 
-def load_backbone(name: str, allow_random_weights: bool = False) -> Backbone:
-    """The process's backbone ``name`` (ValueError for names not in the registry). ``allow_random_weights``
-    gives random weights where the real ones are missing: only good for speed benchmarks."""
+def load_backbone(name: str) -> Backbone:
+    """The process's backbone ``name`` (ValueError for names not in the registry)."""
     spec = get_spec(name)
-    return shared(("backbone", name, allow_random_weights), lambda: Backbone(spec, allow_random_weights))
+    return shared(("backbone", name), lambda: Backbone(spec))
 
 
 def detector_network(path: Path) -> Network:
