@@ -182,3 +182,24 @@ def test_a_new_colour_method_recomputes_the_colours_only(catalogue, tmp_path, mo
     assert report.embedded == 0 and report.coloured == 24 and "colours of method" in report.repaired
     assert read_meta(store).colour_method == newer
     assert index_is_current(catalogue, store)
+
+
+def test_batches_are_processed_a_core_each_and_come_back_in_order(monkeypatch):
+    import threading
+
+    from engine import indexing
+    from engine.batches import ImageJob
+    from engine.networks import thread_count
+
+    seen = []
+
+    def process(batch, backbone, min_side):
+        seen.append((threading.get_ident(), thread_count()))
+        threading.Event().wait(0.01 * (5 - batch[0].position))  # later batches finish first
+        return [job.position for job in batch]
+
+    monkeypatch.setattr(indexing, "process_batch", process)
+    batches = [[ImageJob(i, f"{i}.jpg", True)] for i in range(5)]
+    assert list(indexing._processed_here(batches, None, 224)) == [[0], [1], [2], [3], [4]]
+    assert {threads for _, threads in seen} == {1}
+    assert len({thread for thread, _ in seen}) == min(indexing.CORES, 5)
