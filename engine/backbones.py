@@ -28,13 +28,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from engine.backbone_specs import BACKBONES, REGISTRY, RESNET50_WEIGHTS_NAME, BackboneSpec, get_spec, lite_weights_package
 from engine.efficientnet_lite import EfficientNetLite, convert_reference_state_dict, fuse_batchnorm
+from engine import networks
 from engine.models import ModelUnavailableError
 
 log = logging.getLogger(__name__)
-
-GEM_P = 3.0
-GEM_EPS = 1e-6
-
 
 def _resnet50_weights():
     """torchvision's record of the ResNet-50 weights. torchvision is imported here, when ResNet-50 is asked for:
@@ -49,19 +46,9 @@ class BackboneUnavailableError(ModelUnavailableError):
 
 
 def pool_features(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Pool a feature map [N, C, h, w] over space into [N, C].
-
-    "avg" is the global mean, "max" the global max, "gem" generalised mean
-    pooling with p=3 (between the two; common in image retrieval).
-    """
-    if pooling == "avg":
-        return fmap.mean(dim=(2, 3))
-    if pooling == "max":
-        return fmap.amax(dim=(2, 3))
-    if pooling == "gem":
-        # Clamp because the p-th root of a negative mean is undefined.
-        return fmap.clamp(min=GEM_EPS).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-    raise ValueError(f"unknown pooling {pooling!r}; expected 'avg', 'gem' or 'max'")
+    """``engine.networks.pool_features`` (the one definition of "avg", "max" and "gem") of a torch map
+    [N, C, h, w] without gradients: [N, C]."""
+    return torch.from_numpy(networks.pool_features(fmap.numpy(), pooling))
 
 
 class FeatureExtractor(nn.Module):
