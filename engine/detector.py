@@ -82,7 +82,7 @@ class Detector:
         with self._recent_lock:
             decoded = self._recent.get(key)
         if decoded is None:
-            heatmap, sizes = self.network.run(resized.astype(np.float32).transpose(2, 0, 1)[None])
+            heatmap, sizes = self.network.run(resized.transpose(2, 0, 1)[None])  # as float32 by run, one copy
             decoded = decode(heatmap[:, classes], sizes)[0].tolist()
             with self._recent_lock:
                 self._recent[key] = decoded
