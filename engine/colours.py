@@ -95,10 +95,20 @@ def parse_colour(text: str) -> RGB:
     )
 
 
+def _linearised(c: np.ndarray) -> np.ndarray:
+    """sRGB's transfer curve undone: values in [0, 1] to linear light."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+# The curve for each 8-bit value, once: a photo's pixels (indexing finds every catalogue image's colours) are then
+# converted by a lookup, to the same values.
+_LINEAR_8BIT = _linearised(np.arange(256) / 255.0)
+
+
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB values [..., 3] (0-255) to CIELAB (D65)."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    rgb = np.asarray(rgb)
+    linear = _LINEAR_8BIT[rgb] if rgb.dtype == np.uint8 else _linearised(rgb.astype(np.float64) / 255.0)
     xyz = linear @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
     xyz /= np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
@@ -160,14 +170,22 @@ def _product_pixels(image: Image.Image) -> np.ndarray:
 
 def _kmeans(points: np.ndarray, clusters: int, iterations: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Centres and sizes of a deterministic k-means (farthest-point start) over ``points``."""
+    points = np.asarray(points, dtype=np.float64)
     centres = [points[np.argmin(_delta_e76(points, np.median(points, axis=0)))]]
+    nearest = _delta_e76(points, centres[0])
     for _ in range(1, min(clusters, len(points))):
-        nearest = np.min([_delta_e76(points, centre) for centre in centres], axis=0)
         centres.append(points[int(nearest.argmax())])
+        nearest = np.minimum(nearest, _delta_e76(points, centres[-1]))
     centres = np.array(centres)
+    labels = None
     for _ in range(iterations):
-        labels = _delta_e76(points[:, None], centres[None]).argmin(axis=1)
-        centres = np.array([points[labels == i].mean(axis=0) if (labels == i).any() else centres[i] for i in range(len(centres))])
+        assigned = _delta_e76(points[:, None], centres[None]).argmin(axis=1)
+        if labels is not None and np.array_equal(assigned, labels):
+            break  # converged: the remaining steps would give these centres again
+        labels = assigned
+        counts = np.bincount(labels, minlength=len(centres))
+        sums = np.stack([np.bincount(labels, points[:, axis], len(centres)) for axis in range(3)], axis=1)
+        centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
     labels = _delta_e76(points[:, None], centres[None]).argmin(axis=1)
     return centres, np.bincount(labels, minlength=len(centres))
 
