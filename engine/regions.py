@@ -227,15 +227,16 @@ def moved_edges(boxes: np.ndarray, offsets: np.ndarray, size: tuple[int, int]) -
     return np.stack([x0, y0, np.maximum(x1, x0 + 1), np.maximum(y1, y0 + 1)], axis=1)
 
 
-def is_product_shot(image: Image.Image, regions: list[Region]) -> bool:
-    """Whether the photo shows one product, to be searched whole rather than by its pieces: no region was found,
-    or its border is plain (a studio or cut-out shot, as shops and the catalogue photograph products).
+def is_product_shot(plain: bool, regions: list[Region]) -> bool:
+    """Whether the photo shows one product, to be searched whole rather than by its pieces: its border is ``plain``
+    (``plain_border``: a studio or cut-out shot, as shops and the catalogue photograph products), or no region
+    was found.
 
     A plain border separates the real-photo benchmark's dev product photos from its rooms without one error
     (benchmarks/results/real.md); a studio shot's several regions are parts of the product (a lamp's shade and
     base) or what it is sold with (a bed's night tables), not pieces to choose from.
     """
-    return not regions or plain_border(image)
+    return plain or not regions
 
 
 def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:

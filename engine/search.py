@@ -239,19 +239,28 @@ class SearchEngine:
         region's results as in ``search``, and ``where`` filters them. Raises ``ImageDecodeError`` for bad
         images, ``UnknownCategoryError`` for a category not in the index.
         """
+        self._check_region_search(k, max_regions, category, colour, where)
+        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
+        return self._regions_of(decoded, plain_border(decoded), k, max_regions, category, colour, where)
+
+    def _check_region_search(self, k: int, max_regions: int, category: str, colour: str | None, where: Where) -> None:
         check_count("k", k, MAX_RESULTS)
         check_count("max_regions", max_regions, MAX_REGIONS)
         self.check_category(category)
         check_colour(colour)
         parse_where(where)
-        targeted = category not in ("auto", "all")
-        decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
+
+    def _regions_of(self, decoded: Image.Image, plain: bool, k: int, max_regions: int, category: str,
+                    colour: str | None, where: Where) -> RegionSearch:
+        """``search_regions`` of a decoded photo whose border was found ``plain`` or not (once: it costs a resize of
+        the photo)."""
         width, height = full_size(decoded)
+        targeted = category not in ("auto", "all")
         # A plain backdrop makes a product shot whatever pieces would be found: no proposal pass for it.
-        regions = [] if plain_border(decoded) else propose_regions(
+        regions = [] if plain else propose_regions(
             self.backbone, self.proposal_sample, decoded, max_regions, self.window_scorer,
             category if targeted else None, self.detector, self.settings.detection_side)
-        if is_product_shot(decoded, regions):
+        if is_product_shot(plain, regions):
             vector = embed_images(self.backbone, [decoded])[0]
             response = self.search_vector(vector, k, category, colour, where)
             whole = Region((0, 0, width, height), response.category, response.probabilities[response.category], vector)
@@ -274,10 +283,12 @@ class SearchEngine:
         regions = parse_regions(regions)
         if regions == "false":
             return self.search(image, k, category, colour, where)
+        self._check_region_search(k, max_regions, category, colour, where)
         decoded = load_image(image, min_side=REGION_DECODE_SIDE, max_side=self.settings.region_max_side)
+        plain = plain_border(decoded)
         # A product shot is searched whole at once: its region search would embed and search it for nothing.
-        found = None if regions == "auto" and plain_border(decoded) else self.search_regions(
-            decoded, k, max_regions, category, colour, where)
+        found = None if regions == "auto" and plain else self._regions_of(
+            decoded, plain, k, max_regions, category, colour, where)
         if found is None or (found.product_shot and regions == "auto"):
             return self.search(image, k, category, colour, where)
         return found
