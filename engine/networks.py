@@ -22,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -39,6 +40,8 @@ EXPORT_VERSION = 1
 ANY_SIZE_MULTIPLE = 32
 
 _threads = threading.local()
+_helpers = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="beside", initializer=lambda: use_threads(1))
+Result = TypeVar("Result")
 
 
 def use_threads(count: int) -> None:
@@ -49,6 +52,20 @@ def use_threads(count: int) -> None:
 def thread_count() -> int:
     """The threads this thread's network passes run on (all cores unless ``use_threads`` said otherwise)."""
     return getattr(_threads, "count", CORES)
+
+
+def beside(function: Callable[..., Result], *args) -> Future[Result]:
+    """``function(*args)`` on another core while this thread goes on with its own (numpy) work, its network passes
+    on one thread there; or here, at once, where this thread's passes have one core only (two searches side by
+    side each have one: a third thread would only slow them)."""
+    if thread_count() > 1:
+        return _helpers.submit(function, *args)
+    done: Future[Result] = Future()
+    try:
+        done.set_result(function(*args))
+    except BaseException as error:  # handed over as a helper thread's would be, by result()
+        done.set_exception(error)
+    return done
 
 
 def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path) -> list[str]:

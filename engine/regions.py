@@ -35,10 +35,11 @@ import numpy as np
 from PIL import Image
 
 from engine.detector import Detection, Detector
-from engine.networks import Backbone
+from engine.networks import Backbone, beside
 from engine.settings import DEFAULT_SETTINGS
 from engine.vectors import dot_products, normalise
-from engine.window_features import CELL_SIZE, ProposalSample, candidate_windows, cells_to_pixels, proposal_feature_map
+from engine.window_features import (CELL_SIZE, ProposalSample, WindowCandidates, candidate_windows, cells_to_pixels,
+                                    proposal_feature_map)
 from engine.window_scorer import WindowScorer
 
 # Regions overlapping a better one by more than this IoU are dropped...
@@ -108,15 +109,17 @@ def propose_regions(
     Needs a backbone whose embedding pools its last feature map (all do).
     """
     cells, scale_x, scale_y = proposal_feature_map(backbone, image)
+    # The detector's pass runs on the other core while this one finds the windows (numpy work, one core).
+    detections = beside(detector.detect, image, DETECTION_SCORE, detection_side) if detector is not None else None
+    candidates = candidate_windows(cells, sample)
     regions = []
     min_confidence = 0.0
-    if detector is not None:
-        regions = _detected_regions(detector.detect(image, DETECTION_SCORE, detection_side), cells,
-                                    (scale_x, scale_y), sample, category, max_regions)
+    if detections is not None:
+        regions = _detected_regions(detections.result(), cells, (scale_x, scale_y), sample, category, max_regions)
         # Asked for a category, the shopper says such a piece is there: the windows' best guesses are wanted; so
         # they are where the detector boxed nothing (a drawn scene, pieces it does not know).
         min_confidence = WINDOW_CONFIDENCE if scorer is not None and category is None and regions else 0.0
-    for region in _window_regions(cells, (scale_x, scale_y), image.size, sample, max_regions, scorer, category,
+    for region in _window_regions(candidates, (scale_x, scale_y), image.size, sample, max_regions, scorer, category,
                                   min_confidence):
         if len(regions) == max_regions:
             break
@@ -163,12 +166,11 @@ def _pooled_box(cells: np.ndarray, box: tuple[int, int, int, int], scale: tuple[
     return normalise(summed[None])[0]
 
 
-def _window_regions(cells: np.ndarray, scale: tuple[float, float], size: tuple[int, int], sample: ProposalSample,
-                    max_regions: int, scorer: WindowScorer | None, category: str | None,
+def _window_regions(candidates: WindowCandidates, scale: tuple[float, float], size: tuple[int, int],
+                    sample: ProposalSample, max_regions: int, scorer: WindowScorer | None, category: str | None,
                     min_confidence: float = 0.0) -> list[Region]:
-    """The best distinct windows of the proposal pass, of at least ``min_confidence``, as regions (steps 3-5 of
-    the module docstring)."""
-    candidates = candidate_windows(cells, sample)
+    """The best distinct windows of the proposal pass (its ``candidates``), of at least ``min_confidence``, as regions
+    (steps 3-5 of the module docstring)."""
     if len(candidates.windows) == 0:
         return []
     best_probability = candidates.probabilities.max(axis=1)

@@ -10,7 +10,7 @@ import torch
 from engine import networks
 from engine.backbones import build_backbone
 from engine.models import ModelUnavailableError
-from engine.networks import Backbone, load_backbone, pool_features, thread_count, use_threads
+from engine.networks import Backbone, beside, load_backbone, pool_features, thread_count, use_threads
 
 
 @pytest.mark.parametrize("name, shape", [("efficientnet_lite0", (224, 224)), ("efficientnet_lite0", (352, 448)),
@@ -53,6 +53,29 @@ def test_threads_are_each_callers_own():
     worker.join()
     assert thread_count() == 1 and seen == [networks.CORES]
     use_threads(networks.CORES)
+
+
+def test_work_beside_runs_on_another_thread_only_where_this_one_has_cores_to_spare():
+    import threading
+
+    def where() -> tuple[int, int]:
+        return threading.get_ident(), thread_count()
+
+    def fails() -> None:
+        raise ValueError("broken")
+
+    try:
+        use_threads(2)
+        helper, helper_threads = beside(where).result(timeout=30)
+        assert helper != threading.get_ident() and helper_threads == 1  # the other core, one network thread
+        use_threads(1)  # a search side by side with another: a third thread would only slow both
+        assert beside(where).result(timeout=0) == (threading.get_ident(), 1)
+        for count in (1, 2):
+            use_threads(count)
+            with pytest.raises(ValueError, match="broken"):
+                beside(fails).result(timeout=30)
+    finally:
+        use_threads(networks.CORES)
 
 
 def test_a_graph_that_cannot_be_exported_says_so_and_leaves_nothing(monkeypatch, tmp_path):
