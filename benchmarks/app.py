@@ -227,6 +227,17 @@ def lanes_rounds(url: str, port: int, args: argparse.Namespace, photos: list[Pat
     return rounds
 
 
+def seed_design_ms(photos: list[Path]) -> float:
+    """Median ms of the seed's design on ``photos`` (the first a warm-up), in this process: #28 sets the page API's
+    bar at 1.5x it, measured in the same run."""
+    from benchmarks.speed import original
+    from engine.catalogue import scan_catalogue
+
+    pipeline = original(len(scan_catalogue(DEFAULT_CATALOGUE).images))
+    pipeline.run(photos[0].read_bytes())
+    return percentile([pipeline.run(photo.read_bytes())["total"] for photo in photos[1:]], 50)
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95)} if values else {}
 
@@ -259,6 +270,7 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
     api = s["api_s"]
     # A scene's page search is the engine's region search (its whole-photo search only when asked).
     overhead = percentile(api["/search_photo"], 50) * 1000 / engine["search_regions"]
+    seed = s["seed_design_ms"]
     lines = [
         "# The app as a person uses it: photo chosen → results in the browser",
         "",
@@ -269,27 +281,27 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1 (the page's searches one at a time on every core; the API's "
         "two at once on one core each when others wait).",
         "",
-        "| what a person waits for | p50 | p95 | goal (#12) |",
+        "| what a person waits for | p50 | p95 | goal (#28) |",
         "|---|---|---|---|",
         f"| browser (headless Chromium, 1280 px): photo chosen → results visible ({len(browser_results)} photos) | "
-        f"{ms(percentile(browser_results, 50))} | {ms(percentile(browser_results, 95))} | p50 ≤ 120 ms |",
+        f"{ms(percentile(browser_results, 50))} | {ms(percentile(browser_results, 95))} | p50 ≤ 250 ms |",
         f"| browser: photo chosen → region boxes visible | {ms(percentile(browser_regions, 50))} | "
-        f"{ms(percentile(browser_regions, 95))} | ≤ 250 ms after the results |",
+        f"{ms(percentile(browser_regions, 95))} | p50 ≤ 350 ms |",
         f"| page API `/search_photo`, one client, sequential (upload included, images not fetched) | {ms(percentile(api['/search_photo'], 50))} | "
-        f"{ms(percentile(api['/search_photo'], 95))} | ≤ 80 ms |",
+        f"{ms(percentile(api['/search_photo'], 95))} | ≤ 1.5× the seed's design: {ms(1.5 * seed / 1000)} |",
         f"| {load['clients']} clients × {load['searches_per_client']} searches at once (results, then regions): "
         f"one search, results | {load['results_s'].get('p50', float('nan')):.2f} s | "
-        f"{load['results_s'].get('p95', float('nan')):.2f} s | p95 ≤ 4 s |",
+        f"{load['results_s'].get('p95', float('nan')):.2f} s | p95 ≤ 6 s |",
         f"| the same: throughput, answered / rejected as busy / errors | {load['searches_per_s']:.2f} searches/s | "
-        f"{load['ok']} / {load['rejected']} / {load['errors']} | ≥ 10 searches/s |",
+        f"{load['ok']} / {load['rejected']} / {load['errors']} | ≥ 5 searches/s, none refused |",
         f"| HTTP API `POST /api/search`, sequential (upload included) | {ms(percentile(http['search'], 50))} | "
-        f"{ms(percentile(http['search'], 95))} | (page API ≤ 80 ms) |",
+        f"{ms(percentile(http['search'], 95))} | |",
         f"| HTTP API with `regions=true`, sequential | {ms(percentile(http['regions'], 50))} | "
         f"{ms(percentile(http['regions'], 95))} | |",
         f"| HTTP API, {burst['clients']} clients × {burst['searches_per_client']} searches at once: one search | "
         f"{burst['latency_s'].get('p50', float('nan')):.2f} s | {burst['latency_s'].get('p95', float('nan')):.2f} s | |",
         f"| the same: throughput, answered / busy (503) / errors | {burst['searches_per_s']:.2f} searches/s | "
-        f"{burst['ok']} / {burst['busy']} / {burst['errors']} | |",
+        f"{burst['ok']} / {burst['busy']} / {burst['errors']} | ≥ 12 searches/s |",
         "",
         *lanes_table(s),
         "",
@@ -297,12 +309,13 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         "|---|---|",
         f"| `SearchEngine.search` | {engine['search']:.0f} ms |",
         f"| `SearchEngine.search_regions` (the page's search of a scene) | {engine['search_regions']:.0f} ms |",
+        f"| the seed's design (full decode, ResNet-50 at 224 px in torch, exact search): #28's bar | {seed:.0f} ms |",
         f"| `SearchEngine.explain_match` (a result's \"why this match\" heat maps) | {engine['explain_match']:.0f} ms |",
         f"| page API `/search_photo` (results and boxes) p50 ÷ engine region search | {overhead:.2f}× |",
         f"| HTTP API `POST /api/search` p50 ÷ engine search | {percentile(http['search'], 50) * 1000 / engine['search']:.2f}× |",
         "",
         f"App resident memory: {s['memory_mb']['after_sequential']:.0f} MB after the sequential searches, "
-        f"{load['peak_mb']:.0f} MB at the peak under load (goals ≤ 700 / ≤ 900 MB).",
+        f"{load['peak_mb']:.0f} MB at the peak under load (goals ≤ 800 MB / ≤ 1 GB).",
         "",
     ]
     if load["error_messages"]:
@@ -332,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     # people send different photos), made from three room scenes.
     # The load and the burst run four times on the same photos (lanes_rounds).
     loads = args.clients * args.searches + max(args.clients, 1) * args.searches
-    count = 1 + ENGINE_PHOTOS + (args.rounds + 1) + args.rounds + 2 * args.rounds + loads
+    count = 1 + 2 * ENGINE_PHOTOS + (args.rounds + 1) + args.rounds + 2 * args.rounds + loads
     series = [photo_series(ROOT / "benchmarks" / "scenes" / name, PHONE_SIZE, work, -(-count // len(SCENES)))
               for name in SCENES]
     supply = iter([photo for photos in zip(*series) for photo in photos])
@@ -340,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     ready_photo = take(1)[0]
     load_photos = take(loads)
     engine = engine_times(DEFAULT_STORE, DEFAULT_CATALOGUE, take(ENGINE_PHOTOS))
-    print(f"engine alone: {engine}", flush=True)
+    seed = seed_design_ms(take(ENGINE_PHOTOS))
+    print(f"engine alone: {engine}; the seed's design {seed:.0f} ms", flush=True)
 
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds = lanes_rounds(url, port, args, load_photos, ready_photo, work, first)
     load, burst = first["load"], first["http_burst"]
 
-    summary = {"engine_ms": engine, "browser_s": browser, "api_s": api, "http_s": http, "http_burst": burst,
+    summary = {"engine_ms": engine, "seed_design_ms": seed, "browser_s": browser, "api_s": api, "http_s": http, "http_burst": burst,
                "memory_mb": memory, "load": load, "lanes_rounds": rounds,
                "photo_mb": ready_photo.stat().st_size / 1e6}
     markdown = render_markdown(summary, info, load_before, command)

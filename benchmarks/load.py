@@ -188,9 +188,8 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
 
 
 def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, float]:
-    """The engine alone, in this process: median ms of a search of each photo (a new photo: its detector pass
-    timed), of the region search right after it (reusing the search's detections) and of
-    explaining a match with it."""
+    """The engine alone, in this process: median ms of a search of each photo, of its region search (the page's
+    search of a scene) and of explaining a match with it; each with its own detector pass, as a new photo has."""
     from engine.search import SearchEngine
 
     engine = SearchEngine.open(store, catalogue)
@@ -200,6 +199,8 @@ def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, 
     times: dict[str, list[float]] = {name: [] for name in steps}
     for photo in photos[1:]:
         for name, step in steps.items():
+            if engine.detector is not None:
+                engine.detector.forget()
             started = time.perf_counter()
             step(photo)
             times[name].append((time.perf_counter() - started) * 1000)

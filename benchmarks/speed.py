@@ -43,11 +43,13 @@ from engine.search import SearchEngine
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6  # "rotate 90° clockwise to display": how phones store portrait shots
+# Issue #28's goals (the 1M-vector one is #13's).
 TARGETS = {
-    "e2e_12mp_p50_ms": 50.0,
-    "indexing_images_per_s": 40.0,
+    "e2e_12mp_p50_ms": 45.0,
+    "e2e_12mp_of_seed": 0.5,
+    "indexing_images_per_s": 120.0,
     "search_1m_qps": 2000.0,
-    "app_rss_mb": 1536.0,
+    "app_rss_mb": 800.0,
 }
 
 
@@ -321,6 +323,7 @@ def write_report(report: dict, out: Path) -> str:
                          f"{mine[stage]['p50'] / base[stage]['p50']:.3f}" if base[stage]["p50"] > 0.05 else "-"])
     other = report["end_to_end_other_threads"][f"{ours_name} | 12 MP"]["total"]["p50"]
     ours12 = e2e[f"{ours_name} | 12 MP"]["total"]["p50"]
+    seed12 = e2e[f"{base_name} | 12 MP"]["total"]["p50"]
 
     vec = report["vector_search"]
     exact = {r["size"]: r["qps"] for r in vec if r["method"] == "NumPy exact"}
@@ -337,12 +340,15 @@ def write_report(report: dict, out: Path) -> str:
     best_hnsw = [r for r in vec if "HNSW" in r["method"] and r["recall@10"] >= 0.95]
     idx, mem, app = report["indexing"], report["peak_rss_mb"], report["app"]
     targets = [
-        ["12 MP end-to-end p50 ≤ 50 ms", f"{ours12:.0f} ms", "yes" if ours12 <= 50 else "no"],
-        ["indexing ≥ 40 images/s", f"{idx['images_per_s']:.1f} images/s", "yes" if idx["images_per_s"] >= 40 else "no"],
+        ["12 MP end-to-end, detector included, p50 ≤ 45 ms and ≤ 0.5× the seed's design",
+         f"{ours12:.0f} ms, {ours12 / seed12:.2f}×", "yes" if ours12 <= TARGETS["e2e_12mp_p50_ms"]
+         and ours12 / seed12 <= TARGETS["e2e_12mp_of_seed"] else "no"],
+        ["indexing ≥ 120 images/s", f"{idx['images_per_s']:.1f} images/s",
+         "yes" if idx["images_per_s"] >= TARGETS["indexing_images_per_s"] else "no"],
         ["1M vectors ≥ 2,000 q/s at recall@10 ≥ 0.95, one thread",
          f"not measured at 1M; exact at {largest:,}: {exact[largest]:.0f} q/s (≈{exact[largest] * largest / 1e6:.0f} q/s at 1M by linear scaling)",
          "no (see below)"],
-        ["app resident memory ≤ 1.5 GB", f"{app['rss_mb']:.0f} MB (peak {app['peak_rss_mb']:.0f} MB)",
+        ["app resident memory after a search ≤ 800 MB", f"{app['rss_mb']:.0f} MB (peak {app['peak_rss_mb']:.0f} MB)",
          "yes" if app["rss_mb"] <= TARGETS["app_rss_mb"] else "no"],
     ]
     text = "\n\n".join([
