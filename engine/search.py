@@ -290,8 +290,15 @@ class SearchEngine:
         found = None if regions == "auto" and plain else self._regions_of(
             decoded, plain, k, max_regions, category, colour, where)
         if found is None or (found.product_shot and regions == "auto"):
-            return self.search(image, k, category, colour, where)
+            return self.search(self._as_search_decodes(image, decoded), k, category, colour, where)
         return found
+
+    def _as_search_decodes(self, image: ImageInput, decoded: Image.Image) -> ImageInput:
+        """``decoded``, a region search's decode of ``image``, where ``search`` would decode it alike (the same draft
+        scale, not shrunk to the region search's bound), else ``image``: a product shot is not decoded twice."""
+        alike = (self.settings.detection_min_side == REGION_DECODE_SIDE
+                 and max(decoded.size) < min(self.settings.region_max_side, self.settings.search_max_side))
+        return decoded if alike else image
 
     def embed_crops(self, photo: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         """Unit embeddings [len(boxes), D] of the boxes cut out of ``photo`` (with ``crop_region``'s margin)."""

@@ -117,16 +117,24 @@ def test_a_single_centred_product_is_a_product_shot(search_engine):
     assert [r.product_id for r in result.matches[0].response.results] == [r.product_id for r in whole.results]
 
 
-def test_a_product_shot_is_searched_whole_without_a_region_search(search_engine, monkeypatch):
-    photo = draw_furniture("chair", product_colour(0, 1), 0, size=400)
-    whole = search_engine.search(photo, k=3)
+def test_a_product_shot_is_searched_whole_without_a_region_search_and_decoded_once(search_engine, monkeypatch,
+                                                                                    tmp_path):
+    import engine.images
+
+    path = tmp_path / "chair.jpg"
+    draw_furniture("chair", product_colour(0, 1), 0, size=400).save(path, quality=95)
+    whole = search_engine.search(path, k=3)
 
     def no_region_search(*args, **kwargs):
         raise AssertionError("a product shot's region search would embed and search it for nothing")
 
-    monkeypatch.setattr(search_engine, "search_regions", no_region_search)
-    found = search_engine.search_scene_or_piece(photo, k=3)
+    decodes = []
+    decode = engine.images._decode
+    monkeypatch.setattr(engine.images, "_decode", lambda *args: decodes.append(1) or decode(*args))
+    monkeypatch.setattr(search_engine, "_regions_of", no_region_search)
+    found = search_engine.search_scene_or_piece(path, k=3)
     assert [r.product_id for r in found.results] == [r.product_id for r in whole.results]
+    assert len(decodes) == 1
 
 
 def test_crop_region_adds_a_margin_inside_the_photo():
