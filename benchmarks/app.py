@@ -323,7 +323,8 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """The benchmark's arguments, bounded, and the command line that gives them (for the report)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=8, help="photos chosen in the browser and API calls (at most 50)")
     parser.add_argument("--clients", type=int, default=30, help="concurrent page clients (at most 64; 0: skip)")
@@ -334,10 +335,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 50 or not 0 <= args.clients <= 64 or not 1 <= args.searches <= 10:
         parser.error("--rounds 1-50, --clients 0-64, --searches 1-10 (this benchmark stays bounded)")
-    command = "python -m benchmarks.app" + "".join(
+    return args, "python -m benchmarks.app" + "".join(
         f" --{name} {getattr(args, name)}" for name in ("rounds", "clients", "searches")
         if getattr(args, name) != parser.get_default(name))
 
+
+def main(argv: list[str] | None = None) -> None:
+    args, command = parse_arguments(argv)
     info = machine_info()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     work = Path(tempfile.mkdtemp(prefix="furniture-app-bench-"))
