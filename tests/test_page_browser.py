@@ -216,3 +216,34 @@ def test_an_example_photo_is_searched_when_picked(server, browser):
     shown = page.locator("#query-image img:visible, #regions img:visible")
     assert shown.count() == 1 and shown.get_attribute("alt").startswith("Your photo")
     page.close()
+
+
+def test_a_phones_large_photo_is_sent_upright_at_the_size_the_search_reads(server, browser, tmp_path):
+    # As a phone stores a portrait photo: sideways, with EXIF orientation 6, and several MB of sensor noise.
+    import numpy as np
+    from urllib.parse import unquote
+
+    url, root = server
+    upright = np.asarray(Image.open(root / "scene.jpg").resize((2000, 4000)), dtype=np.int16)
+    noisy = np.clip(upright + np.random.default_rng(0).integers(-20, 21, upright.shape), 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    large = tmp_path / "phone.jpg"
+    Image.fromarray(noisy).transpose(Image.Transpose.ROTATE_90).save(large, quality=92, exif=exif.tobytes())
+    assert large.stat().st_size > 1_000_000
+    for photo in (root / "scene.jpg", large):
+        page = browser.new_page(**PHONE)
+        sent = []  # the uploaded file, as the page fetches it back to show it (the examples are fetched alike)
+        page.on("request", lambda request: sent.append(unquote(request.url.split("file=", 1)[1]))
+                if "/gradio_api/file=" in request.url and unquote(request.url).endswith("/" + photo.name) else None)
+        page.goto(url)
+        page.locator("#query-image input[type=file]").set_input_files(str(photo))
+        page.locator("#results img").first.wait_for(timeout=60_000)
+        received = Path(sent[0])
+        if photo == large:  # shrunk to 2048 px on its longer side, turned upright, its EXIF left out
+            with Image.open(received) as image:
+                assert image.size == (1024, 2048) and image.getexif().get(0x0112) is None
+            assert received.stat().st_size < large.stat().st_size / 2
+        else:  # a small photo goes as chosen
+            assert received.read_bytes() == photo.read_bytes()
+        page.close()
