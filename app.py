@@ -191,7 +191,7 @@ def create_server():
     server = create_api(ApiContext(engine=lambda: catalogue_index.engine, status=catalogue_index.status,
                                    searches=searches, pictures=folders().pictures))
     server = gr.mount_gradio_app(server, demo, path="", max_file_size=MAX_FILE_BYTES, css=page.page_css(),
-                                 js=page.page_js(), footer_links=["gradio", "settings"])
+                                 js=page.page_js(), head=page.page_head(), footer_links=["gradio", "settings"])
     # Mounting never marks the page launched, which leaves Gradio's own check of input paths off; and it sets
     # the favicon only for a page mounted at "/" (this one is at "").
     demo.has_launched = True

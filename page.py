@@ -262,3 +262,8 @@ def page_css() -> str:
 def page_js() -> str:
     """What runs in the shopper's browser: alt text and labels for the pictures Gradio draws without them."""
     return (WEB / "page.js").read_text(encoding="utf-8")
+
+
+def page_head() -> str:
+    """What the page's head runs before Gradio draws the page: a phone's large photo shrunk before it is sent."""
+    return "<script>\n" + (WEB / "shrink.js").read_text(encoding="utf-8") + "</script>\n"

@@ -3,7 +3,7 @@
     python -m benchmarks.upload [--rounds 4]
 
 A phone's 12 MP photo is 2-5 MB, and on a phone's network sending it is most of the wait. The page shrinks
-photos over 1 MB to 2048 px on their longer side before sending them (``web/page.js``). This benchmark makes
+photos over 1 MB to 2048 px on their longer side before sending them (``web/shrink.js``). This benchmark makes
 phone-like photos of ~4 MB (the three drawn scenes at 12 MP with sensor noise, stored sideways with EXIF
 orientation 6), starts ``app.py`` on 127.0.0.1 with the bundled catalogue, and times in headless Chromium
 (390 px, touch) photo chosen → results visible, alternating the page as it is and the page sending the photo as
@@ -56,7 +56,7 @@ def chosen_to_results(page, url: str, photo: Path, shrink: bool) -> float:
     page.goto(url)
     page.locator(FILE_INPUT).wait_for(state="attached", timeout=60_000)
     previous = page.evaluate(_RESULT_SOURCES)
-    # page.js reads the input's data-shrunk as "already shrunk": the photo then goes as chosen, as before it shrank any.
+    # shrink.js reads the input's data-shrunk as "already shrunk": the photo then goes as chosen, as before it shrank any.
     page.evaluate("([selector, shrink]) => { const input = document.querySelector(selector);"
                   " if (shrink) delete input.dataset.shrunk; else input.dataset.shrunk = 'yes'; }", [FILE_INPUT, shrink])
     started = time.perf_counter()
