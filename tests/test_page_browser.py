@@ -218,7 +218,7 @@ def test_an_example_photo_is_searched_when_picked(server, browser):
     page.close()
 
 
-def test_a_phones_large_photo_is_sent_upright_at_the_size_the_search_reads(server, browser, tmp_path):
+def test_a_large_photo_is_sent_upright_on_white_at_the_size_the_search_reads(server, browser, tmp_path):
     # As a phone stores a portrait photo: sideways, with EXIF orientation 6, and several MB of sensor noise.
     import numpy as np
     from urllib.parse import unquote
@@ -231,11 +231,19 @@ def test_a_phones_large_photo_is_sent_upright_at_the_size_the_search_reads(serve
     large = tmp_path / "phone.jpg"
     Image.fromarray(noisy).transpose(Image.Transpose.ROTATE_90).save(large, quality=92, exif=exif.tobytes())
     assert large.stat().st_size > 1_000_000
-    for photo in (root / "scene.jpg", large):
+    # A shop's cut-out: a PNG whose background is transparent.
+    cutout = tmp_path / "cutout.png"
+    rgba = np.zeros((2600, 2600, 4), np.uint8)
+    rgba[300:2300, 300:2300, :3] = np.random.default_rng(1).integers(0, 256, (2000, 2000, 3))
+    rgba[300:2300, 300:2300, 3] = 255
+    Image.fromarray(rgba).save(cutout)
+    assert cutout.stat().st_size > 1_000_000
+    for photo in (root / "scene.jpg", large, cutout):
         page = browser.new_page(**PHONE)
         sent = []  # the uploaded file, as the page fetches it back to show it (the examples are fetched alike)
         page.on("request", lambda request: sent.append(unquote(request.url.split("file=", 1)[1]))
-                if "/gradio_api/file=" in request.url and unquote(request.url).endswith("/" + photo.name) else None)
+                if "/gradio_api/file=" in request.url and unquote(request.url).rsplit("/", 1)[1].startswith(photo.stem + ".")
+                else None)
         page.goto(url)
         page.locator("#query-image input[type=file]").set_input_files(str(photo))
         page.locator("#results img").first.wait_for(timeout=60_000)
@@ -244,6 +252,9 @@ def test_a_phones_large_photo_is_sent_upright_at_the_size_the_search_reads(serve
             with Image.open(received) as image:
                 assert image.size == (1024, 2048) and image.getexif().get(0x0112) is None
             assert received.stat().st_size < large.stat().st_size / 2
+        elif photo == cutout:  # its transparency on white, as the server would flatten it
+            with Image.open(received) as image:
+                assert image.size == (2048, 2048) and min(image.convert("RGB").getpixel((5, 5))) >= 245
         else:  # a small photo goes as chosen
             assert received.read_bytes() == photo.read_bytes()
         page.close()

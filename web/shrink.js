@@ -12,7 +12,10 @@
     const canvas = document.createElement("canvas");
     canvas.width = Math.round(bitmap.width * scale);
     canvas.height = Math.round(bitmap.height * scale);
-    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#ffffff";  // a cut-out's transparency on white, as the server flattens it (not JPEG's black)
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     bitmap.close();
     const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.92));
     if (!blob || blob.size >= file.size) return file;
