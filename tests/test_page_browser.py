@@ -3,6 +3,7 @@ says, results are readable on a phone, and the page has names for what it shows 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -258,3 +259,23 @@ def test_a_large_photo_is_sent_upright_on_white_at_the_size_the_search_reads(ser
         else:  # a small photo goes as chosen
             assert received.read_bytes() == photo.read_bytes()
         page.close()
+    # The large photo dropped on the upload area instead: shrunk alike.
+    page = browser.new_page(**DESKTOP)
+    sent = []
+    page.on("request", lambda request: sent.append(unquote(request.url.split("file=", 1)[1]))
+            if "/gradio_api/file=" in request.url and unquote(request.url).endswith("/phone.jpg") else None)
+    page.goto(url)
+    page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=60_000)
+    page.evaluate("""async ([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const dropped = new DataTransfer();
+        dropped.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        const area = document.querySelector("#query-image input[type=file]").parentElement;
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            area.dispatchEvent(new DragEvent(type, { dataTransfer: dropped, bubbles: true, cancelable: true }));
+        }
+    }""", [base64.b64encode(large.read_bytes()).decode(), large.name])
+    page.locator("#results img").first.wait_for(timeout=60_000)
+    with Image.open(sent[0]) as image:
+        assert image.size == (1024, 2048)
+    page.close()

@@ -21,13 +21,7 @@
     if (!blob || blob.size >= file.size) return file;
     return new File([blob], file.name.replace(/\.[^.]*$/, "") + ".jpg", { type: "image/jpeg" });
   };
-  document.addEventListener("change", async (event) => {
-    const input = event.target;
-    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.closest("#query-image")
-        || input.dataset.shrunk || !input.files || input.files.length !== 1) return;
-    const file = input.files[0];
-    if (!file.type.startsWith("image/") || file.size < SHRINK_FROM_BYTES) return;
-    event.stopImmediatePropagation();
+  const send = async (input, file) => {
     let sent = file;
     try { sent = await shrunk(file); } catch (error) { /* sent as chosen: the server reads what it can */ }
     const chosen = new DataTransfer();
@@ -36,5 +30,23 @@
     input.dataset.shrunk = "yes";
     input.dispatchEvent(new Event("change", { bubbles: true }));
     delete input.dataset.shrunk;
+  };
+  const large = (files) => Boolean(files) && files.length === 1 && files[0].type.startsWith("image/")
+    && files[0].size >= SHRINK_FROM_BYTES;
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.closest("#query-image")
+        || input.dataset.shrunk || !large(input.files)) return;
+    event.stopImmediatePropagation();
+    send(input, input.files[0]);
+  }, true);
+  // A photo dropped on the upload area goes the same way, through the area's file input.
+  document.addEventListener("drop", (event) => {
+    const area = event.target instanceof Element ? event.target.closest("#query-image") : null;
+    const input = area ? area.querySelector("input[type=file]") : null;
+    if (!input || !large(event.dataTransfer && event.dataTransfer.files)) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    send(input, event.dataTransfer.files[0]);
   }, true);
 })();
