@@ -235,3 +235,16 @@ def test_a_colour_not_understood_is_refused_before_any_work(search_engine, built
             call()
     with pytest.raises(InvalidRequestError, match="search a photo first"):
         search_engine.search_vectors([], colour="red")
+
+
+def test_loading_the_models_makes_the_detectors_sessions_a_region_search_runs(search_engine):
+    # Region search runs the detector on one thread beside the windows (engine.networks.beside): that session is
+    # made at start-up with the others, not in the first shopper's search.
+    from engine import networks
+
+    networks.use_threads(2)
+    try:
+        search_engine.load_models()
+        assert {1, 2} <= set(search_engine.detector.network._sessions)
+    finally:
+        networks.use_threads(networks.CORES)
