@@ -21,7 +21,11 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 def dot_products(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Dot products of vectors [..., C] with each of others [N, C]: [..., N] float32."""
     _single_threaded_blas()
-    return np.asarray(vectors, dtype=np.float32) @ np.asarray(others, dtype=np.float32).T
+    vectors, others = np.asarray(vectors, dtype=np.float32), np.asarray(others, dtype=np.float32)
+    # One product of a 2-D array: numpy multiplies a 3-D one (a photo's cells [h, w, C]) matrix by matrix, each
+    # row of cells a small product of its own, at 0.4x the speed.
+    flat = vectors.reshape(-1, vectors.shape[-1])
+    return (flat @ others.T).reshape(*vectors.shape[:-1], len(others))
 
 
 @functools.cache

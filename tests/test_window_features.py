@@ -55,3 +55,39 @@ def test_a_large_catalogue_is_sampled_evenly_per_category_for_proposals():
     assert all((sampled.vectors == vectors[row]).all(axis=1).any() for row in first)
     small = proposal_sample(vectors[:300], labels[:300], classifier=None, limit=400)
     assert (small.vectors == vectors[:300]).all() and len(small.labels) == 300  # kept whole up to the limit
+
+
+def test_window_dot_products_from_the_gram_integral_are_those_of_the_summed_features():
+    from engine.window_features import _gram_integral, _window_dots
+
+    rng = np.random.default_rng(1)
+    cells = rng.standard_normal((4, 5, 16)).astype(np.float32)
+    windows = _windows(4, 5)
+    others = windows[rng.permutation(len(windows))]
+    integral = _integral(cells.astype(np.float64))
+    expected = np.einsum("ij,ij->i", _box_sums(integral, windows), _box_sums(integral, others))
+    assert np.allclose(_window_dots(_gram_integral(cells), windows, others), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_each_category_s_best_similarity_and_minus_one_where_it_has_no_image():
+    from engine.window_features import _category_maxima
+
+    rng = np.random.default_rng(2)
+    labels = np.array([2, 0, 2, 0, 3, 2])  # category 1 has no image
+    similarity = rng.uniform(-1, 1, (7, len(labels))).astype(np.float32)  # cosines
+    expected = np.stack([similarity[:, labels == c].max(axis=1, initial=-1.0) for c in range(4)], axis=1)
+    assert (_category_maxima(similarity, labels, 4) == expected).all()
+
+
+def test_window_overlaps_counted_in_integers_are_the_float_ones():
+    from engine.window_features import _iou_matrix
+
+    rng = np.random.default_rng(3)
+    windows = _windows(15, 20)
+    a, b = windows[rng.choice(len(windows), 300)], windows[rng.choice(len(windows), 200)]
+    af, bf = a.astype(np.float64), b.astype(np.float64)
+    width = np.clip(np.minimum(af[:, None, 2], bf[None, :, 2]) - np.maximum(af[:, None, 0], bf[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(af[:, None, 3], bf[None, :, 3]) - np.maximum(af[:, None, 1], bf[None, :, 1]), 0, None)
+    area = lambda w: (w[:, 2] - w[:, 0]) * (w[:, 3] - w[:, 1])  # noqa: E731
+    expected = width * height / (area(af)[:, None] + area(bf)[None, :] - width * height)
+    assert np.allclose(_iou_matrix(a.astype(np.int16), b.astype(np.int16)), expected, atol=1e-6)
