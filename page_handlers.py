@@ -205,8 +205,10 @@ def search_photo(image_path: str | None, k: int, category: str, where: str = "",
     if isinstance(found, SearchResponse):  # a product shot, searched whole
         return (*no_pieces(), *render(found, request, category))
     # The photo as region search decoded it (its own size kept for the boxes), shrunk for the page.
-    shown = found.photo.copy()
-    shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))
+    shown = found.photo
+    if max(shown.size) > page.DISPLAY_SIDE:  # marked_photo draws on a copy: the photo is copied only to shrink it
+        shown = shown.copy()
+        shown.thumbnail((page.DISPLAY_SIDE, page.DISPLAY_SIDE))
     scale = shown.width / full_size(found.photo)[0]
     # Each piece is named by what its search took it for, so that its label and its results agree.
     labels = page.region_labels([m.response.category for m in found.matches])

