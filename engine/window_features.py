@@ -272,12 +272,18 @@ def _gram_integral(cells: np.ndarray) -> np.ndarray:
     return integral
 
 
+def _corners(windows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """The (y, x) corners of windows [N, 4] in a zero-padded integral image, each with the sign it adds to a window's
+    sum (as in ``_box_sums``)."""
+    x0, y0, x1, y1 = windows.T
+    return (y1, x1, 1), (y0, x1, -1), (y1, x0, -1), (y0, x0, 1)
+
+
 def _window_dots(gram_integral: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dot products of windows ``a`` [N, 4]'s summed features with windows ``b`` [N, 4]'s, row by row."""
     total = np.zeros(len(a))
-    for ya, xa, sign_a in ((a[:, 3], a[:, 2], 1), (a[:, 1], a[:, 2], -1), (a[:, 3], a[:, 0], -1), (a[:, 1], a[:, 0], 1)):
-        for yb, xb, sign_b in ((b[:, 3], b[:, 2], 1), (b[:, 1], b[:, 2], -1), (b[:, 3], b[:, 0], -1),
-                               (b[:, 1], b[:, 0], 1)):
+    for ya, xa, sign_a in _corners(a):
+        for yb, xb, sign_b in _corners(b):
             total += (sign_a * sign_b) * gram_integral[ya, xa, yb, xb]
     return total
 
