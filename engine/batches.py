@@ -1,5 +1,5 @@
-"""The unit of indexing work: a batch of catalogue images decoded, their colours found and embedded in one pass
-of the network. The local path (``engine.indexing``) and the Ray path (``engine.ray_indexing``) both run it."""
+"""The unit of indexing work: a batch of catalogue images decoded, their colours found and embedded. The local path
+(``engine.indexing``) and the Ray path (``engine.ray_indexing``) both run it."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ImageResult:
 
 
 def process_batch(jobs: list[ImageJob], backbone: Backbone | None, min_side: int) -> list[ImageResult]:
-    """Decode a batch of catalogue images, find their colours and embed them in one pass of the network.
+    """Decode a batch of catalogue images, find their colours and embed them.
 
     The unit of work of both the local and the Ray path, so that both embed the same batches the same way.
     """
@@ -48,6 +48,6 @@ def process_batch(jobs: list[ImageJob], backbone: Backbone | None, min_side: int
             images.append(image)
             embedded.append(len(results) - 1)
     if images:
-        for slot, vector in zip(embedded, embed_images(backbone, images, batch_size=len(images))):
+        for slot, vector in zip(embedded, embed_images(backbone, images)):
             results[slot] = dataclasses.replace(results[slot], vector=vector)
     return results

@@ -7,6 +7,8 @@ ImageNet label mapping is needed, and refitting takes well under a second.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +43,18 @@ class CategoryClassifier:
         return cls([str(c) for c in arrays["categories"]], np.asarray(arrays["weights"]), np.asarray(arrays["bias"]))
 
 
+def import_fitter_beside() -> None:
+    """Import the fit's optimiser on a thread of its own, for ``fit_classifier`` to find loaded: indexing starts it
+    before embedding, so that its 0.4-0.8 s pass while the main thread waits for batches."""
+    def import_quietly() -> None:
+        try:
+            importlib.import_module("scipy.optimize")
+        except ImportError:
+            pass  # fit_classifier's own import says what is missing
+
+    threading.Thread(target=import_quietly, daemon=True).start()
+
+
 def fit_classifier(
     embeddings: np.ndarray,
     labels: list[str],
@@ -55,6 +69,7 @@ def fit_classifier(
     Minimised by L-BFGS (scipy's, at most ``FIT_ITERATIONS`` steps), in numpy: indexing needs no torch.
     """
     from scipy.optimize import minimize  # here, not above: reading a store's classifier needs no scipy
+    from threadpoolctl import threadpool_limits
 
     categories = sorted(set(labels))
     if len(categories) == 1:
@@ -79,7 +94,10 @@ def fit_classifier(
         gradient = np.concatenate([(residual.T @ x + 2 * l2 * weights).ravel(), residual.sum(axis=0)])
         return loss, gradient
 
-    fitted = minimize(loss_and_gradient, np.zeros(shape[0] * shape[1] + shape[0]), jac=True, method="L-BFGS-B",
-                      options={"maxiter": FIT_ITERATIONS, "gtol": 1e-7})
+    # One BLAS thread: the products are small, and a second thread spinning between them takes the core L-BFGS
+    # runs on (702 images: 1.9 s against 0.7 s; benchmarks/README.md, "Indexing: two images a pass").
+    with threadpool_limits(1, user_api="blas"):
+        fitted = minimize(loss_and_gradient, np.zeros(shape[0] * shape[1] + shape[0]), jac=True,
+                          method="L-BFGS-B", options={"maxiter": FIT_ITERATIONS, "gtol": 1e-7})
     weights = fitted.x[:-len(categories)].reshape(shape) * temperature_scale
     return CategoryClassifier(categories, weights.astype(np.float32), fitted.x[-len(categories):].astype(np.float32))

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from engine.images import preprocess
-from engine.networks import Backbone
+from engine.networks import Backbone, pass_size
 from engine.vectors import normalise
 
 
@@ -17,9 +17,10 @@ def embed_batch(backbone: Backbone, batch: np.ndarray) -> np.ndarray:
     return normalise(backbone.embed(batch))
 
 
-def embed_images(backbone: Backbone, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
-    """Embed RGB images; returns a float32 array [len(images), feature_dim] of unit vectors."""
-    prep = backbone.spec.preprocessing
+def embed_images(backbone: Backbone, images: Sequence[Image.Image]) -> np.ndarray:
+    """Embed RGB images, ``pass_size()`` to a network pass; returns a float32 array [len(images), feature_dim] of
+    unit vectors."""
+    prep, batch_size = backbone.spec.preprocessing, pass_size()
     chunks = [
         embed_batch(backbone, preprocess(images[start : start + batch_size], prep))
         for start in range(0, len(images), batch_size)

@@ -21,7 +21,7 @@ import numpy as np
 from engine.backbone_specs import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from engine.batches import ImageJob, ImageResult, process_batch
 from engine.catalogue import Catalogue, CatalogueError, CatalogueImage, file_digest, scan_catalogue
-from engine.classify import fit_classifier
+from engine.classify import fit_classifier, import_fitter_beside
 from engine.colours import COLOUR_METHOD, Colour
 from engine.errors import SearchError
 from engine.networks import CORES, Backbone, load_backbone, use_threads
@@ -170,6 +170,7 @@ def index_scanned(
     jobs = [ImageJob(i, str(scanned.root / readable[i][0].path), readable[i][1] not in previous)
             for i in to_embed + to_colour]
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+    import_fitter_beside()
     if ray_address is None:
         processed = _processed_here(batches, load_backbone(backbone) if to_embed else None, spec.preprocessing.size)
     else:

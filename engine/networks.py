@@ -39,6 +39,11 @@ EXPORT_VERSION = 1
 # side, so TensorFlow's "SAME" padding is the same for all of them (engine.export). Other sizes get a graph each.
 ANY_SIZE_MULTIPLE = 32
 
+# Images per network pass. On this CPU the backbone embeds one or two 224 px images at 12-12.5 ms an image on one
+# thread against 14.6 ms in passes of 16 (a small pass's maps stay in the core's cache; benchmarks/README.md,
+# "Indexing: two images a pass"); a GPU is kept busy by large passes.
+CPU_BATCH = 2
+GPU_BATCH = 64
 _threads = threading.local()
 _helpers = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="beside", initializer=lambda: use_threads(1))
 Result = TypeVar("Result")
@@ -140,6 +145,11 @@ class Network:
             return onnxruntime.InferenceSession(str(self.path), options, providers=_providers())
         except (Fail, InvalidProtobuf) as error:
             raise ModelUnavailableError(f"ONNX Runtime cannot load {self.path} ({error})") from error
+
+
+def pass_size() -> int:
+    """How many images a network pass takes at a time: ``GPU_BATCH`` on a GPU, else ``CPU_BATCH``."""
+    return GPU_BATCH if _providers()[0] == "CUDAExecutionProvider" else CPU_BATCH
 
 
 def _providers() -> list[str]:

@@ -65,3 +65,12 @@ def test_indexing_and_searching_never_import_torch(built_store, tmp_path):
     assert ran.returncode == 0, ran.stderr
     category, imported = ran.stdout.split()[-2:]
     assert category in {"bed", "chair", "lamp", "sofa", "table"} and imported == "False"
+
+
+def test_the_fit_leaves_the_processs_blas_threads_as_they_were():
+    from threadpoolctl import threadpool_info
+
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    vectors, labels = clusters(np.random.default_rng(2), np.eye(3, 16), [20, 20, 20])
+    fit_classifier(vectors, labels)
+    assert [pool["num_threads"] for pool in threadpool_info()] == before

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.colours import (NAMED_COLOURS, Colour, colour_match, colour_name, colours_present, dominant_colours,
-                            hex_to_rgb, lab_to_rgb, parse_colour, rgb_to_lab)
+from engine.colours import (NAMED_COLOURS, Colour, _delta_e76, _kmeans, colour_match, colour_name, colours_present,
+                            dominant_colours, hex_to_rgb, lab_to_rgb, parse_colour, rgb_to_lab)
 from engine.errors import InvalidRequestError
 from tests.conftest import draw_furniture
 
@@ -68,3 +68,18 @@ def test_a_colour_matches_products_of_that_colour_only():
 def test_the_page_offers_the_colours_among_the_results_most_common_first():
     results = [(Colour("#3060c0", 0.7), Colour("#f5f5f5", 0.1)), (Colour("#2850b0", 0.5),), (Colour("#be1e2d", 0.3),)]
     assert colours_present(results) == ["blue", "red"]  # white covers a tenth of one image: not offered
+
+
+def test_kmeans_clusters_by_lab_distance():
+    """The k-means's squared distances from coordinate planes pick the clusters plain CIELAB distances pick."""
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.normal(centre, 6.0, (300, 3)) for centre in ((30, 0, 0), (70, 40, 10), (55, -20, 45))])
+    centres, sizes = _kmeans(points, 5)
+    for _ in range(12):  # the same k-means written with the distances themselves, from the same start
+        labels = _delta_e76(points[:, None], centres[None]).argmin(axis=1)
+        moved = np.array([points[labels == i].mean(axis=0) if (labels == i).any() else c for i, c in enumerate(centres)])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    np.testing.assert_allclose(centres, _kmeans(points, 5)[0])
+    assert sizes.sum() == len(points) and list(np.bincount(labels, minlength=5)) == list(sizes)
