@@ -38,8 +38,8 @@ import torch
 from PIL import Image
 
 from benchmarks.common import RESULTS, machine_info, machine_line, markdown_table, save_results
-from benchmarks.real import (MAX_REGIONS, QUERIES_FOLDER, VARIANTS, ikea_arguments, index_own_catalogue, load_dataset,
-                             phone_queries)
+from benchmarks.phone_photo import VARIANTS
+from benchmarks.real import MAX_REGIONS, QUERIES_FOLDER, ikea_arguments, index_own_catalogue, load_dataset, phone_queries
 from buildtime.domain_views import cut_out, domain_view
 from engine.images import load_image, preprocess
 from engine.indexing import index_catalogue, index_is_current

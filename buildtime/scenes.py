@@ -176,7 +176,8 @@ def catalogue_products(catalogue: Path) -> list[SceneProduct]:
 
 def render_cutout(product: SceneProduct, rng: random.Random, size: int = 400) -> Image.Image:
     """The product from a held-out viewpoint, as an RGBA cut-out."""
-    from buildtime.catalogue.render import load_model, recolor, render_view
+    from buildtime.catalogue.meshes import load_model, recolor
+    from buildtime.catalogue.render import render_view
 
     scene = load_model(product.obj, rotation=product.rotation, size_cm=product.size_cm)
     if product.colour:

@@ -115,7 +115,8 @@ def _write_box_model(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_render_view_centred_on_light_background(tmp_path: Path) -> None:
-    from buildtime.catalogue.render import load_model, recolor, render_view
+    from buildtime.catalogue.meshes import load_model, recolor
+    from buildtime.catalogue.render import render_view
 
     scene = load_model(_write_box_model(tmp_path))
     lo, hi = scene.bounds
@@ -144,9 +145,10 @@ def test_render_view_centred_on_light_background(tmp_path: Path) -> None:
 def test_renewing_the_render_context_changes_nothing_in_the_picture(tmp_path: Path, monkeypatch) -> None:
     # Contexts are renewed every RENDERS_PER_CONTEXT renders to free what OSMesa holds on to.
     from buildtime.catalogue import render
+    from buildtime.catalogue.meshes import load_model
 
     monkeypatch.setattr(render, "RENDERS_PER_CONTEXT", 2)
-    scene = render.load_model(_write_box_model(tmp_path))
+    scene = load_model(_write_box_model(tmp_path))
     pictures, contexts = [], []
     for _ in range(3):
         pictures.append(np.asarray(render.render_view(scene, 35, 15, size=96)))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from benchmarks.real import _recall, _retrieval_summary, main, phone_photo, product_matte
+from benchmarks.phone_photo import phone_photo, product_matte
+from benchmarks.real import _recall, _retrieval_summary, main
 from engine.images import load_image
 from tests.conftest import draw_furniture, product_colour
 from tests.test_regions import compose

@@ -2,5 +2,6 @@
 
 ``python -m buildtime.catalogue build`` fetches the models (Debian packages), maps
 them to the app's categories, renders catalogue views and held-out queries.
-The renderer (:mod:`buildtime.catalogue.render`) is reusable on its own.
+The renderer (:mod:`buildtime.catalogue.render`, with :mod:`buildtime.catalogue.meshes` loading the models) is
+reusable on its own.
 """

@@ -177,7 +177,8 @@ def render_job(job: Job) -> tuple[str, list[dict[str, str]], str | None]:
     """Render the catalogue views and the queries of every product of a model.
 
     Returns (model id, ground-truth rows, error or None)."""
-    from buildtime.catalogue.render import load_model, recolor, render_view
+    from buildtime.catalogue.meshes import load_model, recolor
+    from buildtime.catalogue.render import render_view
 
     try:
         base = load_model(job.obj, rotation=job.entry.rotation, size_cm=job.entry.size_cm)

@@ -1,13 +1,9 @@
 """Headless CPU renderer for furniture models (pyrender + trimesh on OSMesa).
 
 The API is deliberately small so that other code (e.g. a room-scene composer)
-can reuse it:
-
-* :func:`load_model` reads an OBJ (+MTL + textures) into a ``trimesh.Scene``
-  that is Y-up, sits on the floor (min y = 0) and is centred on x/z.
-* :func:`recolor` returns a copy of a scene whose dominant material is tinted.
-* :func:`render_view` renders a scene from a yaw/pitch around it, framing the
-  object so that it fills ``fill_ratio`` of the frame.
+can reuse it: :func:`render_view` renders a scene (loaded, and recoloured if
+wanted, by :mod:`buildtime.catalogue.meshes`) from a yaw/pitch around it,
+framing the object so that it fills ``fill_ratio`` of the frame.
 
 Conventions (those of Sweet Home 3D models): +Y is up and the front of a piece
 of furniture faces +Z, so ``yaw_deg=0`` looks at the front and ``yaw_deg=90``
@@ -20,8 +16,6 @@ import atexit
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 # Must be set before pyrender (PyOpenGL) is imported: there is no display.
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
@@ -34,9 +28,10 @@ if not hasattr(np, "infty"):
 
 import pyrender  # noqa: E402
 import trimesh  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image  # noqa: E402
 
-RGB = tuple[int, int, int]
+from buildtime.catalogue.meshes import RGB  # noqa: E402
+
 
 #: Very light grey, close to a white photo-studio sweep.
 STUDIO_BACKGROUND: RGB = (246, 246, 246)
@@ -96,102 +91,6 @@ class Backdrop:
 
     floor: RGB = (196, 170, 140)
     wall: RGB = (225, 215, 190)
-
-
-# --------------------------------------------------------------------------
-# Loading
-
-
-def load_model(
-    path: str | Path,
-    rotation: Sequence[float] | None = None,
-    size_cm: tuple[float, float, float] | None = None,
-) -> trimesh.Scene:
-    """Load an OBJ model (with its MTL materials and textures) as a Y-up scene.
-
-    Args:
-        path: the ``.obj`` file; its MTL and textures are resolved next to it.
-        rotation: optional 3x3 row-major matrix (9 numbers), Sweet Home 3D's
-            ``modelRotation``, that turns the model into Y-up / front +Z.
-        size_cm: optional (width, depth, height) in cm; the model is scaled
-            (non-uniformly, as Sweet Home 3D does) to that size in metres.
-
-    Returns:
-        A scene standing on y = 0, centred on x = z = 0.
-    """
-    scene = trimesh.load(str(path), force="scene")
-    # Bake node transforms so that every geometry is in model coordinates.
-    geometries = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
-    for geom in geometries:
-        # Stray vertices would otherwise count in the bounds and the framing.
-        geom.remove_unreferenced_vertices()
-    scene = trimesh.Scene(geometries)
-    if rotation is not None:
-        m = np.eye(4)
-        m[:3, :3] = np.asarray(rotation, dtype=float).reshape(3, 3)
-        scene.apply_transform(m)
-    lo, hi = scene.bounds
-    shift = np.eye(4)
-    shift[:3, 3] = [-(lo[0] + hi[0]) / 2, -lo[1], -(lo[2] + hi[2]) / 2]
-    scene.apply_transform(shift)
-    if size_cm is not None:
-        extent = np.maximum(hi - lo, 1e-9)
-        width, depth, height = size_cm
-        scale = np.diag([width / 100 / extent[0], height / 100 / extent[1], depth / 100 / extent[2], 1.0])
-        scene.apply_transform(scale)
-    return scene
-
-
-def _material_area(scene: trimesh.Scene) -> dict[str, float]:
-    """Total surface area per material name."""
-    areas: dict[str, float] = {}
-    for geom in scene.geometry.values():
-        name = _material_name(geom)
-        areas[name] = areas.get(name, 0.0) + float(geom.area)
-    return areas
-
-
-def _material_name(geom: trimesh.Trimesh) -> str:
-    material = getattr(geom.visual, "material", None)
-    return getattr(material, "name", None) or "default"
-
-
-def recolor(scene: trimesh.Scene, rgb: RGB, share: float = 0.5) -> trimesh.Scene:
-    """Copy ``scene`` and tint its dominant materials with ``rgb``.
-
-    Materials are taken from the largest surface area down until they cover
-    ``share`` of the model; textures keep their pattern (converted to
-    grey and multiplied by the colour) so that fabric and wood still read.
-    """
-    out = scene.copy()
-    areas = sorted(_material_area(out).items(), key=lambda kv: -kv[1])
-    total = sum(a for _, a in areas) or 1.0
-    chosen, covered = set(), 0.0
-    for name, area in areas:
-        chosen.add(name)
-        covered += area
-        if covered / total >= share:
-            break
-    tint = np.array(rgb, dtype=float) / 255.0
-    for geom in out.geometry.values():
-        if _material_name(geom) not in chosen:
-            continue
-        material = getattr(geom.visual, "material", None)
-        if material is None:
-            geom.visual = trimesh.visual.ColorVisuals(geom, face_colors=[*rgb, 255])
-            continue
-        material = material.copy()
-        image = getattr(material, "image", None)
-        if image is not None:
-            grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
-            # Lift the grey so that the tint, not the texture's darkness, dominates.
-            grey_arr = 0.55 + 0.45 * (np.asarray(grey, dtype=float) / 255.0)
-            material.image = Image.fromarray((grey_arr[..., None] * tint * 255).clip(0, 255).astype(np.uint8))
-            material.diffuse = [255, 255, 255, 255]
-        else:
-            material.diffuse = [*rgb, 255]
-        geom.visual.material = material
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -349,15 +248,7 @@ def render_view(
     vertices = np.vstack([g.vertices for g in scene.dump() if isinstance(g, trimesh.Trimesh)])
     if len(vertices) > 20000:
         vertices = vertices[np.random.default_rng(0).choice(len(vertices), 20000, replace=False)]
-    eye, target = _frame(vertices, direction, fill_ratio, width / height)
-    if offset != (0.0, 0.0):
-        # Move the camera opposite to the wanted on-screen shift.
-        pose = _look_at(eye, target)
-        dist = np.linalg.norm(eye - target)
-        half_h = math.tan(_YFOV / 2) * dist
-        shift = -pose[:3, 0] * offset[0] * 2 * half_h * width / height - pose[:3, 1] * offset[1] * 2 * half_h
-        eye, target = eye + shift, target + shift
-
+    eye, target = _shifted(*_frame(vertices, direction, fill_ratio, width / height), offset, width / height)
     pr_scene = pyrender.Scene(bg_color=[c / 255 for c in background] + [1.0], ambient_light=light.ambient)
     for mesh in _to_pyrender(scene):
         pr_scene.add(mesh)
@@ -365,18 +256,32 @@ def render_view(
         for mesh, pose in _backdrop_meshes(backdrop, vertices, yaw):
             pr_scene.add(mesh, pose=pose)
     pr_scene.add(pyrender.PerspectiveCamera(yfov=_YFOV, aspectRatio=width / height), pose=_look_at(eye, target))
-    for toward, colour, intensity in light.directionals:
-        # Lights are placed relative to the camera's yaw so that the key light
-        # always comes from the same side of the picture.
-        d = np.array(toward, dtype=float)
-        c, s = math.cos(yaw), math.sin(yaw)
-        d = np.array([c * d[0] + s * d[2], d[1], -s * d[0] + c * d[2]])
-        pose = _look_at(target + d / np.linalg.norm(d), target)
-        pr_scene.add(pyrender.DirectionalLight(color=colour, intensity=intensity), pose=pose)
-
+    _add_lights(pr_scene, light, yaw, target)
     flags = pyrender.RenderFlags.SHADOWS_DIRECTIONAL if light.shadows else pyrender.RenderFlags.NONE
     color, _ = _renderer(width, height).render(pr_scene, flags=flags)
     return Image.fromarray(color[..., :3].copy())
+
+
+def _shifted(eye: np.ndarray, target: np.ndarray, offset: tuple[float, float],
+             aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """The camera moved opposite to the wanted on-screen shift of the object (fractions of the frame)."""
+    if offset == (0.0, 0.0):
+        return eye, target
+    pose = _look_at(eye, target)
+    half_h = math.tan(_YFOV / 2) * np.linalg.norm(eye - target)
+    shift = -pose[:3, 0] * offset[0] * 2 * half_h * aspect - pose[:3, 1] * offset[1] * 2 * half_h
+    return eye + shift, target + shift
+
+
+def _add_lights(pr_scene: pyrender.Scene, light: Light, yaw: float, target: np.ndarray) -> None:
+    """The light's directional lamps, placed relative to the camera's yaw so that the key light always comes from
+    the same side of the picture."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    for toward, colour, intensity in light.directionals:
+        d = np.array(toward, dtype=float)
+        d = np.array([c * d[0] + s * d[2], d[1], -s * d[0] + c * d[2]])
+        pose = _look_at(target + d / np.linalg.norm(d), target)
+        pr_scene.add(pyrender.DirectionalLight(color=colour, intensity=intensity), pose=pose)
 
 
 def _backdrop_meshes(backdrop: Backdrop, vertices: np.ndarray, yaw: float) -> list[tuple[pyrender.Mesh, np.ndarray]]:
