@@ -92,48 +92,22 @@ def build_trials(engine: SearchEngine, queries_folder: Path) -> list[Trial]:
     return trials
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", default=str(Path("/tmp") / "furniture-colour-store"))
-    parser.add_argument("--catalogue", default=str(DEFAULT_CATALOGUE))
-    parser.add_argument("--queries", default=str(DEFAULT_QUERIES))
-    args = parser.parse_args(argv)
-    info = machine_info()
+def score(engine: SearchEngine, trials: list[Trial], vectors: dict, settings) -> dict[str, tuple[float, float, float]]:
+    """Per way of asking: (wanted first, wanted in the results, first result of the photo's model), under
+    ``settings``; each photo's ``vectors`` searched again with the trial's colour."""
+    engine.settings = settings
+    outcome: dict[str, list[tuple[bool, bool, bool]]] = {}
+    for trial in trials:
+        results = engine.search_vectors(vectors[trial.query_path], k=K, colour=trial.colour).results
+        ids = [r.product_id for r in results]
+        model_first = ids[0] == trial.model or ids[0].rpartition("-")[0] == trial.model
+        outcome.setdefault(trial.how, []).append((ids[0] == trial.wanted, trial.wanted in ids, model_first))
+    return {how: tuple(sum(column) / len(rows) for column in zip(*rows)) for how, rows in outcome.items()}
 
-    engine = SearchEngine.from_store(open_current(args.catalogue, args.store), catalogue=args.catalogue)
-    trials = build_trials(engine, Path(args.queries))
-    photos = sorted({trial.query_path for trial in trials})
-    print(f"{len(trials)} refinements over {len(photos)} photos")
-    vectors, plain_first, search_ms = {}, {}, []
-    for path in photos:
-        started = time.perf_counter()
-        response = engine.search(path, k=K)
-        search_ms.append(1000 * (time.perf_counter() - started))
-        vectors[path] = response.vectors
-        plain_first[path] = response.results[0].product_id
 
-    def score(settings) -> dict[str, tuple[float, float, float]]:
-        """Per way of asking: (wanted first, wanted in the results, first result of the photo's model)."""
-        engine.settings = settings
-        outcome: dict[str, list[tuple[bool, bool, bool]]] = {}
-        for trial in trials:
-            results = engine.search_vectors(vectors[trial.query_path], k=K, colour=trial.colour).results
-            ids = [r.product_id for r in results]
-            model_first = ids[0] == trial.model or ids[0].rpartition("-")[0] == trial.model
-            outcome.setdefault(trial.how, []).append((ids[0] == trial.wanted, trial.wanted in ids, model_first))
-        return {how: tuple(sum(column) / len(rows) for column in zip(*rows)) for how, rows in outcome.items()}
-
-    sweep = {}
-    for weight in WEIGHTS:
-        for width in WIDTHS:
-            sweep[weight, width] = score(replace(DEFAULT_SETTINGS, colour_weight=weight, colour_width=width))
-    engine.settings = DEFAULT_SETTINGS
-    refine_ms = []
-    for trial in trials[:60]:
-        started = time.perf_counter()
-        engine.search_vectors(vectors[trial.query_path], k=K, colour=trial.colour)
-        refine_ms.append(1000 * (time.perf_counter() - started))
-
+def report(info: dict, trials: list[Trial], plain_first: dict, sweep: dict, search_ms: list[float],
+           refine_ms: list[float]) -> list[str]:
+    """The Markdown report's lines: the plain search's figures, the sweep of weight and width, the times."""
     hows = ("name", "chip", "hex", "reverse chip")
     counts = {how: sum(trial.how == how for trial in trials) for how in hows}
     baseline = {how: sum(plain_first[t.query_path] == t.wanted for t in trials if t.how == how) / counts[how] for how in hows}
@@ -145,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         mark = " (default)" if (weight, width) == chosen else ""
         rows.append([f"{weight}{mark}", width, *(f"{figures[how][0]:.2f}" for how in hows),
                      f"{figures['name'][1]:.2f}", f"{figures['name'][2]:.2f}"])
-    lines = [
+    return [
         "# Refine by colour: the bundled catalogue's colour variants",
         "",
         machine_line(info),
@@ -168,6 +142,41 @@ def main(argv: list[str] | None = None) -> None:
         f"(its vectors searched again, {DEFAULT_SETTINGS.colour_pool} products re-ranked) {median(refine_ms):.1f} ms.",
         "",
     ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", default=str(Path("/tmp") / "furniture-colour-store"))
+    parser.add_argument("--catalogue", default=str(DEFAULT_CATALOGUE))
+    parser.add_argument("--queries", default=str(DEFAULT_QUERIES))
+    args = parser.parse_args(argv)
+    info = machine_info()
+
+    engine = SearchEngine.from_store(open_current(args.catalogue, args.store), catalogue=args.catalogue)
+    trials = build_trials(engine, Path(args.queries))
+    photos = sorted({trial.query_path for trial in trials})
+    print(f"{len(trials)} refinements over {len(photos)} photos")
+    vectors, plain_first, search_ms = {}, {}, []
+    for path in photos:
+        started = time.perf_counter()
+        response = engine.search(path, k=K)
+        search_ms.append(1000 * (time.perf_counter() - started))
+        vectors[path] = response.vectors
+        plain_first[path] = response.results[0].product_id
+
+    sweep = {}
+    for weight in WEIGHTS:
+        for width in WIDTHS:
+            sweep[weight, width] = score(engine, trials, vectors,
+                                         replace(DEFAULT_SETTINGS, colour_weight=weight, colour_width=width))
+    engine.settings = DEFAULT_SETTINGS
+    refine_ms = []
+    for trial in trials[:60]:
+        started = time.perf_counter()
+        engine.search_vectors(vectors[trial.query_path], k=K, colour=trial.colour)
+        refine_ms.append(1000 * (time.perf_counter() - started))
+
+    lines = report(info, trials, plain_first, sweep, search_ms, refine_ms)
     (RESULTS / "colour.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

@@ -287,7 +287,7 @@ def render_markdown(summary: dict, info: dict, load_before: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=30, help="concurrent page clients (at most 64)")
     parser.add_argument("--searches", type=int, default=3, help="searches per client (at most 10)")
@@ -300,7 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 64 or not 1 <= args.searches <= 10:
         parser.error("--clients must be 1 to 64 and --searches 1 to 10 (this benchmark stays bounded)")
+    return args
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
     info = machine_info()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     work = Path(tempfile.mkdtemp(prefix="furniture-load-"))

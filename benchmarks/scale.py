@@ -173,7 +173,17 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
              0.0, 0.0, exact_usearch.memory_usage / 1e6, queries=exact_i8_queries)
     exact_usearch = None
 
-    # Dimension reduction: PCA fitted on a sample, queries projected the same way.
+    _pca_rows(rows, data, queries, rng)
+    gc.collect()
+    _faiss_hnsw_rows(rows, data, queries)
+    gc.collect()
+    _faiss_ivf_rows(rows, data, rng)
+    gc.collect()
+    return rows.rows
+
+
+def _pca_rows(rows: Rows, data: np.ndarray, queries: np.ndarray, rng: np.random.Generator) -> None:
+    """Dimension reduction: PCA fitted on a sample, queries projected the same way."""
     sample = data[rng.choice(len(data), min(len(data), 20_000), replace=False)]
     mean = sample.mean(axis=0)
     basis = np.linalg.svd(sample - mean, full_matrices=False)[2][:REDUCED_DIMS].T.astype(np.float32)
@@ -181,9 +191,10 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
     reduced_queries = normalise((queries - mean) @ basis)
     for dtype in ("f16", "i8"):
         usearch_rows(rows, reduced, reduced_queries, dtype, f"{dtype}, PCA {REDUCED_DIMS}-d")
-    reduced = None
-    gc.collect()
 
+
+def _faiss_hnsw_rows(rows: Rows, data: np.ndarray, queries: np.ndarray) -> None:
+    """FAISS's HNSW at the store's graph settings, at each search expansion, with its distances per query."""
     faiss.omp_set_num_threads(BUILD_THREADS)
     hnsw = faiss.IndexHNSWFlat(data.shape[1], GRAPH_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efConstruction = GRAPH_EXPANSION_ADD
@@ -198,10 +209,11 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
         faiss.cvar.hnsw_stats.reset()
         hnsw.search(queries[:DISTANCE_QUERIES], K)
         row["distances"] = round(faiss.cvar.hnsw_stats.ndis / DISTANCE_QUERIES, 1)
-    hnsw = None
-    gc.collect()
 
-    lists = int(4 * np.sqrt(size))
+
+def _faiss_ivf_rows(rows: Rows, data: np.ndarray, rng: np.random.Generator) -> None:
+    """FAISS's IVF-PQ (4 sqrt(N) lists, 64 bytes a vector) at 4, 16 and 64 probes."""
+    lists = int(4 * np.sqrt(len(data)))
     faiss.omp_set_num_threads(BUILD_THREADS)
     ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(data.shape[1]), data.shape[1], lists, 64, 8, faiss.METRIC_INNER_PRODUCT)
     started = time.perf_counter()
@@ -213,9 +225,6 @@ def measure(size: int, model: catalogue_vectors.CatalogueModel, num_queries: int
     for probes in (4, 16, 64):
         ivf.nprobe = probes
         rows.add(f"FAISS IVF{lists}-PQ64", lambda q: ivf.search(q, K)[1], build, disk, disk, f"nprobe={probes}")
-    ivf = data = None
-    gc.collect()
-    return rows.rows
 
 
 def crossover(model: catalogue_vectors.CatalogueModel, num_queries: int) -> list[dict]:

@@ -82,7 +82,7 @@ class DetectorGraph(nn.Module):
             values[name] = y
             for done in self.last_uses.get(name, ()):  # free maps no later step reads: less memory traffic
                 del values[done]
-        raise ValueError(f"the detector's operations has no outputs row")
+        raise ValueError("the detector's operations have no outputs row")
 
     def _conv(self, name: str, x: torch.Tensor, params: dict) -> torch.Tensor:
         """One convolution with its activation applied in place. TensorFlow's "SAME" padding is symmetric for

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import non_furniture_images
-from benchmarks.quality import DEFAULT, Whitening, combine, pooled_features, product_scores, suggest_threshold
+from benchmarks.quality import product_scores, suggest_threshold
+from benchmarks.quality_variants import DEFAULT, Whitening, combine, pooled_features
 from engine.backbones import build_backbone
 from engine.embed import embed_images
 from engine.images import preprocess
