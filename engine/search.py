@@ -35,7 +35,7 @@ from engine.requests import MAX_REGIONS, MAX_RESULTS, check_colour, check_count,
 from engine.responses import (RegionMatch, RegionSearch, SearchResponse, SearchResult, filter_note, found_result,
                               look_and_colour, merge_responses, no_match_note, ranked_score)
 from engine.settings import DEFAULT_SETTINGS, SearchSettings
-from engine.vectors import normalise
+from engine.vectors import normalise, single_threaded_blas
 from engine.window_features import PROPOSAL_SIDE, ProposalSample, proposal_sample
 from engine.window_scorer import WindowScorer, load_window_scorer
 
@@ -124,6 +124,7 @@ class SearchEngine:
             # And its session for region search, which runs it beside the windows (~110 ms to make).
             beside(self.detector.network.run, pixels).result()
         _ = self.window_scorer, self.proposal_sample
+        single_threaded_blas()  # its one-time look at the loaded BLAS libraries (~10 ms), not in the first search
 
     def _make_proposal_sample(self) -> ProposalSample:
         categories = self.stored.categories
