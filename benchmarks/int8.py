@@ -1,138 +1,127 @@
-"""Benchmark: EfficientNet-Lite0 in int8 against the fp32 network the product runs, in the same run (issue #12).
+"""Benchmark: the backbone in 8 bits (``engine.quantise``) against float32, in the same run.
 
-    python -m benchmarks.int8
+    python -m benchmarks.int8 [--pairs 3]
 
-Static post-training quantisation through torch's FX path with its x86 kernels (``get_default_qconfig_mapping
-("x86")``), calibrated on every 7th catalogue image. Times one and three 224 px images through the embedding
-layer, scores retrieval on the held-out queries (each query's nearest catalogue image over all categories, the
-same rule for both networks) and the cosine of each int8 embedding with its fp32 one. Results go to
-``benchmarks/results/int8.md``.
+The network alone, the two graphs alternated in one process: a pass of 2 catalogue images at 224 px on one
+thread (how indexing and two searches side by side run it) and a 640 x 480 proposal pass on all cores (how a
+room's region search runs it). Indexing the bundled catalogue into a fresh store, each in a fresh process with
+``FURNITURE_INT8`` off then on, ``--pairs`` times. Agreement: the cosine of each 8-bit embedding with its float32
+one, and R@1 (each held-out rendered query's nearest catalogue image) for both. The real-photo figures come from
+``python -m benchmarks.real``. Results go to ``benchmarks/results/int8.md``.
 """
 
 from __future__ import annotations
 
-import copy
+import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.ao.quantization.quantize_fx as qfx
-import torch.nn as nn
-from torch.ao.quantization import get_default_qconfig_mapping
 
-from benchmarks.common import DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, load_queries, machine_info, machine_line
-from engine.backbones import FeatureExtractor, build_backbone, pool_features
+from benchmarks.common import (DEFAULT_CATALOGUE, DEFAULT_QUERIES, RESULTS, ROOT, load_queries, machine_info,
+                               machine_line, markdown_table)
+from engine.backbone_specs import DEFAULT_BACKBONE, get_spec
 from engine.catalogue import scan_catalogue
-from engine.efficientnet_lite import ConvBNAct, tf_same_padding
-from engine.vectors import normalise
-from engine.images import load_image, preprocess
+from engine.embed import embed_images
+from engine.images import load_image, normalised_batch, preprocess
+from engine.networks import CORES, Backbone, cpu_has_vnni, use_threads
 
-INPUT_SIDE = 224
-BATCH = 32
-
-
-class FixedPadConv(nn.Module):
-    """A ``ConvBNAct`` with TensorFlow's "SAME" padding fixed for one input size, so that FX can trace it."""
-
-    def __init__(self, inner: ConvBNAct, pad: list[int]):
-        super().__init__()
-        self.pad, self.conv, self.bn, self.act = nn.ZeroPad2d(pad), inner.conv, inner.bn, inner.act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(self.pad(x))))
+ROUNDS, REPEATS = 5, 10
+INDEXING = ("import json, sys, tempfile, time; from engine.indexing import index_catalogue\n"
+            "with tempfile.TemporaryDirectory() as folder:\n"
+            "    started = time.perf_counter(); report = index_catalogue(sys.argv[1], folder + '/store')\n"
+            "    print(json.dumps(report.images / (time.perf_counter() - started)))")
 
 
-def traceable_body(extractor: FeatureExtractor) -> nn.Sequential:
-    """The stages up to the embedding layer, with every stride-2 padding fixed for INPUT_SIDE inputs."""
-    names = list(extractor.stages)
-    body = nn.Sequential(*copy.deepcopy([extractor.stages[n] for n in names[: names.index(extractor.spec.layer) + 1]]))
-    pads: dict[nn.Module, list[int]] = {}
-
-    def record(module, inputs):
-        pads[module] = tf_same_padding(inputs[0].shape[-2:], module.conv.kernel_size[0], module.conv.stride[0])
-
-    hooks = [m.register_forward_pre_hook(record) for m in body.modules()
-             if isinstance(m, ConvBNAct) and m.conv.stride[0] > 1]
-    with torch.inference_mode():
-        body(torch.zeros(1, 3, INPUT_SIDE, INPUT_SIDE))
-    for hook in hooks:
-        hook.remove()
-
-    def swap(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if child in pads:
-                setattr(module, name, FixedPadConv(child, pads[child]))
-            else:
-                swap(child)
-
-    swap(body)
-    return body.eval()
+def _ms(backbone: Backbone, batch: np.ndarray, threads: int) -> float:
+    use_threads(threads)
+    backbone.feature_map(batch)
+    started = time.perf_counter()
+    for _ in range(REPEATS):
+        backbone.feature_map(batch)
+    return (time.perf_counter() - started) / REPEATS * 1000
 
 
-def batches(paths: list[Path], extractor: FeatureExtractor):
-    for start in range(0, len(paths), BATCH):
-        images = [load_image(p, min_side=INPUT_SIDE) for p in paths[start : start + BATCH]]
-        yield torch.from_numpy(preprocess(images, extractor.spec.preprocessing))
+def network_times(networks: dict[str, Backbone], images: list) -> dict[str, dict[str, float]]:
+    """Median ms a 224 px image (passes of 2, one thread) and a 640 x 480 pass (all cores), graphs alternated."""
+    prep = get_spec(DEFAULT_BACKBONE).preprocessing
+    pair = preprocess(images[:2], prep)
+    room = normalised_batch(np.asarray(images[2].convert("RGB").resize((640, 480)))[None], prep)
+    times: dict[str, dict[str, list[float]]] = {name: {"224": [], "640": []} for name in networks}
+    for _ in range(ROUNDS):
+        for name, backbone in networks.items():
+            times[name]["224"].append(_ms(backbone, pair, 1) / 2)
+            times[name]["640"].append(_ms(backbone, room, CORES))
+    use_threads(CORES)
+    return {name: {size: float(np.median(values)) for size, values in sizes.items()} for name, sizes in times.items()}
 
 
-def embed(model: nn.Module, paths: list[Path], extractor: FeatureExtractor) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate([normalise(pool_features(model(b), extractor.spec.pooling).float().numpy())
-                               for b in batches(paths, extractor)])
+def indexing_rates(pairs: int) -> dict[str, list[float]]:
+    """Images a second indexing the bundled catalogue, each run a fresh process, float32 and 8 bits alternated."""
+    rates: dict[str, list[float]] = {"float32": [], "int8": []}
+    for _ in range(pairs):
+        for name, setting in (("float32", "off"), ("int8", "on")):
+            done = subprocess.run([sys.executable, "-c", INDEXING, str(DEFAULT_CATALOGUE)], capture_output=True,
+                                  text=True, check=True, cwd=ROOT, env={**os.environ, "FURNITURE_INT8": setting})
+            rates[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rates
 
 
-def median_ms(run, repeats: int = 15) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[repeats // 2] * 1000
-
-
-def main() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
-    info = machine_info()
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    extractor = build_backbone("efficientnet_lite0")
-    fp32 = traceable_body(extractor)
+def agreement(networks: dict[str, Backbone]) -> tuple[dict[str, float], np.ndarray]:
+    """R@1 of each graph on the held-out rendered queries (nearest catalogue image; also float32 catalogue vectors with
+    8-bit queries), and the 8-bit queries' and catalogue images' cosines with their float32 embeddings."""
     catalogue = scan_catalogue(DEFAULT_CATALOGUE)
-    catalogue_paths = [catalogue.root / item.path for item in catalogue.images]
-    example = next(batches(catalogue_paths[:3], extractor))
-    prepared = qfx.prepare_fx(copy.deepcopy(fp32), get_default_qconfig_mapping("x86"), (example,))
-    with torch.inference_mode():
-        for batch in batches(catalogue_paths[::7], extractor):
-            prepared(batch)
-    int8 = qfx.convert_fx(prepared)
-
     queries = load_queries(DEFAULT_QUERIES)
     products = np.array([item.product_id for item in catalogue.images])
-    truth = np.array([q.product_id for q in queries])
-    rows, embeddings = {}, {}
-    for name, model in (("fp32 (the product)", fp32), ("int8", int8)):
-        with torch.inference_mode():
-            one = median_ms(lambda: model(example[:1].contiguous(memory_format=torch.channels_last)))
-            three = median_ms(lambda: model(example.contiguous(memory_format=torch.channels_last)))
-        catalogue, query = embed(model, catalogue_paths, extractor), embed(model, [q.path for q in queries], extractor)
-        embeddings[name] = (catalogue, query)
-        rows[name] = (one, three, float(np.mean(products[np.argmax(query @ catalogue.T, axis=1)] == truth)))
-    (c32, q32), (c8, q8) = embeddings.values()
-    baseline = rows["fp32 (the product)"]
-    lines = [
-        "# EfficientNet-Lite0 in int8 against fp32", "", machine_line(info),
-        f"Load average before the run: {load_before}. Command: `python -m benchmarks.int8`.", "",
-        "| network | 1 × 224 px | 3 × 224 px (a search: photo + 2 pieces) | R@1, nearest image (468 held-out queries) |",
-        "|---|---|---|---|",
-        *[f"| {name} | {one:.1f} ms ({one / baseline[0]:.2f}×) | {three:.1f} ms ({three / baseline[1]:.2f}×) | {r1:.3f} |"
-          for name, (one, three, r1) in rows.items()],
-        "",
-        f"Mean cosine of the int8 embedding with the fp32 one: catalogue {np.mean(np.sum(c8 * c32, 1)):.3f}, "
-        f"queries {np.mean(np.sum(q8 * q32, 1)):.3f}.", "",
-    ]
-    markdown = "\n".join(lines)
+    truth = np.array([query.product_id for query in queries])
+    paths = [catalogue.root / item.path for item in catalogue.images] + [query.path for query in queries]
+    images = [load_image(path, min_side=224) for path in paths]
+    vectors = {name: embed_images(backbone, images) for name, backbone in networks.items()}
+    count = len(catalogue.images)
+
+    def recall_at_1(catalogue_vectors: np.ndarray, query_vectors: np.ndarray) -> float:
+        return float(np.mean(products[np.argmax(query_vectors @ catalogue_vectors.T, axis=1)] == truth))
+
+    recall = {name: recall_at_1(v[:count], v[count:]) for name, v in vectors.items()}
+    # A store built on a CPU without VNNI, searched on one with it.
+    recall["float32 catalogue, int8 queries"] = recall_at_1(vectors["float32"][:count], vectors["int8"][count:])
+    return recall, np.sum(vectors["float32"] * vectors["int8"], axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3, help="indexing runs of each graph, alternated")
+    args = parser.parse_args(argv)
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    spec = get_spec(DEFAULT_BACKBONE)
+    networks = {"float32": Backbone(spec), "int8": Backbone(spec, int8=True)}
+    catalogue = scan_catalogue(DEFAULT_CATALOGUE)
+    sample = [load_image(catalogue.root / item.path, min_side=224) for item in catalogue.images[1:4]]
+    times = network_times(networks, sample)
+    rates = indexing_rates(args.pairs)
+    recall, cosines = agreement(networks)
+    base, rate_base = times["float32"], np.mean(rates["float32"])
+    rows = [[name, f"{t['224']:.1f} ({t['224'] / base['224']:.2f}×)",
+             f"{t['640']:.1f} ({t['640'] / base['640']:.2f}×)",
+             " / ".join(f"{r:.1f}" for r in rates[name]) + f" ({np.mean(rates[name]) / rate_base:.2f}× on the mean)",
+             f"{recall[name]:.3f}"] for name, t in times.items()]
+    markdown = "\n".join([
+        f"# {DEFAULT_BACKBONE} in 8 bits against float32", "", machine_line(machine_info()) +
+        f" This CPU {'has' if cpu_has_vnni() else 'has no'} VNNI (8-bit dot products).",
+        f"Load average before the run: {load_before}. Command: `python -m benchmarks.int8 --pairs {args.pairs}`.", "",
+        markdown_table(["graph", "ms a 224 px image (passes of 2, one thread)",
+                        f"ms a 640 × 480 pass ({CORES} threads)",
+                        "indexing the bundled catalogue, images/s (fresh processes, alternated)",
+                        f"R@1, nearest image ({len(load_queries(DEFAULT_QUERIES))} held-out queries)"], rows),
+        "", "R@1 with the catalogue embedded in float32 and the queries in 8 bits (a store built on a CPU without "
+        f"VNNI, searched on one with it): {recall['float32 catalogue, int8 queries']:.3f}.",
+        "", f"Cosine of the 8-bit embedding with the float32 one over {len(cosines)} catalogue images and queries: "
+        f"mean {cosines.mean():.4f}, 1st percentile {np.percentile(cosines, 1):.4f}, least {cosines.min():.4f}.", "",
+    ])
     print(markdown)
     (RESULTS / "int8.md").write_text(markdown, encoding="utf-8")
 

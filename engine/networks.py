@@ -30,6 +30,7 @@ import numpy as np
 
 from engine.backbone_specs import BackboneSpec, get_spec, lite_weights_package, REGISTRY
 from engine.models import ModelUnavailableError, shared
+from engine.quantise import BUNDLED_CATALOGUE
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
@@ -73,18 +74,21 @@ def beside(function: Callable[..., Result], *args) -> Future[Result]:
     return done
 
 
-def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path) -> list[str]:
+def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path, int8: bool = False) -> list[str]:
     """The child process that writes network ``name``'s graph to ``path`` (see ``engine.export``)."""
     command = [sys.executable, "-m", "engine.export", kind, name, str(path)]
-    return command + (["--shape", f"{shape[0]}x{shape[1]}"] if shape else [])
+    return command + (["--shape", f"{shape[0]}x{shape[1]}"] if shape else []) + (["--int8"] if int8 else [])
 
 
-def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | None) -> Path:
-    """The ONNX file of network ``name`` for inputs of ``shape`` (None: sides multiples of 32), exported if missing.
-    Written under a temporary name and renamed, so a crash or a second process never leaves half a file."""
-    digest = hashlib.blake2b(f"{EXPORT_VERSION}|{kind}|{name}|{fingerprint}".encode(), digest_size=8).hexdigest()
+def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | None, int8: bool = False) -> Path:
+    """The ONNX file of network ``name`` for inputs of ``shape`` (None: sides multiples of 32), in 8-bit integers
+    if ``int8``, exported if missing. Written under a temporary name and renamed, so a crash or a second process
+    never leaves half a file."""
+    precision = "|int8" if int8 else ""
+    digest = hashlib.blake2b(f"{EXPORT_VERSION}|{kind}|{name}|{fingerprint}{precision}".encode(),
+                             digest_size=8).hexdigest()
     size = f"{shape[0]}x{shape[1]}" if shape else "any"
-    path = MODEL_CACHE / f"{name}-{size}-{digest}.onnx"
+    path = MODEL_CACHE / f"{name}{'-int8' if int8 else ''}-{size}-{digest}.onnx"
     if path.is_file():
         return path
     try:
@@ -95,7 +99,7 @@ def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | N
                                     "that folder writable") from error
     with scratch as folder:
         partial = Path(folder) / path.name
-        done = subprocess.run(export_command(kind, name, shape, partial), capture_output=True, text=True,
+        done = subprocess.run(export_command(kind, name, shape, partial, int8), capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
         if done.returncode != 0 or not partial.is_file():
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -160,17 +164,41 @@ def _providers() -> list[str]:
     return [p for p in wanted if p in onnxruntime.get_available_providers()] + ["CPUExecutionProvider"]
 
 
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this x86 CPU multiplies 8-bit integers in one instruction (AVX-512 VNNI or AVX-VNNI), where ONNX
+    Runtime's 8-bit kernels beat its float ones (benchmarks/README.md, "The backbone in 8 bits")."""
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def uses_int8(spec: BackboneSpec, setting: str | None = None) -> bool:
+    """Whether backbone ``spec`` runs in 8 bits in this process: ``setting`` (default ``FURNITURE_INT8``) "on",
+    "off", or "auto": an EfficientNet-Lite on a CPU with VNNI, where the bundled catalogue is there to calibrate it.
+    The two graphs' embeddings agree to a cosine of ~0.998, so a store built with one is searched with the other."""
+    setting = (setting or os.environ.get("FURNITURE_INT8", "auto")).lower()
+    if setting not in ("auto", "on", "off"):
+        raise ModelUnavailableError(f"FURNITURE_INT8 is {setting!r}; set it to auto, on or off")
+    if REGISTRY[spec.name].family != "efficientnet_lite" or setting == "off":
+        return False
+    return setting == "on" or (_providers()[0] == "CPUExecutionProvider" and cpu_has_vnni()
+                               and BUNDLED_CATALOGUE.is_dir())
+
+
 class Backbone:
     """A registry backbone as the search runs it: feature maps and embeddings of numpy batches (``engine.images``'
-    ``preprocess``), computed by its exported graph."""
+    ``preprocess``), computed by its exported graph, in 8 bits where ``uses_int8``."""
 
-    def __init__(self, spec: BackboneSpec):
+    def __init__(self, spec: BackboneSpec, int8: bool = False):
         self.spec = spec
+        self.int8 = int8
 
     def _network(self, height: int, width: int) -> Network:
         shape = None if height % ANY_SIZE_MULTIPLE == 0 and width % ANY_SIZE_MULTIPLE == 0 else (height, width)
-        return shared(("network", self.spec.name, shape), lambda: Network(functools.partial(
-            _exported, "backbone", self.spec.name, _weights_fingerprint(self.spec.name), shape)))
+        return shared(("network", self.spec.name, shape, self.int8), lambda: Network(functools.partial(
+            _exported, "backbone", self.spec.name, _weights_fingerprint(self.spec.name), shape, self.int8)))
 
     def feature_map(self, batch: np.ndarray) -> np.ndarray:
         """The ``spec.layer`` map [N, C, h, w] of a batch [N, 3, H, W]."""
@@ -213,7 +241,7 @@ def _weights_fingerprint(name: str) -> str:
 def load_backbone(name: str) -> Backbone:
     """The process's backbone ``name`` (ValueError for names not in the registry)."""
     spec = get_spec(name)
-    return shared(("backbone", name), lambda: Backbone(spec))
+    return shared(("backbone", name), lambda: Backbone(spec, uses_int8(spec)))
 
 
 def detector_network(path: Path) -> Network:

@@ -10,7 +10,10 @@ import torch
 from engine import networks
 from engine.backbones import build_backbone
 from engine.models import ModelUnavailableError
-from engine.networks import Backbone, beside, load_backbone, pool_features, thread_count, use_threads
+from engine.images import load_image, preprocess
+from engine.networks import Backbone, beside, cpu_has_vnni, load_backbone, pool_features, thread_count, use_threads
+from engine.quantise import BUNDLED_CATALOGUE
+from engine.vectors import normalise
 
 
 @pytest.mark.parametrize("name, shape", [("efficientnet_lite0", (224, 224)), ("efficientnet_lite0", (352, 448)),
@@ -21,7 +24,7 @@ def test_the_exported_backbone_computes_torchs_feature_map(name, shape):
     x = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         expected = build_backbone(name).feature_map(x).numpy()
-    backbone = load_backbone(name)
+    backbone = Backbone(networks.get_spec(name))  # float32, whatever this CPU would choose
     actual = backbone.feature_map(x.numpy())
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, atol=1e-4)
@@ -107,3 +110,39 @@ def test_a_cache_that_cannot_be_written_says_where(monkeypatch, tmp_path):
     monkeypatch.setattr(networks, "shared", lambda key, load: load())
     with pytest.raises(ModelUnavailableError, match="make that folder writable"):
         Backbone(networks.get_spec("efficientnet_lite0")).feature_map(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_the_8_bit_backbone_embeds_as_the_float_one():
+    # Real photos' kind of input: catalogue renders not among the calibration images (every 7th), at 224 px
+    # for their embeddings and a mosaic at 640 x 480 for a room's cells, as the proposal pass sees one.
+    spec = networks.get_spec("efficientnet_lite0")
+    paths = sorted(BUNDLED_CATALOGUE.glob("*/*/*.jpg"))[3::29][:8]
+    batch = preprocess([load_image(path, min_side=224) for path in paths], spec.preprocessing)
+    float_net, int8_net = Backbone(spec), Backbone(spec, int8=True)
+    cosines = (normalise(float_net.embed(batch)) * normalise(int8_net.embed(batch))).sum(axis=1)
+    assert cosines.min() > 0.99, cosines
+    room = np.concatenate([np.concatenate(list(batch[row * 4:row * 4 + 4]), axis=2) for row in range(2)], axis=1)
+    float_cells, int8_cells = (net.feature_map(room[None, :, :448, :640])[0].reshape(1280, -1).T
+                               for net in (float_net, int8_net))
+    lit = np.linalg.norm(float_cells, axis=1) > 1e-3
+    cell_cosines = (normalise(float_cells[lit]) * normalise(int8_cells[lit])).sum(axis=1)
+    assert cell_cosines.mean() > 0.98, cell_cosines.mean()
+    assert not np.allclose(float_net.embed(batch), int8_net.embed(batch), atol=1e-4)  # it is another graph
+
+
+def test_8_bits_where_the_cpu_has_vnni_unless_told(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_has_vnni(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not cpu_has_vnni(cpuinfo) and not cpu_has_vnni(tmp_path / "missing")
+    lite, resnet = networks.get_spec("efficientnet_lite0"), networks.get_spec("resnet50")
+    assert networks.uses_int8(lite, "on") and not networks.uses_int8(lite, "off")
+    assert not networks.uses_int8(resnet, "on")  # its graph has no quantised form
+    monkeypatch.setattr(networks, "cpu_has_vnni", lambda: True)
+    assert networks.uses_int8(lite, "auto")
+    monkeypatch.setattr(networks, "cpu_has_vnni", lambda: False)
+    assert not networks.uses_int8(lite, "auto")
+    monkeypatch.setenv("FURNITURE_INT8", "maybe")
+    with pytest.raises(ModelUnavailableError, match="FURNITURE_INT8 is 'maybe'; set it to auto, on or off"):
+        networks.uses_int8(lite)
