@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", help="HxW: a graph for exactly this input size")
     parser.add_argument("--int8", action="store_true", help="a backbone in 8-bit integers after its first stages")
     args = parser.parse_args(argv)
+    if args.int8 and args.kind != "backbone":
+        parser.error("--int8 is for a backbone")
     shape = tuple(int(v) for v in args.shape.split("x")) if args.shape else None
     torch.set_num_threads(1)
     try:

@@ -3,8 +3,8 @@
 Static post-training quantisation with ONNX Runtime's tools: weights per output channel, activations per tensor,
 their ranges calibrated on the bundled catalogue's renders (every 7th image, and mosaics of them at the proposal
 pass's 640 x 480, where a room's cells are embedded). The stem and stages 1-2 stay in float: quantising them lost
-most of the accuracy (the pooled embedding's cosine with float32's 0.986 with every stage in 8 bits, 0.998
-without those three; benchmarks/README.md, "The backbone in 8 bits"). Run by ``engine.export`` in its child
+most of the accuracy (the pooled embedding's cosine with float32's on real photos 0.986 with every stage in 8 bits,
+0.998 without those three; benchmarks/README.md, "The backbone in 8 bits"). Run by ``engine.export`` in its child
 process; the search process only loads the graph written.
 """
 
@@ -68,7 +68,7 @@ def quantise_backbone(name: str, float_graph: Path, path: Path) -> None:
         prepared = Path(folder) / "prepared.onnx"
         shape_inference.quant_pre_process(str(float_graph), str(prepared), skip_symbolic_shape=True)
         kept = [node.name for node in onnx.load(str(prepared)).graph.node
-                if node.name.split("/")[1:2] and node.name.split("/")[1] in FLOAT_STAGES]
+                if node.name.startswith(tuple(f"/{stage}/" for stage in FLOAT_STAGES))]
         quantize_static(str(prepared), str(path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=kept)
