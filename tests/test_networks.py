@@ -119,14 +119,17 @@ def test_the_8_bit_backbone_embeds_as_the_float_one():
     paths = sorted(BUNDLED_CATALOGUE.glob("*/*/*.jpg"))[3::29][:8]
     batch = preprocess([load_image(path, min_side=224) for path in paths], spec.preprocessing)
     float_net, int8_net = Backbone(spec), Backbone(spec, int8=True)
+    # Without VNNI, ONNX Runtime's AVX2 kernels sum pairs of 8-bit products in 16 bits, which can saturate; the
+    # product runs the 8-bit graph only where VNNI is (uses_int8), so only there is float32's agreement promised.
+    close, cells_close = (0.99, 0.98) if cpu_has_vnni() else (0.95, 0.9)
     cosines = (normalise(float_net.embed(batch)) * normalise(int8_net.embed(batch))).sum(axis=1)
-    assert cosines.min() > 0.99, cosines
+    assert cosines.min() > close, cosines
     room = np.concatenate([np.concatenate(list(batch[row * 4:row * 4 + 4]), axis=2) for row in range(2)], axis=1)
     float_cells, int8_cells = (net.feature_map(room[None, :, :448, :640])[0].reshape(1280, -1).T
                                for net in (float_net, int8_net))
     lit = np.linalg.norm(float_cells, axis=1) > 1e-3
     cell_cosines = (normalise(float_cells[lit]) * normalise(int8_cells[lit])).sum(axis=1)
-    assert cell_cosines.mean() > 0.98, cell_cosines.mean()
+    assert cell_cosines.mean() > cells_close, cell_cosines.mean()
     assert not np.allclose(float_net.embed(batch), int8_net.embed(batch), atol=1e-4)  # it is another graph
 
 
