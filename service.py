@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from engine.catalogue import BUNDLED_CATALOGUE
 from engine.errors import SearchError, ServiceUnavailableError
 from engine.feed_indexing import index_feed
 from engine.indexing import open_current
@@ -46,7 +47,7 @@ INSTANCES = Path(tempfile.gettempdir()) / "furniture-search"
 class AppSettings:
     """Everything the app takes from its environment, read in one place (``from_environment``)."""
 
-    catalogue: Path = ROOT / "reference_gallery"  # FURNITURE_CATALOGUE
+    catalogue: Path = BUNDLED_CATALOGUE  # FURNITURE_CATALOGUE
     feed: str = ""  # FURNITURE_FEED: a product feed (file or URL) to index from instead of the catalogue folder
     notice: str = ""  # FURNITURE_NOTICE: a line the page shows under its title (e.g. "prices are made up")
     store: Path = ROOT / "index_store" / "default"  # FURNITURE_STORE

@@ -27,6 +27,9 @@ from pathlib import Path
 from engine.errors import SearchError
 from engine.shop_fields import SHOP_FIELDS, normalise_availability, normalise_price
 
+# The catalogue that ships with the code (rendered from Sweet Home 3D models): the app's default, and what the 8-bit
+# embedding network is calibrated on (engine.quantise).
+BUNDLED_CATALOGUE = Path(__file__).resolve().parent.parent / "reference_gallery"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 MANIFEST_FIELDS = ("name", "url", "creator", "license", "source", "source_url", *SHOP_FIELDS)
 # Files a catalogue folder commonly holds that are not catalogue images and not worth reporting.

@@ -1,20 +1,18 @@
 """Write a network's ONNX graph, built in torch: ``engine.networks`` runs this in a child process when a graph is
 missing from its cache, so that the searching process never imports torch.
 
-    python -m engine.export backbone efficientnet_lite0 OUT.onnx [--shape HxW] [--int8]
+    python -m engine.export backbone efficientnet_lite0 OUT.onnx [--shape HxW]
     python -m engine.export detector detector OUT.onnx
 
 A backbone's graph outputs its ``spec.layer`` feature map; without ``--shape`` it takes any input whose sides
 are multiples of 32 (every stride-2 layer then sees an even side and TensorFlow's "SAME" padding is a constant),
-with ``--shape`` exactly that size; with ``--int8`` in 8-bit integers after its first stages
-(``engine.quantise``). The detector's graph outputs its heat maps and box distances.
+with ``--shape`` exactly that size. The detector's graph outputs its heat maps and box distances.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import torch
 from engine import detector_graph, efficientnet_lite
 from engine.backbones import build_backbone
 from engine.models import ModelUnavailableError
-from engine.quantise import quantise_backbone
 
 TRACE_SHAPE = (480, 640)  # any multiple of 32 traces the same graph
 OPSET = 17
@@ -66,20 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("path", type=Path)
     parser.add_argument("--shape", help="HxW: a graph for exactly this input size")
-    parser.add_argument("--int8", action="store_true", help="a backbone in 8-bit integers after its first stages")
     args = parser.parse_args(argv)
-    if args.int8 and args.kind != "backbone":
-        parser.error("--int8 is for a backbone")
     shape = tuple(int(v) for v in args.shape.split("x")) if args.shape else None
     torch.set_num_threads(1)
     try:
-        if args.int8:
-            with tempfile.TemporaryDirectory() as folder:
-                float_graph = Path(folder) / "float32.onnx"
-                export(args.kind, args.name, float_graph, shape)
-                quantise_backbone(args.name, float_graph, args.path)
-        else:
-            export(args.kind, args.name, args.path, shape)
+        export(args.kind, args.name, args.path, shape)
     except ModelUnavailableError as error:
         print(error, file=sys.stderr)
         return 1

@@ -7,6 +7,9 @@ build torch alone is ~530 MB resident (its CUDA libraries load without a GPU), m
 ONNX Runtime runs the same graphs in a third of the memory and, on two cores, in 0.66x (the backbone at 640 px)
 to 0.9x (the detector) of torch's time (benchmarks/README.md, "ONNX Runtime").
 
+On a CPU with VNNI the backbone runs in 8 bits after its first stages (``uses_int8``): its graph is quantised from
+the float one by ``engine.quantise``, in another child process, once.
+
 Each network is loaded as immich's models are (``engine.models.shared``): on first use, once per process,
 under a lock; a missing file is exported then. A thread's work runs on ``use_threads`` threads: one session
 per thread count, because a session's thread pool is fixed when it is made.
@@ -29,8 +32,8 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from engine.backbone_specs import BackboneSpec, get_spec, lite_weights_package, REGISTRY
+from engine.catalogue import BUNDLED_CATALOGUE
 from engine.models import ModelUnavailableError, shared
-from engine.quantise import BUNDLED_CATALOGUE
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
@@ -74,16 +77,22 @@ def beside(function: Callable[..., Result], *args) -> Future[Result]:
     return done
 
 
-def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path, int8: bool = False) -> list[str]:
+def export_command(kind: str, name: str, shape: tuple[int, int] | None, path: Path) -> list[str]:
     """The child process that writes network ``name``'s graph to ``path`` (see ``engine.export``)."""
     command = [sys.executable, "-m", "engine.export", kind, name, str(path)]
-    return command + (["--shape", f"{shape[0]}x{shape[1]}"] if shape else []) + (["--int8"] if int8 else [])
+    return command + (["--shape", f"{shape[0]}x{shape[1]}"] if shape else [])
+
+
+def quantise_command(name: str, float_graph: Path, path: Path) -> list[str]:
+    """The child process that writes backbone ``name``'s 8-bit graph to ``path`` from ``float_graph``
+    (see ``engine.quantise``)."""
+    return [sys.executable, "-m", "engine.quantise", name, str(float_graph), str(path)]
 
 
 def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | None, int8: bool = False) -> Path:
-    """The ONNX file of network ``name`` for inputs of ``shape`` (None: sides multiples of 32), in 8-bit integers
-    if ``int8``, exported if missing. Written under a temporary name and renamed, so a crash or a second process
-    never leaves half a file."""
+    """The ONNX file of network ``name`` for inputs of ``shape`` (None: sides multiples of 32), exported if missing;
+    if ``int8``, its 8-bit graph, quantised from the float one. Written under a temporary name and renamed, so a
+    crash or a second process never leaves half a file."""
     precision = "|int8" if int8 else ""
     digest = hashlib.blake2b(f"{EXPORT_VERSION}|{kind}|{name}|{fingerprint}{precision}".encode(),
                              digest_size=8).hexdigest()
@@ -99,7 +108,9 @@ def _exported(kind: str, name: str, fingerprint: str, shape: tuple[int, int] | N
                                     "that folder writable") from error
     with scratch as folder:
         partial = Path(folder) / path.name
-        done = subprocess.run(export_command(kind, name, shape, partial, int8), capture_output=True, text=True,
+        command = (quantise_command(name, _exported(kind, name, fingerprint, shape), partial) if int8
+                   else export_command(kind, name, shape, partial))
+        done = subprocess.run(command, capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
         if done.returncode != 0 or not partial.is_file():
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]

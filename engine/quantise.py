@@ -4,12 +4,16 @@ Static post-training quantisation with ONNX Runtime's tools: weights per output 
 their ranges calibrated on the bundled catalogue's renders (every 7th image, and mosaics of them at the proposal
 pass's 640 x 480, where a room's cells are embedded). The stem and stages 1-2 stay in float: quantising them lost
 most of the accuracy (the pooled embedding's cosine with float32's on real photos 0.986 with every stage in 8 bits,
-0.998 without those three; benchmarks/README.md, "The backbone in 8 bits"). Run by ``engine.export`` in its child
-process; the search process only loads the graph written.
+0.998 without those three; benchmarks/README.md, "The backbone in 8 bits"). ``engine.networks`` runs this in a child
+process, as it runs ``engine.export``, once the float graph is there; the search process only loads the graph written:
+
+    python -m engine.quantise efficientnet_lite0 FLOAT.onnx OUT.onnx
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,12 +21,11 @@ import numpy as np
 from PIL import Image
 
 from engine.backbone_specs import get_spec
-from engine.catalogue import scan_catalogue
+from engine.catalogue import BUNDLED_CATALOGUE, scan_catalogue
 from engine.errors import SearchError
 from engine.images import load_image, normalised_batch, preprocess
 from engine.models import ModelUnavailableError
 
-BUNDLED_CATALOGUE = Path(__file__).resolve().parent.parent / "reference_gallery"
 FLOAT_STAGES = ("stem", "stage1", "stage2")  # the graph's node names begin with "/<stage>/"
 CALIBRATION_STRIDE = 7  # every 7th catalogue image: ~100 of the bundled 702
 MOSAICS, MOSAIC_GRID, MOSAIC_TILE = 8, (4, 3), 160  # 640 x 480, as the proposal pass sees a room
@@ -72,3 +75,21 @@ def quantise_backbone(name: str, float_graph: Path, path: Path) -> None:
         quantize_static(str(prepared), str(path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="an EfficientNet-Lite backbone of the registry")
+    parser.add_argument("float_graph", type=Path, help="its float32 graph, as engine.export writes it")
+    parser.add_argument("path", type=Path, help="where to write the 8-bit graph")
+    args = parser.parse_args(argv)
+    try:
+        quantise_backbone(args.name, args.float_graph, args.path)
+    except ModelUnavailableError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ from engine.backbones import build_backbone
 from engine.models import ModelUnavailableError
 from engine.images import load_image, preprocess
 from engine.networks import Backbone, beside, cpu_has_vnni, load_backbone, pool_features, thread_count, use_threads
-from engine.quantise import BUNDLED_CATALOGUE
+from engine.catalogue import BUNDLED_CATALOGUE
 from engine.vectors import normalise
 
 
@@ -149,3 +149,12 @@ def test_8_bits_where_the_cpu_has_vnni_unless_told(monkeypatch, tmp_path):
     monkeypatch.setenv("FURNITURE_INT8", "maybe")
     with pytest.raises(ModelUnavailableError, match="FURNITURE_INT8 is 'maybe'; set it to auto, on or off"):
         networks.uses_int8(lite)
+
+
+def test_an_8_bit_graph_that_cannot_be_made_says_so_and_keeps_the_float_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(networks, "MODEL_CACHE", tmp_path)
+    monkeypatch.setattr(networks, "shared", lambda key, load: load())
+    monkeypatch.setattr(networks, "quantise_command", lambda *args: ["false"])
+    with pytest.raises(ModelUnavailableError, match="cannot export the efficientnet_lite0 network"):
+        Backbone(networks.get_spec("efficientnet_lite0"), int8=True).feature_map(np.zeros((1, 3, 64, 64), np.float32))
+    assert [path.name.split("-")[1] for path in tmp_path.iterdir()] == ["any"]  # the float graph, quantised from

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from engine.models import ModelUnavailableError
-from engine.quantise import BUNDLED_CATALOGUE, CALIBRATION_STRIDE, MOSAICS, calibration_batches
+from engine.catalogue import BUNDLED_CATALOGUE
+from engine.quantise import CALIBRATION_STRIDE, MOSAICS, calibration_batches
 
 
 def test_calibration_sees_catalogue_images_and_room_sized_mosaics():
