@@ -20,7 +20,7 @@ import torch
 
 from engine import detector_graph, efficientnet_lite
 from engine.backbones import build_backbone
-from engine.models import ModelUnavailableError
+from engine.models import child_exit_code
 
 TRACE_SHAPE = (480, 640)  # any multiple of 32 traces the same graph
 OPSET = 17
@@ -66,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split("x")) if args.shape else None
     torch.set_num_threads(1)
-    try:
-        export(args.kind, args.name, args.path, shape)
-    except ModelUnavailableError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    return child_exit_code(lambda: export(args.kind, args.name, args.path, shape))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ without one (region search without its trained window scorer, a search without t
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Callable, Generic, Hashable, TypeVar
 
@@ -50,3 +51,14 @@ def shared(key: Hashable, load: Callable[[], T]) -> T:
     with _SHARED_LOCK:
         lazy = _SHARED.setdefault(key, Lazy(load))
     return lazy.get()
+
+
+def child_exit_code(make: Callable[[], None]) -> int:
+    """How a child process that makes a model's file ends: 0 once ``make`` is done, 1 with the reason on stderr
+    when the model cannot be had (``engine.networks`` reports the last line of it)."""
+    try:
+        make()
+    except ModelUnavailableError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0

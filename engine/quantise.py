@@ -24,7 +24,7 @@ from engine.backbone_specs import get_spec
 from engine.catalogue import BUNDLED_CATALOGUE, scan_catalogue
 from engine.errors import SearchError
 from engine.images import load_image, normalised_batch, preprocess
-from engine.models import ModelUnavailableError
+from engine.models import ModelUnavailableError, child_exit_code
 
 FLOAT_STAGES = ("stem", "stage1", "stage2")  # the graph's node names begin with "/<stage>/"
 CALIBRATION_STRIDE = 7  # every 7th catalogue image: ~100 of the bundled 702
@@ -83,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("float_graph", type=Path, help="its float32 graph, as engine.export writes it")
     parser.add_argument("path", type=Path, help="where to write the 8-bit graph")
     args = parser.parse_args(argv)
-    try:
-        quantise_backbone(args.name, args.float_graph, args.path)
-    except ModelUnavailableError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    return child_exit_code(lambda: quantise_backbone(args.name, args.float_graph, args.path))
 
 
 if __name__ == "__main__":
