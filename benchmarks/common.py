@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from engine.backbone_specs import DEFAULT_BACKBONE, get_spec
+from engine.networks import uses_int8
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_CATALOGUE = ROOT / "reference_gallery"
@@ -62,6 +65,7 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": importlib.metadata.version("onnxruntime"),
+        "embedding_network": "8 bits" if uses_int8(get_spec(DEFAULT_BACKBONE)) else "float32",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -71,6 +75,7 @@ def machine_line(info: dict[str, str]) -> str:
         f"Machine: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), "
         f"Python {info['python']}, torch {info['torch']}"
         + (f", ONNX Runtime {info['onnxruntime']} (the searches' networks)" if "onnxruntime" in info else "")
+        + (f", the embedding network in {info['embedding_network']}" if "embedding_network" in info else "")
         + f"; {info['date']}."
     )
 
