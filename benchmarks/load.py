@@ -190,9 +190,11 @@ def sample_memory(pid: int, stop: threading.Event, samples: list[float]) -> None
 def engine_times(store: Path, catalogue: Path, photos: list[Path]) -> dict[str, float]:
     """The engine alone, in this process: median ms of a search of each photo, of its region search (the page's
     search of a scene) and of explaining a match with it; each with its own detector pass, as a new photo has."""
+    from engine.indexing import open_current
     from engine.search import SearchEngine
 
-    engine = SearchEngine.open(store, catalogue)
+    # Built, synced or repaired first where needed, as the app does when it starts (a fresh checkout has none).
+    engine = SearchEngine.from_store(open_current(catalogue, store), catalogue)
     engine.search(photos[0])
     steps = {"search": engine.search, "search_regions": engine.search_regions,
              "explain_match": lambda photo: engine.explain_match(photo, 0)}  # "why this match" for a result
