@@ -15,11 +15,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS
 from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line
 from benchmarks.load import DEFAULT_STORE, free_port, start_app, wait_until_ready
 
 AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WIDTHS = {"1280 px": {"viewport": {"width": 1280, "height": 900}},
           "390 px (touch)": {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}}
 IMPACTS = ("critical", "serious", "moderate", "minor")
@@ -39,7 +39,7 @@ def audit(url: str) -> dict[str, dict[str, list[dict]]]:
 
     found: dict[str, dict[str, list[dict]]] = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for width, device in WIDTHS.items():
             page = browser.new_page(**device)
             page.goto(url)

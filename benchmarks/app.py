@@ -8,7 +8,8 @@ request (each with a small mark of its own: the app keeps the detections of the 
 
 * **browser**: headless Chromium at 1280 px chooses a photo in the page's file input (which starts the
   search, as on the page) and waits until the results are visible (every result image loaded), then until
-  the region boxes are (the marked photo loaded), for ``--rounds`` photos;
+  the region boxes are (the marked photo loaded), for ``--rounds`` photos; where that time goes, from the
+  page's requests (``benchmarks.browser``): the upload, the search asked for, the answer in, the drawing;
 * **page API, sequential**: ``/search_photo`` (results and the pieces' boxes) with the Gradio client, one at a time,
   upload included (the browser uploads once per photo; the client once per call), result images not
   downloaded (the answer holds their URLs);
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.browser import photo_rounds
 from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, percentile
 from benchmarks.load import (
     DEFAULT_STORE,
@@ -56,53 +58,9 @@ from benchmarks.load import (
     wait_until_ready,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCENES = ("scene_000.jpg", "scene_001.jpg", "scene_002.jpg")
 # Photos the engine alone is timed on (the first a warm-up).
 ENGINE_PHOTOS = 5
-
-# True once the results show a new set of images, every one of them loaded. (The block is marked "pending"
-# again while the region search runs, which refines the results; a person sees the first ones meanwhile.)
-_RESULTS_SHOWN = """previous => {
-    const images = [...document.querySelectorAll('#results img')];
-    const sources = images.map(i => i.src).join(' ');
-    return images.length > 0 && sources !== previous && images.every(i => i.complete && i.naturalWidth > 0);
-}"""
-_RESULT_SOURCES = "() => [...document.querySelectorAll('#results img')].map(i => i.src).join(' ')"
-# True once the marked photo (the region boxes) shows a new, loaded image.
-_REGIONS_SHOWN = """previous => {
-    const image = document.querySelector('#regions img');
-    return image !== null && image.src !== previous && image.complete && image.naturalWidth > 0;
-}"""
-
-
-def browser_rounds(url: str, photos: list[Path], timeout_s: float) -> list[tuple[float, float]]:
-    """Per photo chosen in headless Chromium (the first warms the page up and is not counted): seconds until the
-    results are visible, and until the boxes are."""
-    from playwright.sync_api import sync_playwright
-
-    timings = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
-        for round_number, photo in enumerate(photos):
-            previous_results = page.evaluate(_RESULT_SOURCES)
-            previous_regions = page.evaluate("() => document.querySelector('#regions img')?.src ?? ''")
-            if page.locator("#another-photo").is_visible():  # a scene's photo stands in the upload's place
-                page.locator("#another-photo").click()
-                page.locator("#query-image input[type=file]").wait_for(state="attached", timeout=timeout_s * 1000)
-            started = time.perf_counter()
-            page.locator("#query-image input[type=file]").set_input_files(str(photo))
-            page.wait_for_function(_RESULTS_SHOWN, arg=previous_results, timeout=timeout_s * 1000, polling=10)
-            results = time.perf_counter() - started
-            page.wait_for_function(_REGIONS_SHOWN, arg=previous_regions, timeout=timeout_s * 1000, polling=10)
-            if round_number:
-                timings.append((results, time.perf_counter() - started))
-        browser.close()
-    return timings
 
 
 def api_sequential(url: str, photos: list[Path], timeout_s: float) -> dict[str, list[float]]:
@@ -262,11 +220,22 @@ def lanes_table(s: dict) -> list[str]:
             f"either way), HTTP API {two[1] / one[1]:.2f}×."]
 
 
+def browser_steps(rounds: list[dict[str, float]]) -> str:
+    """The browser's steps as the report says them: when each ended, p50 over the photos, and the server's share."""
+    ms = {step: percentile([r[step] for r in rounds if step in r], 50) * 1000
+          for step in ("uploaded", "asked", "answered", "results", "boxes") if any(step in r for r in rounds)}
+    said = {"uploaded": "uploaded", "asked": "search asked for", "answered": "answer in", "results": "results shown",
+            "boxes": "boxes shown"}
+    text = ", ".join(f"{said[step]} {value:.0f} ms" for step, value in ms.items())
+    server = [r["answered"] - r["asked"] for r in rounds if "answered" in r]
+    return text + (f" (asked → answered: {percentile(server, 50) * 1000:.0f} ms)" if server else "")
+
+
 def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
     ms = lambda seconds: f"{seconds * 1000:.0f} ms"  # noqa: E731
     engine, load, http, burst = s["engine_ms"], s["load"], s["http_s"], s["http_burst"]
-    browser_results = [r for r, _ in s["browser_s"]]
-    browser_regions = [t for _, t in s["browser_s"]]
+    browser_results = [r["results"] for r in s["browser_s"]]
+    browser_regions = [r["boxes"] for r in s["browser_s"]]
     api = s["api_s"]
     # A scene's page search is the engine's region search (its whole-photo search only when asked).
     overhead = percentile(api["/search_photo"], 50) * 1000 / engine["search_regions"]
@@ -302,6 +271,9 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"{burst['latency_s'].get('p50', float('nan')):.2f} s | {burst['latency_s'].get('p95', float('nan')):.2f} s | |",
         f"| the same: throughput, answered / busy (503) / errors | {burst['searches_per_s']:.2f} searches/s | "
         f"{burst['ok']} / {burst['busy']} / {burst['errors']} | ≥ 12 searches/s |",
+        "",
+        f"Where the browser's time goes (p50 from the photo chosen, from the page's requests): "
+        f"{browser_steps(s['browser_s'])}.",
         "",
         *lanes_table(s),
         "",
@@ -365,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     process = start_app(port, DEFAULT_CATALOGUE, DEFAULT_STORE, work / "app.log")
     try:
         wait_until_ready(url, ready_photo, process)
-        browser = browser_rounds(url, take(args.rounds + 1), args.timeout)
+        browser = photo_rounds(url, take(args.rounds + 1), args.timeout)
         print(f"browser: {browser}", flush=True)
         api = api_sequential(url, take(args.rounds), args.timeout)
         print(f"api: {api}", flush=True)
@@ -388,8 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     args.output.write_text(markdown, encoding="utf-8")
     args.output.with_suffix(".json").write_text(
         json.dumps({"machine": info, "load_before": load_before, "command": command, **summary,
-                    "summary": {"browser_results": quantiles([r for r, _ in browser]),
-                                "browser_regions": quantiles([t for _, t in browser]),
+                    "summary": {**{f"browser_{step}": quantiles([r[step] for r in browser if step in r])
+                                   for step in ("uploaded", "asked", "answered", "results", "boxes")},
                                 **{name: quantiles(values) for name, values in api.items()},
                                 **{f"http_{name}": quantiles(values) for name, values in http.items()}}}, indent=1),
         encoding="utf-8")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.app import _RESULT_SOURCES, _RESULTS_SHOWN, CHROMIUM, CHROMIUM_ARGS
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, FILE_INPUT, RESULT_SOURCES, RESULTS_SHOWN
 from benchmarks.common import DEFAULT_CATALOGUE, RESULTS, ROOT, machine_info, machine_line, markdown_table, percentile
 from benchmarks.load import DEFAULT_STORE, free_port, start_app, wait_until_ready
 
@@ -32,7 +32,6 @@ NETWORKS = {"loopback": None,
             "phone network (5 Mbit/s up, 20 down, 40 ms)": {"offline": False, "latency": 40,
                                                             "downloadThroughput": 20e6 / 8,
                                                             "uploadThroughput": 5e6 / 8}}
-FILE_INPUT = "#query-image input[type=file]"
 
 
 def phone_photos(folder: Path, count: int) -> list[Path]:
@@ -55,13 +54,13 @@ def chosen_to_results(page, url: str, photo: Path, shrink: bool) -> float:
     """Seconds from ``photo`` chosen in the page's file input (the page opened afresh) to its results visible."""
     page.goto(url)
     page.locator(FILE_INPUT).wait_for(state="attached", timeout=60_000)
-    previous = page.evaluate(_RESULT_SOURCES)
+    previous = page.evaluate(RESULT_SOURCES)
     # shrink.js reads the input's data-shrunk as "already shrunk": the photo then goes as chosen, as before it shrank any.
     page.evaluate("([selector, shrink]) => { const input = document.querySelector(selector);"
                   " if (shrink) delete input.dataset.shrunk; else input.dataset.shrunk = 'yes'; }", [FILE_INPUT, shrink])
     started = time.perf_counter()
     page.locator(FILE_INPUT).set_input_files(str(photo))
-    page.wait_for_function(_RESULTS_SHOWN, arg=previous, timeout=180_000, polling=10)
+    page.wait_for_function(RESULTS_SHOWN, arg=previous, timeout=180_000, polling=10)
     return time.perf_counter() - started
 
 
