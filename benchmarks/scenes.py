@@ -217,7 +217,7 @@ def report(measured: dict, count: int, max_regions: int) -> str:
         "# Scenes: finding furniture in cluttered photos",
         "",
         f"`python -m benchmarks.scenes{' --quick' if count < SCENES else ''}` on "
-        f"{datetime.date.today().isoformat()}; {machine_line(machine_info())}.",
+        f"{datetime.date.today().isoformat()}. {machine_line(machine_info())}",
         "",
         f"{count} composed room scenes (2-4 products each, held-out viewpoints, drawn room with clutter; "
         f"see the module docstring), {len(rows)} objects, up to {max_regions} regions per photo.",
