@@ -96,11 +96,11 @@ def results_column() -> dict:
 
 def wire(c: dict) -> None:
     """The page's events: a photo is searched (a scene by its pieces, a product shot whole, in one round trip);
-    a piece, a result, a colour or a crop searches again. Every search shares one queue ("search"): the page's
-    searches run one at a time, each on every core. Two at once on one core each (``service.SearchSlot``) served
-    the HTTP API 1.3x the searches per second but the page 0.66-0.85x (``python -m benchmarks.app``): the
-    page's own work around a search (upload, drawing, Gradio's events) shares the same two cores."""
-    one = {"concurrency_id": "search", "concurrency_limit": 1}
+    a piece, a result, a colour or a crop searches again. Every search shares one queue ("search"), as many at once
+    as ``service.SearchSlot`` runs (``FURNITURE_SEARCH_LANES``): with one at a time, a core sat idle during
+    Gradio's work around each search and between a search's network passes (30 page clients: 1.19x the searches
+    per second with two, ``python -m benchmarks.load``)."""
+    one = {"concurrency_id": "search", "concurrency_limit": SETTINGS.lanes}
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"], c["where"]]
     regions_out = [c["marked"], c["region"], c["region_embeddings"], c["region_boxes"], *outputs]

@@ -131,14 +131,16 @@ class CatalogueIndex:
 
 
 class SearchSlot:
-    """The process's searches (page and API), run so that the cores are used and never oversubscribed.
+    """The process's searches (page and API), up to ``lanes`` at once, so that both cores stay busy under load.
 
     A search that finds no other running or waiting has every core to itself (the least wait for one shopper).
-    When others wait, up to ``lanes`` run at once on an equal share of the cores: on 2 cores, 30 HTTP API clients
-    got 1.3x the searches per second from two one-thread searches side by side as from one two-thread search
-    after another (``python -m benchmarks.app``); two searches on all cores each would spin-wait on each other.
-    At most ``max_waiting`` callers wait; the others, and those that waited ``timeout_s``, get
-    ``ServiceUnavailableError``.
+    Others start at once while fewer than ``lanes`` run, each on its share of the cores (one of two), the search
+    already running keeping its threads: a search leaves a core idle for much of its time (a network gains
+    1.2-1.3x from a second thread; Gradio's work around it is one thread's), and a newcomer that waited for it
+    left that core idle too. On 2 cores, 30 page clients got 1.19x the searches per second this way as with one
+    search at a time, and 30 HTTP API clients 1.3x from two one-thread searches side by side (benchmarks/README.md,
+    "Two searches at once"). At most ``max_waiting`` callers wait; the others, and those that waited ``timeout_s``,
+    get ``ServiceUnavailableError``.
     """
 
     def __init__(self, max_waiting: int = MAX_WAITING, timeout_s: float = SLOT_TIMEOUT_S, cores: int = CORES,
@@ -146,14 +148,13 @@ class SearchSlot:
         self._changed = threading.Condition()
         self._waiting = 0
         self._running = 0
-        self._alone = False  # the running search has every core
         self.max_waiting = max_waiting
         self.timeout_s = timeout_s
         self.cores = cores
         self.lanes = lanes
 
     def _may_start(self) -> bool:
-        return self._running == 0 or (self._running < self.lanes and not self._alone)
+        return self._running < self.lanes
 
     def __enter__(self) -> SearchSlot:
         with self._changed:
@@ -163,9 +164,9 @@ class SearchSlot:
             try:
                 if not self._changed.wait_for(self._may_start, timeout=self.timeout_s):
                     raise ServiceUnavailableError(BUSY_MESSAGE)
-                self._alone = self._running == 0 and self._waiting == 1
+                alone = self._running == 0 and self._waiting == 1
                 self._running += 1
-                threads = self.cores if self._alone else max(1, self.cores // self.lanes)
+                threads = self.cores if alone else max(1, self.cores // self.lanes)
             finally:
                 self._waiting -= 1
         use_threads(threads)
@@ -174,7 +175,6 @@ class SearchSlot:
     def __exit__(self, *exc_info) -> None:
         with self._changed:
             self._running -= 1
-            self._alone = False
             self._changed.notify_all()
 
 

@@ -19,7 +19,7 @@ request (each with a small mark of its own: the app keeps the detections of the 
 * **HTTP API** (``POST /api/search``, ``http_api``): sequential, without and with regions, and the same
   burst of clients (whole-photo searches): answered, told "busy" (503), errors;
 * the same load and burst on the app restarted with ``FURNITURE_SEARCH_LANES=1`` (one search at a time on
-  every core, as before API searches could run two at once on one core each when others wait), twice, then on
+  every core, as before searches could run two at once when others wait), twice, then on
   the app as it runs again: the baseline, same run, A B B A;
 * the app's resident memory after the sequential searches and at its peak under load;
 * **the engine alone** on the same photos in this process before the app starts, so that the page's
@@ -201,8 +201,8 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 def lanes_table(s: dict) -> list[str]:
-    """Under load: the app as it runs (``FURNITURE_SEARCH_LANES=2``: API searches two at once on one core each when
-    others wait; the page's one at a time) against every search one at a time on every core
+    """Under load: the app as it runs (``FURNITURE_SEARCH_LANES=2``: the page's and the API's searches two at once
+    when others wait, the newcomer on one core) against every search one at a time on every core
     (``FURNITURE_SEARCH_LANES=1``), same run, in the order measured."""
     rows, means = [], {}
     for name, measured in s["lanes_rounds"]:
@@ -216,8 +216,7 @@ def lanes_table(s: dict) -> list[str]:
     return ["| under load, same run, in this order | page: throughput | page: one search p50 / p95 | "
             "page: answered / busy / errors | HTTP API: throughput | HTTP API: answered / busy / errors |",
             "|---|---|---|---|---|---|", *rows, "",
-            f"Mean throughput, two lanes ÷ one lane: page {two[0] / one[0]:.2f}× (its searches run one at a time "
-            f"either way), HTTP API {two[1] / one[1]:.2f}×."]
+            f"Mean throughput, two lanes ÷ one lane: page {two[0] / one[0]:.2f}×, HTTP API {two[1] / one[1]:.2f}×."]
 
 
 def browser_steps(rounds: list[dict[str, float]]) -> str:
@@ -247,8 +246,8 @@ def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:
         f"Load average before the run: {load_before}. Command: `{command}`.",
         "",
         "12 MP phone-like photos of three room scenes (JPEG, ~"
-        f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1 (the page's searches one at a time on every core; the API's "
-        "two at once on one core each when others wait).",
+        f"{s['photo_mb']:.1f} MB), a new one for every request; the app on 127.0.0.1 (a search alone on every core; when others "
+        "wait, page and API searches two at once, the newcomer on one core).",
         "",
         "| what a person waits for | p50 | p95 | goal (#28) |",
         "|---|---|---|---|",

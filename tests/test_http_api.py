@@ -152,7 +152,7 @@ def test_not_ready_yet_is_503_with_the_status(search_engine):
 
 
 def test_the_search_slot_lets_a_bounded_number_wait():
-    slot = SearchSlot(max_waiting=1, timeout_s=5)
+    slot = SearchSlot(max_waiting=1, timeout_s=5, lanes=1)
     entered = threading.Event()
     release = threading.Event()
 
@@ -175,13 +175,13 @@ def test_the_search_slot_lets_a_bounded_number_wait():
     holder.join(5)
     waiter.join(5)
     assert not waiter.is_alive()
-    with SearchSlot(max_waiting=1, timeout_s=0.1) as held:  # a slot taken for too long: busy, not a stall
+    with SearchSlot(max_waiting=1, timeout_s=0.1, lanes=1) as held:  # a slot taken for too long: busy, not a stall
         with pytest.raises(ServiceUnavailableError, match="busy"):
             with held:
                 pass
 
 
-def test_a_search_alone_has_every_core_and_two_run_at_once_on_one_each_when_others_wait():
+def test_a_search_alone_has_every_core_and_one_more_joins_it_on_one_core():
     slot = SearchSlot(max_waiting=4, timeout_s=5, cores=2)
     alone_inside, release = threading.Event(), threading.Event()
     both_inside = threading.Barrier(3, timeout=5)  # the two waiters and this test
@@ -204,13 +204,37 @@ def test_a_search_alone_has_every_core_and_two_run_at_once_on_one_each_when_othe
     waiters = [threading.Thread(target=waiter, args=(name,)) for name in ("a", "b")]
     for thread in waiters:
         thread.start()
-    threading.Event().wait(0.2)  # both now wait: the one running has every core, so neither may join it
-    assert "a" not in threads_seen and "b" not in threads_seen
+    threading.Event().wait(0.2)  # one joined the search running alone, on one core; two lanes: the other waits
+    assert len({"a", "b"} & threads_seen.keys()) == 1
     release.set()
     both_inside.wait()
     for thread in (first, *waiters):
         thread.join(5)
     assert threads_seen == {"alone": 2, "a": 1, "b": 1}
+
+
+def test_with_one_lane_searches_run_one_at_a_time_on_every_core():
+    slot = SearchSlot(max_waiting=4, timeout_s=5, cores=2, lanes=1)
+    inside, release = threading.Event(), threading.Event()
+    threads_seen = []
+
+    def search():
+        with slot:
+            threads_seen.append(thread_count())
+            inside.set()
+            release.wait(5)
+
+    first = threading.Thread(target=search)
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=search)
+    second.start()
+    threading.Event().wait(0.2)
+    assert threads_seen == [2]  # the second waits for the first
+    release.set()
+    for thread in (first, second):
+        thread.join(5)
+    assert threads_seen == [2, 2]
 
 
 @pytest.mark.slow
