@@ -242,6 +242,16 @@ def summarise(searches: list[Search], big: list[Search], answers: list[float], m
     }
 
 
+def lanes_said() -> str:
+    """How many searches the app ran at once, as the environment it was started with sets it."""
+    from service import AppSettings
+
+    lanes = AppSettings.from_environment().lanes
+    if lanes == 1:
+        return "one search at a time on every core (`FURNITURE_SEARCH_LANES=1`)"
+    return f"a search alone on every core, up to {lanes} at once when others wait"
+
+
 def render_markdown(summary: dict, info: dict, load_before: str) -> str:
     s = summary
     big = (f"{s['big_photo_s']:.1f} s" if s["big_photo_s"] is not None else f"failed: {s['big_photo_error']}") \
@@ -281,7 +291,7 @@ def render_markdown(summary: dict, info: dict, load_before: str) -> str:
     if s["error_messages"]:
         lines += ["Errors:", "", *[f"- {message}" for message in s["error_messages"]], ""]
     lines += [
-        "Searches queue for one slot (`concurrency_id=\"search\"`, one search at a time on all cores); the wait in "
+        f"Searches share one queue (`concurrency_id=\"search\"`), {lanes_said()}; the wait in "
         "the queue is most of a search's time under a burst. A queue of more than 32 waiting requests is refused "
         "with Gradio's \"queue is full\" (counted as rejected).",
         "",
