@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import threading
 import time
@@ -47,6 +48,7 @@ from benchmarks.load import (
     DEFAULT_STORE,
     PHONE_SIZE,
     connect,
+    cpu_seconds,
     engine_times,
     free_port,
     is_rejection,
@@ -57,6 +59,7 @@ from benchmarks.load import (
     start_app,
     wait_until_ready,
 )
+from engine.networks import CORES
 
 SCENES = ("scene_000.jpg", "scene_001.jpg", "scene_002.jpg")
 # Photos the engine alone is timed on (the first a warm-up).
@@ -138,10 +141,14 @@ def under_load(url: str, photos: list[Path], clients: int, searches: int, timeou
     with ThreadPoolExecutor(max_workers=clients) as pool:
         connected = list(pool.map(connect, [url] * clients))
         begun = time.perf_counter()
+        cpu_before = cpu_seconds(pid), cpu_seconds(os.getpid())
         runs = [pool.submit(run_client, connected[n], n, photos[n * searches : (n + 1) * searches], timeout_s, begun)
                 for n in range(clients)]
         done = [search for run in runs for search in run.result()]
     seconds = time.perf_counter() - begun
+    # Where the cores went: the clients run in this process, on the same cores as the app.
+    cpu = {"app": cpu_seconds(pid) - cpu_before[0], "clients": cpu_seconds(os.getpid()) - cpu_before[1],
+           "available": CORES * seconds}
     stop.set()
     sampler.join()
     ok = [s for s in done if not s.error]
@@ -153,7 +160,7 @@ def under_load(url: str, photos: list[Path], clients: int, searches: int, timeou
         "searches_per_s": len(ok) / seconds,
         "results_s": {f"p{q}": percentile([s.results_s for s in ok], q) for q in (50, 95)} if ok else {},
         "total_s": {f"p{q}": percentile([s.total_s for s in ok], q) for q in (50, 95)} if ok else {},
-        "peak_mb": max(samples, default=float("nan")),
+        "peak_mb": max(samples, default=float("nan")), "cpu_s": cpu,
     }
 
 
@@ -213,10 +220,14 @@ def lanes_table(s: dict) -> list[str]:
                     f"{burst['ok']} / {burst['busy']} / {burst['errors']} |")
         means.setdefault(name, []).append((load["searches_per_s"], burst["searches_per_s"]))
     (two, one) = [np.mean(values, axis=0) for values in means.values()]
+    cpu = s["lanes_rounds"][0][1]["load"].get("cpu_s")
+    cores = (f" During the first page burst the app used {cpu['app']:.1f} core-seconds and the clients (in the "
+             f"benchmark's process, on the same cores) {cpu['clients']:.1f}, of {cpu['available']:.1f}." if cpu else "")
     return ["| under load, same run, in this order | page: throughput | page: one search p50 / p95 | "
             "page: answered / busy / errors | HTTP API: throughput | HTTP API: answered / busy / errors |",
             "|---|---|---|---|---|---|", *rows, "",
-            f"Mean throughput, two lanes ÷ one lane: page {two[0] / one[0]:.2f}×, HTTP API {two[1] / one[1]:.2f}×."]
+            f"Mean throughput, two lanes ÷ one lane: page {two[0] / one[0]:.2f}×, HTTP API {two[1] / one[1]:.2f}×."
+            + cores]
 
 
 def browser_steps(rounds: list[dict[str, float]]) -> str:

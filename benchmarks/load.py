@@ -97,6 +97,12 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_app(port: int, catalogue: Path, store: Path, log: Path, **settings: str) -> subprocess.Popen:
     """``app.py`` on 127.0.0.1:``port``; ``settings`` are more of its environment variables."""
     env = dict(os.environ, FURNITURE_CATALOGUE=str(catalogue), FURNITURE_STORE=str(store),
