@@ -134,13 +134,12 @@ class SearchSlot:
     """The process's searches (page and API), up to ``lanes`` at once, so that both cores stay busy under load.
 
     A search that finds no other running or waiting has every core to itself (the least wait for one shopper).
-    Others start at once while fewer than ``lanes`` run, each on its share of the cores (one of two), the search
-    already running keeping its threads: a search leaves a core idle for much of its time (a network gains
-    1.2-1.3x from a second thread; Gradio's work around it is one thread's), and a newcomer that waited for it
-    left that core idle too. On 2 cores, 30 page clients got 1.19x the searches per second this way as with one
-    search at a time, and 30 HTTP API clients 1.3x from two one-thread searches side by side (benchmarks/README.md,
-    "Two searches at once"). At most ``max_waiting`` callers wait; the others, and those that waited ``timeout_s``,
-    get ``ServiceUnavailableError``.
+    Others start at once while fewer than ``lanes`` run, each on its share of the cores, the search already
+    running keeping its threads: a network gains only 1.2-1.3x from a second thread and Gradio's work around a
+    search is one thread's, so a newcomer waiting for it left a core idle. On 2 cores, 30 page clients got
+    1.2x the searches per second, 30 HTTP API clients 1.3-1.5x (benchmarks/README.md, "Session 16").
+    At most ``max_waiting`` callers wait; the others, and those that waited ``timeout_s``, get
+    ``ServiceUnavailableError``.
     """
 
     def __init__(self, max_waiting: int = MAX_WAITING, timeout_s: float = SLOT_TIMEOUT_S, cores: int = CORES,
