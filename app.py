@@ -81,6 +81,7 @@ def photo_column() -> dict:
 def results_column() -> dict:
     """The summary, the colour chips, the results, the picked product and why it matched, the category bars."""
     parts = {}
+    gr.HTML(page.SEARCHING_NOTE, elem_id="searching", padding=False)
     parts["summary"] = gr.Markdown(elem_id="summary")
     parts["colour_choice"] = gr.Radio([page.ANY_COLOUR], value=page.ANY_COLOUR, label="Same look, other colour",
                                       visible=False, elem_id="colour-chips")
@@ -94,13 +95,21 @@ def results_column() -> dict:
     return parts
 
 
+def searched(trigger, fn, inputs: list, outputs: list, **kwargs):
+    """``fn`` run as a search when ``trigger`` fires: in the "search" queue, as many at once as ``service.SearchSlot``
+    runs (``FURNITURE_SEARCH_LANES``: with one at a time, a core sat idle during Gradio's work around each search;
+    30 page clients, 1.19x the searches per second with two, ``python -m benchmarks.load``), the page saying
+    "Searching…" until its answer is in (``page.SEARCH_STARTS``) instead of Gradio's progress on every output."""
+    trigger(None, js=page.SEARCH_STARTS, queue=False)
+    search = trigger(fn, inputs, outputs, show_progress="hidden", concurrency_id="search",
+                     concurrency_limit=SETTINGS.lanes, **kwargs)
+    search.failure(None, js=page.SEARCH_ENDS, queue=False)  # Gradio's page runs a "then" only after a success
+    return search.then(None, js=page.SEARCH_ENDS, queue=False)
+
+
 def wire(c: dict) -> None:
     """The page's events: a photo is searched (a scene by its pieces, a product shot whole, in one round trip);
-    a piece, a result, a colour or a crop searches again. Every search shares one queue ("search"), as many at once
-    as ``service.SearchSlot`` runs (``FURNITURE_SEARCH_LANES``): with one at a time, a core sat idle during
-    Gradio's work around each search and between a search's network passes (30 page clients: 1.19x the searches
-    per second with two, ``python -m benchmarks.load``)."""
-    one = {"concurrency_id": "search", "concurrency_limit": SETTINGS.lanes}
+    a piece, a result, a colour or a crop searches again (``searched``)."""
     outputs = [c[name] for name in ("confidences", "summary", "results", "rows", "colour_choice", "vectors", "subject")]
     search_in = [c["image"], c["k"], c["category"], c["where"]]
     regions_out = [c["marked"], c["region"], c["region_embeddings"], c["region_boxes"], *outputs]
@@ -109,15 +118,15 @@ def wire(c: dict) -> None:
     if "examples" in c:
         started.append(c["examples"].load_input_event.then)
     for event in started:
-        (event(search_photo, search_in, regions_out, **one)
+        (searched(event, search_photo, search_in, regions_out)
          .then(photo_in_place, c["region_boxes"], [c["image"], c["another"]], queue=False))
     c["another"].click(new_photo, None, [c["image"], c["marked"], c["region"], c["another"], c["region_embeddings"],
                                          c["region_boxes"]], queue=False)
     region_in = [c["image"], c["region_embeddings"], c["region_boxes"], c["region"], c["k"], c["category"], c["where"]]
-    c["region"].input(search_region, region_in, outputs, **one)
-    c["marked"].select(picked_box, c["region_boxes"], c["region"]).then(search_region, region_in, outputs, **one)
-    c["results"].select(more_like_this, [c["image"], c["rows"], c["k"], c["category"], c["where"]],
-                        [c["picked"], c["why"], *outputs], **one)
+    searched(c["region"].input, search_region, region_in, outputs)
+    searched(c["marked"].select(picked_box, c["region_boxes"], c["region"]).then, search_region, region_in, outputs)
+    searched(c["results"].select, more_like_this, [c["image"], c["rows"], c["k"], c["category"], c["where"]],
+             [c["picked"], c["why"], *outputs])
     # A new photo: no product is picked any more, no piece found yet.
     c["image"].input(lambda: (gr.Markdown(visible=False), gr.Image(visible=False)), None, [c["picked"], c["why"]],
                      queue=False)
@@ -127,14 +136,14 @@ def wire(c: dict) -> None:
     c["crop_by_hand"].collapse(lambda: False, None, c["crop_open"])
     c["image"].change(crop_photo, [c["image"], c["crop_open"]], crop_out, show_progress="hidden")
     c["crop_picture"].select(crop_corner, [c["image"], c["crop"]], crop_out, show_progress="hidden")
-    c["crop_button"].click(search_crop, [c["image"], c["crop"], c["k"], c["category"], c["where"]], outputs,
-                           api_name="search_crop", **one)
+    searched(c["crop_button"].click, search_crop, [c["image"], c["crop"], c["k"], c["category"], c["where"]], outputs,
+             api_name="search_crop")
     again_in = [c["vectors"], c["colour_choice"], c["k"], c["category"], c["subject"], c["where"]]
-    c["colour_choice"].input(refine_by_colour, again_in, outputs, **one)
+    searched(c["colour_choice"].input, refine_by_colour, again_in, outputs)
     # A filter set: the results shown searched again among the products that meet it.
     filters = [c["max_price"], c["in_stock"], c["brand"]]
     for event in (c["max_price"].input, c["in_stock"].input, c["brand"].input):
-        event(set_filters, filters, c["where"], queue=False).then(refilter, again_in, outputs, **one)
+        searched(event(set_filters, filters, c["where"], queue=False).then, refilter, again_in, outputs)
 
 
 def filter_controls() -> tuple:

@@ -30,6 +30,28 @@ CROP_COLOUR = (255, 200, 0)
 WHOLE_PHOTO = "Whole photo"
 ANY_COLOUR = "Any colour"
 
+# While a search runs the page says so in one still line (a live region, read out by screen readers) and dims what
+# it will replace. Gradio's own progress drew a timer, a spinner and a sweeping bar on every output, each redrawn
+# every frame: ~130 ms of the browser's CPU a search (benchmarks/README.md, "Session 17"). Run in the browser as
+# each search is asked for and once its answer is in; a count, since a search can be asked for while one runs.
+SEARCHING = "Searching…"
+SEARCH_STARTS = """() => {
+  const searches = Number(document.body.dataset.searches || 0) + 1;
+  document.body.dataset.searches = String(searches);
+  document.body.classList.add("searching");
+  const note = document.querySelector("#searching [role=status]");
+  if (note) note.textContent = "%s";
+}""" % SEARCHING
+SEARCH_ENDS = """() => {
+  const searches = Math.max(0, Number(document.body.dataset.searches || 0) - 1);
+  document.body.dataset.searches = String(searches);
+  if (searches) return;
+  document.body.classList.remove("searching");
+  const note = document.querySelector("#searching [role=status]");
+  if (note) note.textContent = "";
+}"""
+SEARCHING_NOTE = '<p role="status"></p>'
+
 HOW_IT_WORKS = """
 **How it works.** Your photo is decoded (phone orientation applied, HEIC supported) and
 shrunk to the network's input size. An ImageNet-pretrained EfficientNet-Lite turns it into

@@ -279,3 +279,52 @@ def test_a_large_photo_is_sent_upright_on_white_at_the_size_the_search_reads(ser
     with Image.open(sent[0]) as image:
         assert image.size == (1024, 2048)
     page.close()
+
+
+# Records, from before a photo is chosen, what the page's "Searching…" line said and whether Gradio's own progress
+# ("processing | 0.3s" on each output) was ever drawn: a text that is there and not see-through.
+WATCH_SEARCHING = """() => {
+  const note = () => document.querySelector("#searching [role=status]").textContent;
+  const drawn = (node) => {
+    for (let element = node.parentElement; element; element = element.parentElement) {
+      const style = getComputedStyle(element);
+      if (style.display === "none" || style.visibility === "hidden" || style.opacity === "0") return false;
+    }
+    return true;
+  };
+  const progress = () => {
+    const texts = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (texts.nextNode()) if (texts.currentNode.textContent.includes("processing") && drawn(texts.currentNode)) return true;
+    return false;
+  };
+  window.seen = {notes: [note()], progress: false};
+  new MutationObserver(() => {
+    if (window.seen.notes.at(-1) !== note()) window.seen.notes.push(note());
+    window.seen.progress ||= progress();
+  }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def test_a_search_says_searching_in_one_still_line_until_its_answer_or_error_is_in(server, browser, tmp_path):
+    url, root = server
+    page = browser.new_page(**DESKTOP)
+    page.goto(url)
+    page.locator("#query-image input[type=file]").wait_for(state="attached")
+    page.evaluate(WATCH_SEARCHING)
+    page.locator("#query-image input[type=file]").set_input_files(str(root / "scene.jpg"))
+    page.locator("#regions img").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => !document.body.classList.contains('searching')", timeout=10_000)
+    seen = page.evaluate("window.seen")
+    assert seen["notes"] == ["", "Searching…", ""] and not seen["progress"]
+    assert not page.locator("#searching").is_visible()
+    # A photo that cannot be searched: the error is shown and the line goes.
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a photo")
+    page.locator("#another-photo").click()
+    page.evaluate(WATCH_SEARCHING)
+    page.locator("#query-image input[type=file]").set_input_files(str(broken))
+    page.get_by_text("cannot be read").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => !document.body.classList.contains('searching')", timeout=10_000)
+    assert page.evaluate("window.seen")["notes"] == ["", "Searching…", ""]
+    assert not page.locator("#searching").is_visible()
+    page.close()
