@@ -231,14 +231,17 @@ def lanes_table(s: dict) -> list[str]:
 
 
 def browser_steps(rounds: list[dict[str, float]]) -> str:
-    """The browser's steps as the report says them: when each ended, p50 over the photos, and the server's share."""
+    """The browser's steps as the report says them: when each ended, p50 over the photos, the server's share and
+    the browser's own CPU."""
     ms = {step: percentile([r[step] for r in rounds if step in r], 50) * 1000
           for step in ("uploaded", "asked", "answered", "results", "boxes") if any(step in r for r in rounds)}
     said = {"uploaded": "uploaded", "asked": "search asked for", "answered": "answer in", "results": "results shown",
             "boxes": "boxes shown"}
     text = ", ".join(f"{said[step]} {value:.0f} ms" for step, value in ms.items())
     server = [r["answered"] - r["asked"] for r in rounds if "answered" in r]
-    return text + (f" (asked → answered: {percentile(server, 50) * 1000:.0f} ms)" if server else "")
+    text += f" (asked → answered: {percentile(server, 50) * 1000:.0f} ms)" if server else ""
+    cpu = [r["browser_cpu"] for r in rounds if "browser_cpu" in r]
+    return text + (f"; Chromium's CPU a photo, on the same cores: {percentile(cpu, 50) * 1000:.0f} ms" if cpu else "")
 
 
 def render_markdown(s: dict, info: dict, load_before: str, command: str) -> str:

@@ -9,8 +9,11 @@ is asked for, the server's answer, and the drawing.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+from benchmarks.load import cpu_seconds
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -65,9 +68,23 @@ class Timeline:
         return found
 
 
+def browser_cpu_seconds() -> float:
+    """CPU time used so far by this machine's Chromium processes: the page's own work, which here shares the
+    server's cores."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "chromium":
+                total += cpu_seconds(int(pid))
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
 def photo_rounds(url: str, photos: list[Path], timeout_s: float) -> list[dict[str, float]]:
     """Per photo chosen in headless Chromium at 1280 px (the first warms the page up and is not counted): seconds
-    until each step of ``STEPS``, until the results are visible ("results") and until the boxes are ("boxes")."""
+    until each step of ``STEPS``, until the results are visible ("results") and until the boxes are ("boxes"); the
+    CPU Chromium used meanwhile ("browser_cpu")."""
     from playwright.sync_api import sync_playwright
 
     rounds = []
@@ -82,12 +99,15 @@ def photo_rounds(url: str, photos: list[Path], timeout_s: float) -> list[dict[st
             if page.locator("#another-photo").is_visible():  # a scene's photo stands in the upload's place
                 page.locator("#another-photo").click()
                 page.locator(FILE_INPUT).wait_for(state="attached", timeout=timeout_s * 1000)
+            cpu = browser_cpu_seconds()
             timeline.start()
             page.locator(FILE_INPUT).set_input_files(str(photo))
             page.wait_for_function(RESULTS_SHOWN, arg=previous_results, timeout=timeout_s * 1000, polling=10)
             results = time.perf_counter() - timeline.started
             page.wait_for_function(REGIONS_SHOWN, arg=previous_regions, timeout=timeout_s * 1000, polling=10)
             if round_number:
-                rounds.append({**timeline.steps(), "results": results, "boxes": time.perf_counter() - timeline.started})
+                boxes = time.perf_counter() - timeline.started
+                rounds.append({**timeline.steps(), "results": results, "boxes": boxes,
+                               "browser_cpu": browser_cpu_seconds() - cpu})
         browser.close()
     return rounds

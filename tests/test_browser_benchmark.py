@@ -70,3 +70,11 @@ def test_report_gives_each_step_and_the_server_share():
     text = browser_steps(rounds)
     assert text.startswith("uploaded 60 ms, search asked for 110 ms, answer in 320 ms, results shown 370 ms")
     assert text.endswith("(asked → answered: 210 ms)")
+
+
+def test_report_gives_the_browsers_cpu():
+    rounds = [{"asked": 0.10, "answered": 0.30, "results": 0.35, "browser_cpu": 0.40},
+              {"asked": 0.12, "answered": 0.34, "results": 0.39, "browser_cpu": 0.50}]
+    text = browser_steps(rounds)
+    assert "results shown 370 ms (asked → answered: 210 ms); " in text
+    assert text.endswith("Chromium's CPU a photo, on the same cores: 450 ms")
