@@ -310,6 +310,7 @@ def test_a_search_says_searching_in_one_still_line_until_its_answer_or_error_is_
     page = browser.new_page(**DESKTOP)
     page.goto(url)
     page.locator("#query-image input[type=file]").wait_for(state="attached")
+    page.locator("#searching [role=status]").wait_for(state="attached")  # drawn with the results column
     page.evaluate(WATCH_SEARCHING)
     page.locator("#query-image input[type=file]").set_input_files(str(root / "scene.jpg"))
     page.locator("#regions img").first.wait_for(timeout=60_000)
