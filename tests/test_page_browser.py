@@ -329,3 +329,18 @@ def test_a_search_says_searching_in_one_still_line_until_its_answer_or_error_is_
     assert page.evaluate("window.seen")["notes"] == ["", "Searching…", ""]
     assert not page.locator("#searching").is_visible()
     page.close()
+
+
+def test_the_benchmarks_search_asked_as_the_browser_asks_gets_its_answer_or_says_it_failed(server, tmp_path):
+    import httpx
+
+    from benchmarks.app import protocol_search, search_photo_index
+
+    url, root = server
+    event = search_photo_index(url)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a photo")
+    with httpx.Client(timeout=60) as http:
+        protocol_search(http, url, event, root / "scene.jpg")
+        with pytest.raises(RuntimeError, match="cannot be read"):
+            protocol_search(http, url, event, broken)
