@@ -100,8 +100,7 @@ def searched(trigger, fn, inputs: list, outputs: list, **kwargs):
     runs (``FURNITURE_SEARCH_LANES``: with one at a time, a core sat idle during Gradio's work around each search;
     30 page clients, 1.19x the searches per second with two, ``python -m benchmarks.load``), the page saying
     "Searching…" until its answer is in (``page.SEARCH_STARTS``) instead of Gradio's progress on every output."""
-    trigger(None, js=page.SEARCH_STARTS, queue=False)
-    search = trigger(fn, inputs, outputs, show_progress="hidden", concurrency_id="search",
+    search = trigger(fn, inputs, outputs, js=page.SEARCH_STARTS, show_progress="hidden", concurrency_id="search",
                      concurrency_limit=SETTINGS.lanes, **kwargs)
     search.failure(None, js=page.SEARCH_ENDS, queue=False)  # Gradio's page runs a "then" only after a success
     return search.then(None, js=page.SEARCH_ENDS, queue=False)

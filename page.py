@@ -32,15 +32,17 @@ ANY_COLOUR = "Any colour"
 
 # While a search runs the page says so in one still line (a live region, read out by screen readers) and dims what
 # it will replace. Gradio's own progress drew a timer, a spinner and a sweeping bar on every output, each redrawn
-# every frame: ~130 ms of the browser's CPU a search (benchmarks/README.md, "Session 17"). Run in the browser as
-# each search is asked for and once its answer is in; a count, since a search can be asked for while one runs.
+# every frame: 50-210 ms more of the browser's CPU a search (benchmarks/README.md, "Session 17"). SEARCH_STARTS runs
+# in the browser as a search is asked for (its inputs passed on as they are), SEARCH_ENDS once its answer or error is
+# in; a count, since a search can be asked for while another runs.
 SEARCHING = "Searching…"
-SEARCH_STARTS = """() => {
+SEARCH_STARTS = """(...inputs) => {
   const searches = Number(document.body.dataset.searches || 0) + 1;
   document.body.dataset.searches = String(searches);
   document.body.classList.add("searching");
   const note = document.querySelector("#searching [role=status]");
   if (note) note.textContent = "%s";
+  return inputs;
 }""" % SEARCHING
 SEARCH_ENDS = """() => {
   const searches = Math.max(0, Number(document.body.dataset.searches || 0) - 1);

@@ -318,6 +318,13 @@ def test_a_search_says_searching_in_one_still_line_until_its_answer_or_error_is_
     seen = page.evaluate("window.seen")
     assert seen["notes"] == ["", "Searching…", ""] and not seen["progress"]
     assert not page.locator("#searching").is_visible()
+    # Asked for twice at once, the search runs once, and the line goes with its answer.
+    page.evaluate(WATCH_SEARCHING)
+    page.locator("#find-similar").click()
+    page.locator("#find-similar").click()
+    page.wait_for_function("() => window.seen.notes.length >= 3", timeout=60_000)
+    page.wait_for_function("() => !document.body.classList.contains('searching')", timeout=10_000)
+    assert page.evaluate("window.seen")["notes"] == ["", "Searching…", ""]
     # A photo that cannot be searched: the error is shown and the line goes.
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not a photo")
