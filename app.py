@@ -97,9 +97,9 @@ def results_column() -> dict:
 
 def searched(trigger, fn, inputs: list, outputs: list, **kwargs):
     """``fn`` run as a search when ``trigger`` fires: in the "search" queue, as many at once as ``service.SearchSlot``
-    runs (``FURNITURE_SEARCH_LANES``: with one at a time, a core sat idle during Gradio's work around each search;
-    30 page clients, 1.19x the searches per second with two, ``python -m benchmarks.load``), the page saying
-    "Searching…" until its answer is in (``page.SEARCH_STARTS``) instead of Gradio's progress on every output."""
+    runs (``FURNITURE_SEARCH_LANES``: with one at a time, a core sat idle during Gradio's work around each search),
+    the page saying "Searching…" until its answer is in (``page.SEARCH_STARTS``) instead of Gradio's progress on
+    every output (benchmarks/README.md, "Two searches at once" and "Session 17")."""
     search = trigger(fn, inputs, outputs, js=page.SEARCH_STARTS, show_progress="hidden", concurrency_id="search",
                      concurrency_limit=SETTINGS.lanes, **kwargs)
     search.failure(None, js=page.SEARCH_ENDS, queue=False)  # Gradio's page runs a "then" only after a success

@@ -32,7 +32,7 @@ ANY_COLOUR = "Any colour"
 
 # While a search runs the page says so in one still line (a live region, read out by screen readers) and dims what
 # it will replace. Gradio's own progress drew a timer, a spinner and a sweeping bar on every output, each redrawn
-# every frame: 50-210 ms more of the browser's CPU a search (benchmarks/README.md, "Session 17"). SEARCH_STARTS runs
+# every frame, on the cores the search needs too (benchmarks/README.md, "Session 17"). SEARCH_STARTS runs
 # in the browser as a search is asked for (its inputs passed on as they are), SEARCH_ENDS once its answer or error is
 # in; a count, since a search can be asked for while another runs.
 SEARCHING = "Searching…"
